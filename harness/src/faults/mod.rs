@@ -1,0 +1,440 @@
+//! Activity fault kinds and the plan that carries them to the worker.
+//!
+//! Each fault kind lives in its own file and implements [`ActivityFault`], Toxiproxy-style: one
+//! small interface per kind. Adding a kind means one new file plus one [`FaultAction`] variant.
+//!
+//! A [`FaultPlan`] is serialised into a workflow header ([`HEADER_KEY`]) when the runner starts a
+//! workflow, so any worker process that executes the activities (in-process or deployed
+//! elsewhere) sees the same plan; see [`crate::inject`].
+
+mod delay;
+mod error;
+mod hang;
+mod panic;
+
+pub use delay::DelayFault;
+pub use error::ErrorFault;
+pub use hang::HangFault;
+pub use panic::{PanicFault, quiet_injected_panics};
+
+use crate::history::ObservedFailure;
+use futures::future::BoxFuture;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+use temporalio_sdk::activities::ActivityError;
+
+/// Header under which the fault plan travels with a workflow and its activities.
+pub const HEADER_KEY: &str = "temporal-chaos-faults";
+
+/// All faults of one scenario, with the seed that drives probabilistic ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultPlan {
+    /// Seed for `probability`; the same seed fires the same faults on the same attempts.
+    pub seed: u64,
+    /// Rules in file order; every matching rule applies, in this order.
+    pub rules: Vec<FaultRule>,
+}
+
+impl FaultPlan {
+    /// Rules that fire for this attempt of this activity.
+    pub fn firing<'a>(&'a self, at: &'a AttemptKey<'a>) -> impl Iterator<Item = &'a FaultRule> {
+        self.rules.iter().filter(move |r| r.fires(self.seed, at))
+    }
+}
+
+/// Identifies one activity attempt, which is all a fault decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptKey<'a> {
+    /// Workflow that scheduled the activity.
+    pub workflow_id: &'a str,
+    /// Activity id within that workflow.
+    pub activity_id: &'a str,
+    /// Registered activity type name.
+    pub activity_type: &'a str,
+    /// Attempt number, starting at 1.
+    pub attempt: u32,
+}
+
+/// One `[[fault]]` entry of a scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRule {
+    /// 1-based position in the scenario file; shown in injected messages as `#id`.
+    pub id: usize,
+    /// Activity type the rule targets, or `*` for any.
+    pub activity: String,
+    /// Which attempts it targets.
+    pub attempts: AttemptSelector,
+    /// Chance to fire on a targeted attempt; `None` means always.
+    pub probability: Option<f64>,
+    /// What happens when it fires.
+    pub action: FaultAction,
+}
+
+impl FaultRule {
+    /// Whether this rule targets the activity type at all.
+    pub fn targets(&self, activity_type: &str) -> bool {
+        self.activity == "*" || self.activity == activity_type
+    }
+
+    /// Whether the rule fires on this attempt. Deterministic in (seed, attempt key), so the
+    /// worker that injects and the verifier that reads the history agree without talking.
+    pub fn fires(&self, seed: u64, at: &AttemptKey<'_>) -> bool {
+        if !self.targets(at.activity_type) || !self.attempts.matches(at.attempt) {
+            return false;
+        }
+        match self.probability {
+            None => true,
+            Some(p) => {
+                let mut rng = StdRng::seed_from_u64(attempt_seed(seed, self.id, at));
+                rng.random::<f64>() < p
+            }
+        }
+    }
+
+    /// Text every failure injected by this rule carries, so history can prove it fired.
+    pub fn marker(&self) -> String {
+        format!("[chaos fault #{}]", self.id)
+    }
+
+    /// Human summary, e.g. `error InvalidInput on risky attempts 1,2`.
+    pub fn describe(&self) -> String {
+        let chance = self
+            .probability
+            .map(|p| format!(" with probability {p}"))
+            .unwrap_or_default();
+        format!(
+            "#{} {} on {} attempts {}{chance}",
+            self.id,
+            self.action.fault().describe(),
+            self.activity,
+            self.attempts
+        )
+    }
+}
+
+/// FNV-1a over the attempt key: a stable per-attempt seed, unlike `std`'s hasher.
+fn attempt_seed(seed: u64, rule: usize, at: &AttemptKey<'_>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    let parts = [
+        at.workflow_id.as_bytes(),
+        at.activity_id.as_bytes(),
+        &at.attempt.to_le_bytes(),
+        &rule.to_le_bytes(),
+    ];
+    for byte in parts.into_iter().flat_map(|p| p.iter().chain([&0xffu8])) {
+        h ^= u64::from(*byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Attempts a rule targets: `"all"`, `[1, 3]`, `"2..4"` (inclusive) or `"from 2"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptSelector {
+    /// Every attempt.
+    All,
+    /// Exactly these attempts.
+    List(Vec<u32>),
+    /// From `from` up to `to` (inclusive; open-ended when `None`).
+    Range {
+        /// First attempt targeted.
+        from: u32,
+        /// Last attempt targeted, if any.
+        to: Option<u32>,
+    },
+}
+
+impl AttemptSelector {
+    /// Parses the text forms `all`, `N`, `N..M` and `from N`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let number = |s: &str| -> Result<u32, String> {
+            match s.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(format!(
+                    "`{}` is not an attempt number (1 or more)",
+                    s.trim()
+                )),
+            }
+        };
+        if t == "all" {
+            Ok(Self::All)
+        } else if let Some(rest) = t.strip_prefix("from ") {
+            Ok(Self::Range {
+                from: number(rest)?,
+                to: None,
+            })
+        } else if let Some((a, b)) = t.split_once("..") {
+            let (from, to) = (number(a)?, number(b.trim_start_matches('='))?);
+            if to < from {
+                return Err(format!("range `{t}` is empty"));
+            }
+            Ok(Self::Range { from, to: Some(to) })
+        } else {
+            number(t).map(|n| Self::List(vec![n])).map_err(|_| {
+                format!(
+                    "`{t}` is not an attempt selector: use \"all\", [1, 2], \"2..4\" or \"from 3\""
+                )
+            })
+        }
+    }
+
+    /// Whether attempt `n` is targeted.
+    pub fn matches(&self, n: u32) -> bool {
+        match self {
+            Self::All => true,
+            Self::List(l) => l.contains(&n),
+            Self::Range { from, to } => n >= *from && to.is_none_or(|t| n <= t),
+        }
+    }
+
+    /// The first attempt targeted.
+    pub fn first(&self) -> u32 {
+        match self {
+            Self::All => 1,
+            Self::List(l) => l.iter().copied().min().unwrap_or(1),
+            Self::Range { from, .. } => *from,
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::List(l) => {
+                let s: Vec<String> = l.iter().map(u32::to_string).collect();
+                f.write_str(&s.join(","))
+            }
+            Self::Range { from, to: Some(to) } => write!(f, "{from}..{to}"),
+            Self::Range { from, to: None } => write!(f, "from {from}"),
+        }
+    }
+}
+
+/// Everything a fault needs to know about the attempt it runs in.
+#[derive(Debug, Clone)]
+pub struct AttemptContext {
+    /// The rule's marker, to put into injected failure messages.
+    pub marker: String,
+    /// Attempt number, starting at 1.
+    pub attempt: u32,
+    /// When the server gives up on this attempt (the nearest close timeout), if known.
+    pub deadline: Option<SystemTime>,
+}
+
+/// One kind of activity fault.
+pub trait ActivityFault: Send + Sync {
+    /// Runs inside the attempt, before the activity. `Ok(())` lets the activity run afterwards;
+    /// an error ends the attempt with it.
+    fn inject<'a>(
+        &'a self,
+        attempt: &'a AttemptContext,
+    ) -> BoxFuture<'a, Result<(), ActivityError>>;
+
+    /// Short description for reports, e.g. `delay 2s`.
+    fn describe(&self) -> String;
+
+    /// Whether `failure` (what history recorded for an attempt this fault fired on) is what
+    /// this fault produces. `marker` is the rule's marker.
+    fn explains(&self, failure: &ObservedFailure, marker: &str) -> bool;
+
+    /// Whether a last attempt that this fault fired on may still have completed, having taken
+    /// `took` from start to close. Only faults that slow an attempt down allow that.
+    fn explains_completed_attempt(&self, _took: std::time::Duration) -> bool {
+        false
+    }
+}
+
+/// The fault kinds a scenario can use, tagged by `kind` in files and headers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Fail the attempt with an application error.
+    Error(ErrorFault),
+    /// Sleep before running the activity.
+    Delay(DelayFault),
+    /// Never finish and never heartbeat, until the server has timed the attempt out.
+    Hang(HangFault),
+    /// Panic inside the activity.
+    Panic(PanicFault),
+}
+
+impl FaultAction {
+    /// The kind's implementation.
+    pub fn fault(&self) -> &dyn ActivityFault {
+        match self {
+            FaultAction::Error(f) => f,
+            FaultAction::Delay(f) => f,
+            FaultAction::Hang(f) => f,
+            FaultAction::Panic(f) => f,
+        }
+    }
+
+    /// Names of the kinds, as written in scenario files.
+    pub const KINDS: &'static [&'static str] = &["error", "delay", "hang", "panic"];
+
+    /// Builds the action of kind `kind` from a fault entry's kind-specific fields, rejecting
+    /// fields that the kind does not use.
+    pub fn from_fields(kind: &str, fields: &FaultFields) -> Result<Self, FieldError> {
+        let (allowed, build): (&[&str], fn(&FaultFields) -> Result<Self, FieldError>) = match kind {
+            "error" => (ErrorFault::FIELDS, |f| {
+                ErrorFault::from_fields(f).map(Self::Error)
+            }),
+            "delay" => (DelayFault::FIELDS, |f| {
+                DelayFault::from_fields(f).map(Self::Delay)
+            }),
+            "hang" => (HangFault::FIELDS, |f| {
+                HangFault::from_fields(f).map(Self::Hang)
+            }),
+            "panic" => (PanicFault::FIELDS, |f| {
+                PanicFault::from_fields(f).map(Self::Panic)
+            }),
+            other => {
+                return Err(FieldError::new(
+                    "kind",
+                    format!(
+                        "unknown fault kind `{other}`, expected one of: {}",
+                        Self::KINDS.join(", ")
+                    ),
+                ));
+            }
+        };
+        if let Some(extra) = fields.present().into_iter().find(|f| !allowed.contains(f)) {
+            return Err(FieldError::new(
+                extra,
+                format!("`{extra}` does not apply to fault kind `{kind}`"),
+            ));
+        }
+        build(fields)
+    }
+}
+
+/// Kind-specific fields of a fault entry, already type-checked by the scenario parser.
+#[derive(Debug, Default, Clone)]
+pub struct FaultFields {
+    /// `message`
+    pub message: Option<String>,
+    /// `type`
+    pub error_type: Option<String>,
+    /// `non_retryable`
+    pub non_retryable: Option<bool>,
+    /// `duration`
+    pub duration: Option<std::time::Duration>,
+}
+
+impl FaultFields {
+    fn present(&self) -> Vec<&'static str> {
+        [
+            ("message", self.message.is_some()),
+            ("type", self.error_type.is_some()),
+            ("non_retryable", self.non_retryable.is_some()),
+            ("duration", self.duration.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// A problem with one field of a fault entry; the scenario parser adds the position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// Field name as written in the file (`kind` for problems of the entry as a whole).
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(attempt: u32) -> AttemptKey<'static> {
+        AttemptKey {
+            workflow_id: "wf",
+            activity_id: "1",
+            activity_type: "risky",
+            attempt,
+        }
+    }
+
+    #[test]
+    fn selectors_parse_and_match() {
+        assert_eq!(AttemptSelector::parse("all"), Ok(AttemptSelector::All));
+        let r = AttemptSelector::parse("2..3").unwrap();
+        assert!(!r.matches(1) && r.matches(2) && r.matches(3) && !r.matches(4));
+        let from = AttemptSelector::parse("from 2").unwrap();
+        assert!(!from.matches(1) && from.matches(200));
+        assert_eq!(
+            AttemptSelector::parse("4"),
+            Ok(AttemptSelector::List(vec![4]))
+        );
+        assert!(
+            AttemptSelector::parse("3..1")
+                .unwrap_err()
+                .contains("empty")
+        );
+        assert!(AttemptSelector::parse("0").is_err());
+        assert!(
+            AttemptSelector::parse("sometimes")
+                .unwrap_err()
+                .contains("\"all\"")
+        );
+    }
+
+    #[test]
+    fn probability_is_reproducible_and_roughly_right() {
+        let rule = FaultRule {
+            id: 1,
+            activity: "risky".into(),
+            attempts: AttemptSelector::All,
+            probability: Some(0.3),
+            action: FaultAction::Panic(PanicFault {
+                message: "boom".into(),
+            }),
+        };
+        let fired: Vec<bool> = (1..=1000).map(|n| rule.fires(7, &key(n))).collect();
+        let again: Vec<bool> = (1..=1000).map(|n| rule.fires(7, &key(n))).collect();
+        assert_eq!(fired, again, "same seed, same schedule");
+        let count = fired.iter().filter(|f| **f).count();
+        assert!(
+            (230..370).contains(&count),
+            "fired {count} of 1000 at p=0.3"
+        );
+        let other: Vec<bool> = (1..=1000).map(|n| rule.fires(8, &key(n))).collect();
+        assert_ne!(fired, other, "another seed, another schedule");
+    }
+
+    #[test]
+    fn rules_target_their_activity_only() {
+        let rule = FaultRule {
+            id: 2,
+            activity: "add".into(),
+            attempts: AttemptSelector::List(vec![1]),
+            probability: None,
+            action: FaultAction::Hang(HangFault {}),
+        };
+        assert!(!rule.fires(0, &key(1)));
+        let plan = FaultPlan {
+            seed: 0,
+            rules: vec![rule],
+        };
+        let add = AttemptKey {
+            activity_type: "add",
+            ..key(1)
+        };
+        assert_eq!(plan.firing(&add).count(), 1);
+    }
+}

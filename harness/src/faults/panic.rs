@@ -1,0 +1,62 @@
+//! `panic`: the activity panics; the SDK turns the panic into a retryable failure.
+
+use super::{ActivityFault, AttemptContext, FaultFields, FieldError};
+use crate::history::ObservedFailure;
+use futures::future::{BoxFuture, FutureExt};
+use serde::{Deserialize, Serialize};
+use temporalio_sdk::activities::ActivityError;
+
+/// Panics with `message` inside the attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PanicFault {
+    /// Panic message (the rule's marker is put in front).
+    pub message: String,
+}
+
+impl PanicFault {
+    pub(super) const FIELDS: &'static [&'static str] = &["message"];
+
+    pub(super) fn from_fields(f: &FaultFields) -> Result<Self, FieldError> {
+        Ok(Self {
+            message: f.message.clone().unwrap_or_else(|| "injected panic".into()),
+        })
+    }
+}
+
+impl ActivityFault for PanicFault {
+    fn inject<'a>(&'a self, at: &'a AttemptContext) -> BoxFuture<'a, Result<(), ActivityError>> {
+        let message = format!("{} {}", at.marker, self.message);
+        async move { panic!("{message}") }.boxed()
+    }
+
+    fn describe(&self) -> String {
+        "panic".into()
+    }
+
+    /// The SDK reports a caught panic as an untyped failure "Activity function panicked: ...".
+    fn explains(&self, failure: &ObservedFailure, marker: &str) -> bool {
+        failure.message.contains("panicked") && failure.message.contains(marker)
+    }
+}
+
+/// Keeps injected panics out of stderr (they are expected, and history records them), while
+/// any other panic still reaches the previous hook. Installed once per process by the worker.
+pub fn quiet_injected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or_default();
+            if text.starts_with("[chaos fault #") {
+                tracing::debug!("injected panic: {text}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}

@@ -1,0 +1,391 @@
+//! Facts read from a workflow's event history: what verification trusts.
+//!
+//! The history holds one `ActivityTaskStarted` per scheduled activity, written when the activity
+//! closes, for its *last* attempt; its `attempt` field is the attempt count and its
+//! `last_failure` the previous attempt's failure. Earlier attempts leave no events of their own.
+
+use crate::plan::{FailureKind, TimeoutKind};
+use serde::Serialize;
+use std::time::{Duration, SystemTime};
+use temporalio_common::protos::temporal::api::{
+    common::v1::Payloads,
+    enums::v1::{RetryState, TimeoutType},
+    failure::v1::{Failure, failure::FailureInfo},
+    history::v1::{HistoryEvent, history_event::Attributes},
+};
+
+/// A failure as recorded in history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservedFailure {
+    /// Timeout type or application error type.
+    pub kind: FailureKind,
+    /// The failure message.
+    pub message: String,
+    /// Event that recorded it.
+    pub event_id: i64,
+}
+
+impl ObservedFailure {
+    fn from_proto(f: &Failure, event_id: i64) -> Self {
+        let kind = match &f.failure_info {
+            Some(FailureInfo::TimeoutFailureInfo(t)) => FailureKind::Timeout(
+                match TimeoutType::try_from(t.timeout_type).unwrap_or(TimeoutType::Unspecified) {
+                    TimeoutType::Heartbeat => TimeoutKind::Heartbeat,
+                    TimeoutType::ScheduleToClose => TimeoutKind::ScheduleToClose,
+                    TimeoutType::ScheduleToStart => TimeoutKind::ScheduleToStart,
+                    _ => TimeoutKind::StartToClose,
+                },
+            ),
+            Some(FailureInfo::ApplicationFailureInfo(a)) => FailureKind::Error(a.r#type.clone()),
+            _ => FailureKind::Error(String::new()),
+        };
+        Self {
+            kind,
+            message: f.message.clone(),
+            event_id,
+        }
+    }
+}
+
+/// How one scheduled activity closed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ActivityClose {
+    /// Returned a result.
+    Completed,
+    /// Failed and was not retried any further.
+    Failed {
+        /// The final failure.
+        failure: ObservedFailure,
+        /// Why it was not retried (e.g. `MaximumAttemptsReached`, `NonRetryableFailure`).
+        retry_state: String,
+    },
+    /// Timed out and was not retried any further.
+    TimedOut {
+        /// The timeout (its cause, for schedule-to-close, is the last attempt's failure).
+        failure: ObservedFailure,
+        /// Why it was not retried.
+        retry_state: String,
+    },
+    /// Cancelled by the workflow.
+    Canceled,
+}
+
+/// One scheduled activity and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivityExecution {
+    /// Workflow whose history holds it.
+    pub workflow_id: String,
+    /// Activity id within that workflow.
+    pub activity_id: String,
+    /// Registered activity type.
+    pub activity_type: String,
+    /// `ActivityTaskScheduled` event id.
+    pub scheduled_event_id: i64,
+    /// When it was scheduled.
+    #[serde(with = "humantime_serde")]
+    pub scheduled_at: SystemTime,
+    /// Attempts made (the last attempt's number); 0 when it never started.
+    pub attempts: u32,
+    /// The failure of the attempt before the last one, if any.
+    pub last_failure: Option<ObservedFailure>,
+    /// When the last attempt started, if it did.
+    #[serde(with = "humantime_serde")]
+    pub last_started_at: Option<SystemTime>,
+    /// How it closed, if it did.
+    pub close: Option<ActivityClose>,
+    /// Id of the closing event.
+    pub close_event_id: Option<i64>,
+    /// When it closed.
+    #[serde(with = "humantime_serde")]
+    pub closed_at: Option<SystemTime>,
+}
+
+impl ActivityExecution {
+    /// Failures history shows for this activity, with the attempt each belongs to.
+    pub fn failures(&self) -> Vec<(u32, &ObservedFailure)> {
+        let mut out = Vec::new();
+        if let Some(f) = &self.last_failure {
+            out.push((self.attempts.saturating_sub(1), f));
+        }
+        match &self.close {
+            Some(
+                ActivityClose::Failed { failure, .. } | ActivityClose::TimedOut { failure, .. },
+            ) => {
+                out.push((self.attempts, failure));
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// How the workflow execution ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum WorkflowClose {
+    /// Completed with this result.
+    Completed {
+        /// The first result payload, decoded as JSON.
+        result: serde_json::Value,
+    },
+    /// Failed with this failure.
+    Failed {
+        /// Message of the failure and of its causes, joined by ": ".
+        message: String,
+        /// Application error type of the failure, if any.
+        error_type: String,
+    },
+    /// Hit its execution or run timeout.
+    TimedOut,
+    /// Terminated from outside.
+    Terminated,
+    /// Cancelled.
+    Canceled,
+    /// Continued as new.
+    ContinuedAsNew,
+}
+
+/// A child workflow started by this workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildRef {
+    /// Child workflow id.
+    pub workflow_id: String,
+    /// Child run id.
+    pub run_id: String,
+}
+
+/// Everything verification needs from one workflow's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryFacts {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Run id (the first run's, from the start event).
+    pub run_id: String,
+    /// Workflow type name.
+    pub workflow_type: String,
+    /// When `WorkflowExecutionStarted` was written.
+    #[serde(with = "humantime_serde")]
+    pub started_at: Option<SystemTime>,
+    /// When the closing event was written.
+    #[serde(with = "humantime_serde")]
+    pub closed_at: Option<SystemTime>,
+    /// How it ended; `None` while still running.
+    pub close: Option<WorkflowClose>,
+    /// Id of the closing event.
+    pub close_event_id: Option<i64>,
+    /// Scheduled activities in schedule order.
+    pub activities: Vec<ActivityExecution>,
+    /// Child workflows that started.
+    pub children: Vec<ChildRef>,
+    /// Number of events.
+    pub event_count: usize,
+}
+
+impl HistoryFacts {
+    /// Reads the facts from a complete history of workflow `workflow_id`.
+    pub fn from_events(workflow_id: &str, events: &[HistoryEvent]) -> Self {
+        let mut facts = HistoryFacts {
+            workflow_id: workflow_id.to_owned(),
+            run_id: String::new(),
+            workflow_type: String::new(),
+            started_at: None,
+            closed_at: None,
+            close: None,
+            close_event_id: None,
+            activities: Vec::new(),
+            children: Vec::new(),
+            event_count: events.len(),
+        };
+        for ev in events {
+            let at = ev.event_time.as_ref().map(|t| {
+                SystemTime::UNIX_EPOCH
+                    + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
+            });
+            let Some(attrs) = &ev.attributes else {
+                continue;
+            };
+            let closed = |facts: &mut HistoryFacts, close: WorkflowClose| {
+                facts.close = Some(close);
+                facts.close_event_id = Some(ev.event_id);
+                facts.closed_at = at;
+            };
+            match attrs {
+                Attributes::WorkflowExecutionStartedEventAttributes(a) => {
+                    facts.started_at = at;
+                    facts.run_id = a.original_execution_run_id.clone();
+                    facts.workflow_type = a
+                        .workflow_type
+                        .as_ref()
+                        .map(|t| t.name.clone())
+                        .unwrap_or_default();
+                }
+                Attributes::ActivityTaskScheduledEventAttributes(a) => {
+                    facts.activities.push(ActivityExecution {
+                        workflow_id: workflow_id.to_owned(),
+                        activity_id: a.activity_id.clone(),
+                        activity_type: a
+                            .activity_type
+                            .as_ref()
+                            .map(|t| t.name.clone())
+                            .unwrap_or_default(),
+                        scheduled_event_id: ev.event_id,
+                        scheduled_at: at.unwrap_or(SystemTime::UNIX_EPOCH),
+                        attempts: 0,
+                        last_failure: None,
+                        last_started_at: None,
+                        close: None,
+                        close_event_id: None,
+                        closed_at: None,
+                    })
+                }
+                Attributes::ActivityTaskStartedEventAttributes(a) => {
+                    if let Some(act) = facts.activity_mut(a.scheduled_event_id) {
+                        act.attempts = a.attempt.max(0) as u32;
+                        act.last_failure = a
+                            .last_failure
+                            .as_ref()
+                            .map(|f| ObservedFailure::from_proto(f, ev.event_id));
+                        act.last_started_at = at;
+                    }
+                }
+                Attributes::ActivityTaskCompletedEventAttributes(a) => {
+                    facts.close_activity(
+                        a.scheduled_event_id,
+                        ActivityClose::Completed,
+                        ev.event_id,
+                        at,
+                    );
+                }
+                Attributes::ActivityTaskFailedEventAttributes(a) => {
+                    let close = ActivityClose::Failed {
+                        failure: failure_or_unknown(a.failure.as_ref(), ev.event_id),
+                        retry_state: retry_state_name(a.retry_state),
+                    };
+                    facts.close_activity(a.scheduled_event_id, close, ev.event_id, at);
+                }
+                Attributes::ActivityTaskTimedOutEventAttributes(a) => {
+                    let close = ActivityClose::TimedOut {
+                        failure: failure_or_unknown(a.failure.as_ref(), ev.event_id),
+                        retry_state: retry_state_name(a.retry_state),
+                    };
+                    facts.close_activity(a.scheduled_event_id, close, ev.event_id, at);
+                }
+                Attributes::ActivityTaskCanceledEventAttributes(a) => {
+                    facts.close_activity(
+                        a.scheduled_event_id,
+                        ActivityClose::Canceled,
+                        ev.event_id,
+                        at,
+                    );
+                }
+                Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => {
+                    if let Some(we) = &a.workflow_execution {
+                        facts.children.push(ChildRef {
+                            workflow_id: we.workflow_id.clone(),
+                            run_id: we.run_id.clone(),
+                        });
+                    }
+                }
+                Attributes::WorkflowExecutionCompletedEventAttributes(a) => {
+                    closed(
+                        &mut facts,
+                        WorkflowClose::Completed {
+                            result: first_json(a.result.as_ref()),
+                        },
+                    );
+                }
+                Attributes::WorkflowExecutionFailedEventAttributes(a) => {
+                    let f = a.failure.as_ref();
+                    let error_type = match f.and_then(|f| f.failure_info.as_ref()) {
+                        Some(FailureInfo::ApplicationFailureInfo(i)) => i.r#type.clone(),
+                        _ => String::new(),
+                    };
+                    closed(
+                        &mut facts,
+                        WorkflowClose::Failed {
+                            message: f.map(failure_chain).unwrap_or_default(),
+                            error_type,
+                        },
+                    );
+                }
+                Attributes::WorkflowExecutionTimedOutEventAttributes(_) => {
+                    closed(&mut facts, WorkflowClose::TimedOut)
+                }
+                Attributes::WorkflowExecutionTerminatedEventAttributes(_) => {
+                    closed(&mut facts, WorkflowClose::Terminated)
+                }
+                Attributes::WorkflowExecutionCanceledEventAttributes(_) => {
+                    closed(&mut facts, WorkflowClose::Canceled)
+                }
+                Attributes::WorkflowExecutionContinuedAsNewEventAttributes(_) => {
+                    closed(&mut facts, WorkflowClose::ContinuedAsNew);
+                }
+                _ => {}
+            }
+        }
+        facts
+    }
+
+    /// Time from start to close, if closed.
+    pub fn duration(&self) -> Option<Duration> {
+        self.closed_at?.duration_since(self.started_at?).ok()
+    }
+
+    fn activity_mut(&mut self, scheduled_event_id: i64) -> Option<&mut ActivityExecution> {
+        self.activities
+            .iter_mut()
+            .find(|a| a.scheduled_event_id == scheduled_event_id)
+    }
+
+    fn close_activity(
+        &mut self,
+        scheduled: i64,
+        close: ActivityClose,
+        event_id: i64,
+        at: Option<SystemTime>,
+    ) {
+        if let Some(act) = self.activity_mut(scheduled) {
+            act.close = Some(close);
+            act.close_event_id = Some(event_id);
+            act.closed_at = at;
+        }
+    }
+}
+
+fn failure_or_unknown(f: Option<&Failure>, event_id: i64) -> ObservedFailure {
+    f.map(|f| ObservedFailure::from_proto(f, event_id))
+        .unwrap_or(ObservedFailure {
+            kind: FailureKind::Error(String::new()),
+            message: "(no failure recorded)".into(),
+            event_id,
+        })
+}
+
+fn retry_state_name(state: i32) -> String {
+    RetryState::try_from(state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("RETRY_STATE_")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| state.to_string())
+}
+
+/// "outer: cause: cause" — a workflow failing on an activity error says little on its own.
+fn failure_chain(f: &Failure) -> String {
+    let mut parts = vec![f.message.clone()];
+    let mut cause = f.cause.as_deref();
+    while let Some(c) = cause {
+        parts.push(c.message.clone());
+        cause = c.cause.as_deref();
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(": ")
+}
+
+fn first_json(p: Option<&Payloads>) -> serde_json::Value {
+    p.and_then(|p| p.payloads.first())
+        .and_then(|p| serde_json::from_slice(&p.data).ok())
+        .unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,19 @@
+//! temporal-chaos: chaos and failure-injection tests for Temporal workflows.
+//!
+//! The flow runs one way: a scenario file ([`scenario`]) becomes a validated [`plan::Plan`]; a
+//! [`target::Cluster`] is started or reached; the [`runner`] starts each workflow with its
+//! [`faults::FaultPlan`] in a header, which the [`inject`] interceptors apply inside the
+//! [`worker`]; [`verify`] checks the expectations against the [`history`]; [`report`] writes
+//! JSON, Markdown and JUnit with links to the Temporal Web UI.
+
+pub mod faults;
+pub mod history;
+pub mod inject;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod target;
+pub mod verify;
+pub mod worker;
+pub mod workflows;

@@ -1,0 +1,211 @@
+//! The validated plan: what a scenario file means once every field has been checked.
+//!
+//! A [`Plan`] is the only thing the runner sees. It never holds an invalid combination
+//! (those are rejected by [`crate::scenario`] with positions), so later stages can trust it.
+
+use crate::faults::FaultPlan;
+use serde::{Deserialize, Serialize};
+use std::{path::PathBuf, time::Duration};
+
+/// One scenario, validated and ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Scenario name, unique within a run; used in workflow ids.
+    pub name: String,
+    /// Free text shown in reports.
+    pub description: String,
+    /// The file the plan came from.
+    pub source: PathBuf,
+    /// Which workflow runs and with what input.
+    pub workflow: WorkflowSpec,
+    /// Faults injected into activities; travels with the workflow in a header.
+    pub faults: FaultPlan,
+    /// What the workflow's history must show.
+    pub expect: Expectations,
+}
+
+/// The workflow under test with its input.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkflowSpec {
+    /// Validated input, two child workflows in parallel, results summed.
+    Orchestration(OrchestrationInput),
+    /// One risky activity under a retry policy, with fallbacks chosen by failure kind.
+    Resilient(ResilientInput),
+}
+
+impl WorkflowSpec {
+    /// Activity type names this workflow (and its children) can schedule.
+    pub fn activity_types(&self) -> &'static [&'static str] {
+        match self {
+            WorkflowSpec::Orchestration(_) => &["add", "multiply", "sum"],
+            WorkflowSpec::Resilient(_) => &["risky", "fallback_a", "fallback_b"],
+        }
+    }
+
+    /// Short name of the workflow kind, as written in scenario files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WorkflowSpec::Orchestration(_) => "orchestration",
+            WorkflowSpec::Resilient(_) => "resilient",
+        }
+    }
+
+    /// Activity settings the scenario applies to its activities.
+    pub fn activity(&self) -> &ActivitySettings {
+        match self {
+            WorkflowSpec::Orchestration(i) => &i.activity,
+            WorkflowSpec::Resilient(i) => &i.activity,
+        }
+    }
+}
+
+/// Input of the orchestration workflow. Numbers are raw JSON values and not validated here on
+/// purpose: rejecting bad input is the workflow's job, and a scenario may test exactly that.
+/// (Non-finite floats have no JSON form and arrive as `null`.)
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OrchestrationInput {
+    /// Numbers to add and multiply.
+    pub numbers: Vec<serde_json::Value>,
+    /// Options for every activity of the workflow and its children.
+    pub activity: ActivitySettings,
+}
+
+/// Input of the resilient-call workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResilientInput {
+    /// Value handed to the risky activity (the primary path doubles it).
+    pub value: i64,
+    /// Options for the risky activity.
+    pub activity: ActivitySettings,
+    /// Application error types that lead to fallback B instead of failing the workflow.
+    pub fallback_b_error_types: Vec<String>,
+}
+
+/// Timeouts and retry policy for an activity, as the scenario states them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ActivitySettings {
+    /// Limit of one attempt.
+    #[serde(with = "humantime_serde")]
+    pub start_to_close: Option<Duration>,
+    /// Limit of all attempts together, retries included.
+    #[serde(with = "humantime_serde")]
+    pub schedule_to_close: Option<Duration>,
+    /// Longest gap allowed between heartbeats.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Option<Duration>,
+    /// Retry policy; `None` uses the server's default policy.
+    pub retry: Option<RetrySettings>,
+}
+
+/// A Temporal retry policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RetrySettings {
+    /// Delay before the first retry.
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Multiplier applied to the delay after each retry.
+    pub backoff: f64,
+    /// Upper bound of the delay.
+    #[serde(with = "humantime_serde")]
+    pub maximum_interval: Option<Duration>,
+    /// Attempts in all, the first one included; 0 means unlimited.
+    pub maximum_attempts: u32,
+    /// Application error types that are never retried.
+    pub non_retryable_types: Vec<String>,
+}
+
+/// How a scenario's workflow ended, as read from its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Completed through its primary path.
+    #[serde(rename = "completed")]
+    Completed,
+    /// Completed through fallback A (the activity timed out).
+    #[serde(rename = "fallback-A")]
+    FallbackA,
+    /// Completed through fallback B (a configured application error type).
+    #[serde(rename = "fallback-B")]
+    FallbackB,
+    /// The workflow failed.
+    #[serde(rename = "failed")]
+    Failed,
+    /// Terminated, cancelled, timed out, or still running at the deadline.
+    #[serde(rename = "stuck")]
+    Stuck,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Completed => "completed",
+            Outcome::FallbackA => "fallback-A",
+            Outcome::FallbackB => "fallback-B",
+            Outcome::Failed => "failed",
+            Outcome::Stuck => "stuck",
+        })
+    }
+}
+
+/// A failure kind seen in history: a timeout of some type or an application error type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// An activity timeout.
+    Timeout(TimeoutKind),
+    /// An application error of the given type ("" when untyped).
+    Error(String),
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureKind::Timeout(t) => write!(f, "{t} timeout"),
+            FailureKind::Error(t) if t.is_empty() => f.write_str("untyped application error"),
+            FailureKind::Error(t) => write!(f, "application error {t}"),
+        }
+    }
+}
+
+/// Activity timeout types, as Temporal names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutKind {
+    /// One attempt ran longer than start-to-close.
+    StartToClose,
+    /// All attempts together ran longer than schedule-to-close.
+    ScheduleToClose,
+    /// No heartbeat arrived within the heartbeat timeout.
+    Heartbeat,
+    /// No worker picked the task up in time.
+    ScheduleToStart,
+}
+
+impl std::fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::StartToClose => "start_to_close",
+            TimeoutKind::ScheduleToClose => "schedule_to_close",
+            TimeoutKind::Heartbeat => "heartbeat",
+            TimeoutKind::ScheduleToStart => "schedule_to_start",
+        })
+    }
+}
+
+/// What the history must show for the scenario to pass.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Expectations {
+    /// How the workflow ended.
+    pub outcome: Option<Outcome>,
+    /// The workflow's result value (the `value` field for the resilient workflow).
+    pub result: Option<serde_json::Value>,
+    /// Attempts per activity type (summed over its executions; 0 = never scheduled).
+    pub attempts: Vec<(String, u32)>,
+    /// A failure kind that must appear among the activity failures in history.
+    pub failure: Option<FailureKind>,
+    /// Text the workflow's failure message must contain.
+    pub error_contains: Option<String>,
+    /// Longest allowed time from workflow start to close.
+    #[serde(with = "humantime_serde")]
+    pub time_budget: Option<Duration>,
+}

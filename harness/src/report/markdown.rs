@@ -1,0 +1,65 @@
+//! `report.md`: a summary table and the failed checks, for people, logs and CI summaries.
+
+use super::RunReport;
+use std::fmt::Write;
+
+pub(super) fn render(r: &RunReport) -> String {
+    let mut out = String::new();
+    let verdict = if r.passed() { "PASSED" } else { "FAILED" };
+    let _ = writeln!(out, "# temporal-chaos run `{}`: {verdict}\n", r.run_id);
+    let _ = writeln!(
+        out,
+        "{} passed, {} failed of {} · target {} ({}, namespace `{}`, server {}) · {:.1} s\n",
+        r.summary.passed,
+        r.summary.failed,
+        r.summary.total,
+        r.target,
+        r.address,
+        r.namespace,
+        if r.server_version.is_empty() {
+            "?"
+        } else {
+            &r.server_version
+        },
+        r.duration_ms as f64 / 1000.0
+    );
+    out.push_str(
+        "| | scenario | outcome | attempts | duration | workflow |\n|---|---|---|---|---|---|\n",
+    );
+    for s in &r.scenarios {
+        let attempts: Vec<String> = s.attempts.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+        let id = match &s.link {
+            Some(link) => format!("[{}]({link})", s.workflow_id),
+            None => format!("`{}`", s.workflow_id),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {id} |",
+            if s.passed { "✅" } else { "❌" },
+            s.name,
+            s.outcome.map_or_else(|| "-".into(), |o| o.to_string()),
+            attempts.join(", "),
+            s.duration_ms
+                .map_or_else(|| "-".into(), |d| format!("{d} ms")),
+        );
+    }
+    for s in r.scenarios.iter().filter(|s| !s.passed) {
+        let _ = writeln!(out, "\n## ❌ {}\n", s.name);
+        if let Some(e) = &s.error {
+            let _ = writeln!(out, "- error: {e}");
+        }
+        for c in s.checks.iter().filter(|c| !c.check.passed) {
+            let at = match (&c.link, &c.check.evidence) {
+                (Some(link), Some(ev)) => format!(" ([event {}]({link}))", ev.event_id),
+                (None, Some(ev)) => format!(" (event {} of `{}`)", ev.event_id, ev.workflow_id),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "- **{}**: expected {}, history shows {}{at}",
+                c.check.name, c.check.expected, c.check.observed
+            );
+        }
+    }
+    out
+}

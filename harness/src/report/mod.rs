@@ -1,0 +1,166 @@
+//! Run reports: one model, several formats, each in its own file.
+//!
+//! Every scenario row carries the workflow id, run id and a link to the Temporal Web UI; failed
+//! checks link to the history event that shows the problem.
+
+mod json;
+mod junit;
+mod markdown;
+
+use crate::{plan::Outcome, verify::Check, verify::Histories};
+use serde::Serialize;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Unique id of the run; names the report folder and suffixes workflow ids.
+    pub run_id: String,
+    /// When the run started (RFC 3339).
+    pub started_at: String,
+    /// Wall time of the whole run, cluster start-up included.
+    pub duration_ms: u64,
+    /// `embedded` or `remote`.
+    pub target: String,
+    /// Frontend address.
+    pub address: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Web UI base URL, when known.
+    pub ui_url: Option<String>,
+    /// Server version reported by the frontend.
+    pub server_version: String,
+    /// Task queue the scenarios ran on.
+    pub task_queue: String,
+    /// Seed override (`--seed`), if any; otherwise each scenario's own seed applies.
+    pub seed: Option<u64>,
+    /// Counts.
+    pub summary: Summary,
+    /// One entry per scenario, in file order.
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+/// Pass/fail counts.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Summary {
+    /// Scenarios run.
+    pub total: usize,
+    /// Scenarios whose every check held.
+    pub passed: usize,
+    /// The others.
+    pub failed: usize,
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    /// Scenario name.
+    pub name: String,
+    /// Scenario description.
+    pub description: String,
+    /// File it came from.
+    pub source: PathBuf,
+    /// `orchestration` or `resilient`.
+    pub workflow: String,
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Run id, once started.
+    pub run_id: Option<String>,
+    /// Outcome read from history.
+    pub outcome: Option<Outcome>,
+    /// Result value, when completed.
+    pub result: Option<serde_json::Value>,
+    /// Attempts per activity type, from history.
+    pub attempts: BTreeMap<String, u32>,
+    /// Workflow start to close, from history.
+    pub duration_ms: Option<u64>,
+    /// True when every check held and nothing went wrong.
+    pub passed: bool,
+    /// A problem that kept the scenario from running or being verified.
+    pub error: Option<String>,
+    /// Web UI link to the workflow's history.
+    pub link: Option<String>,
+    /// The faults of the plan, described.
+    pub faults: Vec<String>,
+    /// Verified expectations.
+    pub checks: Vec<CheckReport>,
+    /// The facts read from the histories (root and children).
+    pub history: Option<Histories>,
+}
+
+/// A check with its UI link.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// The check.
+    #[serde(flatten)]
+    pub check: Check,
+    /// Link to the event in the Web UI, when there is evidence and a UI.
+    pub link: Option<String>,
+}
+
+/// The formats a report is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// `report.json`, machine-readable.
+    Json,
+    /// `report.md`, for people and logs.
+    Markdown,
+    /// `junit.xml`, for CI systems.
+    Junit,
+}
+
+impl ReportFormat {
+    /// Every format, in the order they are written.
+    pub const ALL: [ReportFormat; 3] = [
+        ReportFormat::Json,
+        ReportFormat::Markdown,
+        ReportFormat::Junit,
+    ];
+
+    /// File name inside the run's folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ReportFormat::Json => "report.json",
+            ReportFormat::Markdown => "report.md",
+            ReportFormat::Junit => "junit.xml",
+        }
+    }
+
+    /// Renders the report.
+    pub fn render(self, report: &RunReport) -> String {
+        match self {
+            ReportFormat::Json => json::render(report),
+            ReportFormat::Markdown => markdown::render(report),
+            ReportFormat::Junit => junit::render(report),
+        }
+    }
+}
+
+/// Writes every format under `<root>/<run-id>/` and points `<root>/latest` at it.
+pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
+    let dir = root.join(&report.run_id);
+    std::fs::create_dir_all(&dir)?;
+    for format in ReportFormat::ALL {
+        std::fs::write(dir.join(format.file_name()), format.render(report))?;
+    }
+    let latest = root.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&report.run_id, &latest)?;
+    Ok(dir)
+}
+
+impl RunReport {
+    /// Whether every scenario passed.
+    pub fn passed(&self) -> bool {
+        self.summary.failed == 0 && self.summary.total > 0
+    }
+}
+
+/// Link to one event of a workflow run's history in the Web UI.
+pub fn event_link(workflow_link: &str, event_id: i64) -> String {
+    format!("{workflow_link}/events/{event_id}")
+}

@@ -1,0 +1,485 @@
+//! Meaning checks: from the raw file to a [`Plan`], collecting every problem with its position.
+
+use super::{
+    diagnostic::Diagnostics,
+    file::{AttemptsField, ExpectSection, FaultSection, RetrySection, ScenarioFile},
+};
+use crate::{
+    faults::{AttemptSelector, FaultAction, FaultFields, FaultPlan, FaultRule},
+    plan::{
+        ActivitySettings, Expectations, FailureKind, OrchestrationInput, Outcome, Plan,
+        ResilientInput, RetrySettings, TimeoutKind, WorkflowSpec,
+    },
+};
+use std::{ops::Range, path::Path, time::Duration};
+use toml::Spanned;
+
+/// Builds the plan, or records problems and returns what it could (`None` when unusable).
+pub(super) fn validate(path: &Path, raw: ScenarioFile, d: &mut Diagnostics<'_>) -> Option<Plan> {
+    let name = raw.name.get_ref().clone();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        d.error(raw.name.span(), "`name` must be non-empty and use only letters, digits, `-` and `_` (it becomes part of workflow ids)");
+    }
+    let activity = activity_settings(&raw, d);
+    let workflow = workflow_spec(&raw, activity, d)?;
+    let faults = fault_plan(&raw, &workflow, d);
+    let expect = expectations(
+        raw.expect.get_ref(),
+        raw.expect.span(),
+        &workflow,
+        &faults,
+        d,
+    );
+    Some(Plan {
+        name,
+        description: raw.description.clone(),
+        source: path.to_owned(),
+        workflow,
+        faults,
+        expect,
+    })
+}
+
+fn duration(field: &Option<Spanned<String>>, d: &mut Diagnostics<'_>) -> Option<Duration> {
+    let f = field.as_ref()?;
+    match humantime::parse_duration(f.get_ref()) {
+        Ok(v) if !v.is_zero() => Some(v),
+        Ok(_) => {
+            d.error(f.span(), "duration must be greater than zero");
+            None
+        }
+        Err(e) => {
+            d.error(
+                f.span(),
+                format!(
+                    "`{}` is not a duration ({e}); write e.g. \"500ms\" or \"2s\"",
+                    f.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn activity_settings(raw: &ScenarioFile, d: &mut Diagnostics<'_>) -> ActivitySettings {
+    let a = &raw.activity;
+    let settings = ActivitySettings {
+        start_to_close: duration(&a.start_to_close, d),
+        schedule_to_close: duration(&a.schedule_to_close, d),
+        heartbeat_timeout: duration(&a.heartbeat_timeout, d),
+        retry: a.retry.as_ref().map(|r| retry_settings(r.get_ref(), d)),
+    };
+    if let (Some(start), Some(sched), Some(span)) = (
+        settings.start_to_close,
+        settings.schedule_to_close,
+        a.schedule_to_close.as_ref(),
+    ) && sched < start
+    {
+        d.error(span.span(), format!(
+            "schedule_to_close ({}) is shorter than start_to_close ({}): not even one attempt could use its full time",
+            humantime::format_duration(sched),
+            humantime::format_duration(start)
+        ));
+    }
+    settings
+}
+
+fn retry_settings(r: &RetrySection, d: &mut Diagnostics<'_>) -> RetrySettings {
+    let initial_interval = duration(&r.initial_interval, d).unwrap_or(Duration::from_secs(1));
+    let maximum_interval = duration(&r.maximum_interval, d);
+    if let (Some(max), Some(span)) = (maximum_interval, &r.maximum_interval)
+        && max < initial_interval
+    {
+        d.error(
+            span.span(),
+            "maximum_interval is shorter than initial_interval",
+        );
+    }
+    let backoff = r.backoff.as_ref().map_or(2.0, |b| {
+        if *b.get_ref() < 1.0 || !b.get_ref().is_finite() {
+            d.error(b.span(), "backoff must be a number >= 1.0");
+        }
+        *b.get_ref()
+    });
+    RetrySettings {
+        initial_interval,
+        backoff,
+        maximum_interval,
+        maximum_attempts: r.maximum_attempts.as_ref().map_or(0, |m| *m.get_ref()),
+        non_retryable_types: r.non_retryable_types.clone(),
+    }
+}
+
+fn workflow_spec(
+    raw: &ScenarioFile,
+    activity: ActivitySettings,
+    d: &mut Diagnostics<'_>,
+) -> Option<WorkflowSpec> {
+    let span = raw.workflow.span();
+    let input = &raw.input;
+    let b_types = raw.fallback.b_error_types.as_ref();
+    match raw.workflow.get_ref().as_str() {
+        "orchestration" => {
+            if let Some(v) = &input.value {
+                d.error(v.span(), "`input.value` belongs to the resilient workflow; orchestration takes `input.numbers`");
+            }
+            if let Some(b) = b_types {
+                d.error(
+                    b.span(),
+                    "`fallback` applies to the resilient workflow only",
+                );
+            }
+            let Some(numbers) = &input.numbers else {
+                d.error(span, "workflow `orchestration` needs `input.numbers`, e.g. [input] numbers = [1, 2, 3]");
+                return None;
+            };
+            // Kept as given (even non-numbers): validating them is the workflow's job under test.
+            let numbers = numbers
+                .get_ref()
+                .iter()
+                .map(|n| serde_json::to_value(n).unwrap_or_default())
+                .collect();
+            Some(WorkflowSpec::Orchestration(OrchestrationInput {
+                numbers,
+                activity,
+            }))
+        }
+        "resilient" => {
+            if let Some(n) = &input.numbers {
+                d.error(n.span(), "`input.numbers` belongs to the orchestration workflow; resilient takes `input.value`");
+            }
+            let Some(value) = &input.value else {
+                d.error(
+                    span,
+                    "workflow `resilient` needs `input.value`, e.g. [input] value = 21",
+                );
+                return None;
+            };
+            Some(WorkflowSpec::Resilient(ResilientInput {
+                value: *value.get_ref(),
+                activity,
+                fallback_b_error_types: b_types.map(|b| b.get_ref().clone()).unwrap_or_default(),
+            }))
+        }
+        other => {
+            d.error(
+                span,
+                format!("unknown workflow `{other}`, expected `orchestration` or `resilient`"),
+            );
+            None
+        }
+    }
+}
+
+fn fault_plan(raw: &ScenarioFile, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> FaultPlan {
+    let max_attempts = max_attempts(workflow);
+    let rules = raw
+        .faults
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| fault_rule(i + 1, f.get_ref(), workflow, max_attempts, d))
+        .collect();
+    FaultPlan {
+        seed: raw.seed.unwrap_or(0),
+        rules,
+    }
+}
+
+/// The retry policy's attempt limit, if bounded.
+fn max_attempts(workflow: &WorkflowSpec) -> Option<u32> {
+    workflow
+        .activity()
+        .retry
+        .as_ref()
+        .map(|r| r.maximum_attempts)
+        .filter(|m| *m > 0)
+}
+
+fn fault_rule(
+    id: usize,
+    f: &FaultSection,
+    workflow: &WorkflowSpec,
+    max_attempts: Option<u32>,
+    d: &mut Diagnostics<'_>,
+) -> Option<FaultRule> {
+    let activity = f.activity.get_ref();
+    let known = workflow.activity_types();
+    if activity != "*" && !known.contains(&activity.as_str()) {
+        d.error(
+            f.activity.span(),
+            format!(
+                "workflow `{}` has no activity `{activity}`; its activities are: {} (or \"*\")",
+                workflow.kind(),
+                known.join(", ")
+            ),
+        );
+    }
+    let attempts = match &f.attempts {
+        None => AttemptSelector::All,
+        Some(a) => match a.get_ref() {
+            AttemptsField::One(n) => AttemptSelector::parse(&n.to_string()),
+            AttemptsField::Text(t) => AttemptSelector::parse(t),
+            AttemptsField::List(l) if l.is_empty() || l.contains(&0) => {
+                Err("attempt lists need at least one attempt number, each 1 or more".to_owned())
+            }
+            AttemptsField::List(l) => Ok(AttemptSelector::List(l.clone())),
+        }
+        .unwrap_or_else(|e| {
+            d.error(a.span(), e);
+            AttemptSelector::All
+        }),
+    };
+    if let (Some(max), Some(a)) = (max_attempts, &f.attempts)
+        && uses_scenario_settings(workflow, activity)
+        && attempts.first() > max
+    {
+        d.error(a.span(), format!(
+            "this fault can never fire: it starts at attempt {} but retry.maximum_attempts is {max}",
+            attempts.first()
+        ));
+    }
+    let probability = f.probability.as_ref().and_then(|p| {
+        let v = *p.get_ref();
+        if v > 0.0 && v <= 1.0 {
+            Some(v)
+        } else {
+            d.error(p.span(), "probability must be in (0, 1]");
+            None
+        }
+    });
+    let fields = FaultFields {
+        message: f.message.as_ref().map(|m| m.get_ref().clone()),
+        error_type: f.error_type.as_ref().map(|t| t.get_ref().clone()),
+        non_retryable: f.non_retryable.as_ref().map(|n| *n.get_ref()),
+        duration: duration(&f.duration, d),
+    };
+    let action = match FaultAction::from_fields(f.kind.get_ref(), &fields) {
+        Ok(a) => a,
+        Err(e) => {
+            let at = match e.field {
+                "message" => f.message.as_ref().map(Spanned::span),
+                "type" => f.error_type.as_ref().map(Spanned::span),
+                "non_retryable" => f.non_retryable.as_ref().map(Spanned::span),
+                "duration" => f.duration.as_ref().map(Spanned::span),
+                _ => None,
+            };
+            d.error(at.unwrap_or_else(|| f.kind.span()), e.message);
+            return None;
+        }
+    };
+    Some(FaultRule {
+        id,
+        activity: activity.clone(),
+        attempts,
+        probability,
+        action,
+    })
+}
+
+fn outcome(
+    text: &Spanned<String>,
+    workflow: &WorkflowSpec,
+    d: &mut Diagnostics<'_>,
+) -> Option<Outcome> {
+    let o = match text.get_ref().as_str() {
+        "completed" => Outcome::Completed,
+        "fallback-A" => Outcome::FallbackA,
+        "fallback-B" => Outcome::FallbackB,
+        "failed" => Outcome::Failed,
+        other => {
+            d.error(text.span(), format!(
+                "unknown outcome `{other}`, expected one of: completed, fallback-A, fallback-B, failed"
+            ));
+            return None;
+        }
+    };
+    let fallback = matches!(o, Outcome::FallbackA | Outcome::FallbackB);
+    if fallback && matches!(workflow, WorkflowSpec::Orchestration(_)) {
+        d.error(
+            text.span(),
+            "the orchestration workflow has no fallbacks; expect `completed` or `failed`",
+        );
+    }
+    if o == Outcome::FallbackB
+        && let WorkflowSpec::Resilient(r) = workflow
+        && r.fallback_b_error_types.is_empty()
+    {
+        d.error(
+            text.span(),
+            "outcome `fallback-B` needs `fallback.b_error_types` (the error types that lead to it)",
+        );
+    }
+    Some(o)
+}
+
+fn failure_kind(
+    text: &Spanned<String>,
+    settings: &ActivitySettings,
+    d: &mut Diagnostics<'_>,
+) -> Option<FailureKind> {
+    let t = text.get_ref();
+    let kind = if let Some(ty) = t.strip_prefix("error:") {
+        FailureKind::Error(ty.to_owned())
+    } else {
+        let timeout = match t.strip_prefix("timeout:") {
+            Some("start_to_close") => TimeoutKind::StartToClose,
+            Some("schedule_to_close") => TimeoutKind::ScheduleToClose,
+            Some("heartbeat") => TimeoutKind::Heartbeat,
+            _ => {
+                d.error(text.span(), format!(
+                    "`{t}` is not a failure kind: use \"timeout:start_to_close\", \"timeout:schedule_to_close\", \"timeout:heartbeat\" or \"error:<Type>\""
+                ));
+                return None;
+            }
+        };
+        let configured = match timeout {
+            TimeoutKind::Heartbeat => settings.heartbeat_timeout.is_some(),
+            TimeoutKind::ScheduleToClose => settings.schedule_to_close.is_some(),
+            _ => settings.start_to_close.is_some(),
+        };
+        if !configured {
+            d.error(
+                text.span(),
+                format!(
+                    "expects a {timeout} timeout, but `activity.{}` is not set",
+                    match timeout {
+                        TimeoutKind::Heartbeat => "heartbeat_timeout",
+                        TimeoutKind::ScheduleToClose => "schedule_to_close",
+                        _ => "start_to_close",
+                    }
+                ),
+            );
+        }
+        FailureKind::Timeout(timeout)
+    };
+    Some(kind)
+}
+
+/// The attempt at which a rule stops all retries for sure, if it does.
+fn stops_retries_at(rule: &FaultRule, non_retryable_types: &[String]) -> Option<u32> {
+    match &rule.action {
+        FaultAction::Error(e)
+            if rule.probability.is_none()
+                && (e.non_retryable || non_retryable_types.contains(&e.error_type)) =>
+        {
+            Some(rule.attempts.first())
+        }
+        _ => None,
+    }
+}
+
+fn expectations(
+    e: &ExpectSection,
+    section: Range<usize>,
+    workflow: &WorkflowSpec,
+    faults: &FaultPlan,
+    d: &mut Diagnostics<'_>,
+) -> Expectations {
+    let settings = workflow.activity();
+    let outcome = match &e.outcome {
+        Some(o) => outcome(o, workflow, d),
+        None => {
+            d.error(
+                section.clone(),
+                "`[expect]` needs an `outcome` (completed, fallback-A, fallback-B or failed)",
+            );
+            None
+        }
+    };
+    let max = max_attempts(workflow);
+    let non_retryable = settings
+        .retry
+        .as_ref()
+        .map(|r| r.non_retryable_types.clone())
+        .unwrap_or_default();
+    let mut attempts = Vec::new();
+    for (activity, n) in e.attempts.iter().flatten() {
+        let known = workflow.activity_types();
+        if !known.contains(&activity.get_ref().as_str()) {
+            d.error(
+                activity.span(),
+                format!(
+                    "workflow `{}` has no activity `{}`; its activities are: {}",
+                    workflow.kind(),
+                    activity.get_ref(),
+                    known.join(", ")
+                ),
+            );
+            continue;
+        }
+        if let Some(max) = max
+            && *n.get_ref() > max
+            && uses_scenario_settings(workflow, activity.get_ref())
+        {
+            d.error(
+                n.span(),
+                format!(
+                    "expects {} attempts, but retry.maximum_attempts is {max}",
+                    n.get_ref()
+                ),
+            );
+        }
+        for rule in faults
+            .rules
+            .iter()
+            .filter(|r| r.targets(activity.get_ref()))
+        {
+            if let Some(stop) = stops_retries_at(rule, &non_retryable)
+                && *n.get_ref() > stop
+            {
+                d.error(n.span(), format!(
+                    "expects {} attempts, but fault #{} raises a non-retryable error at attempt {stop}",
+                    n.get_ref(),
+                    rule.id
+                ));
+            }
+        }
+        attempts.push((activity.get_ref().clone(), *n.get_ref()));
+    }
+    let error_contains = e.error_contains.as_ref().map(|t| {
+        if outcome.is_some_and(|o| o != Outcome::Failed) {
+            d.error(t.span(), "`error_contains` checks the workflow's failure, but the expected outcome is not `failed`");
+        }
+        t.get_ref().clone()
+    });
+    let result = e
+        .result
+        .as_ref()
+        .and_then(|r| match serde_json::to_value(r.get_ref()) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                d.error(r.span(), format!("cannot use this result value: {err}"));
+                None
+            }
+        });
+    if let (Some(r), Some(Outcome::Failed)) = (&e.result, outcome) {
+        d.error(
+            r.span(),
+            "a failed workflow has no result; remove `result` or change `outcome`",
+        );
+    }
+    Expectations {
+        outcome,
+        result,
+        attempts,
+        failure: e
+            .failure
+            .as_ref()
+            .and_then(|f| failure_kind(f, settings, d)),
+        error_contains,
+        time_budget: duration(&e.time_budget, d),
+    }
+}
+
+/// Whether the scenario's `[activity]` settings (and so its retry limit) govern this activity.
+/// The resilient workflow's fallbacks use fixed options of their own.
+fn uses_scenario_settings(workflow: &WorkflowSpec, activity: &str) -> bool {
+    match workflow {
+        WorkflowSpec::Orchestration(_) => true,
+        WorkflowSpec::Resilient(_) => activity == "risky",
+    }
+}

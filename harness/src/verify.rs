@@ -1,0 +1,411 @@
+//! Checks a plan's expectations against the histories of its workflow and child workflows.
+//!
+//! Every check says what was expected, what history shows, and the event that shows it.
+
+use crate::{
+    faults::{AttemptKey, FaultRule},
+    history::{ActivityClose, ActivityExecution, HistoryFacts, WorkflowClose},
+    plan::{FailureKind, Outcome, Plan},
+};
+use serde::Serialize;
+
+/// One verified expectation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    /// What was checked, e.g. `outcome` or `attempts[risky]`.
+    pub name: String,
+    /// Whether history agrees.
+    pub passed: bool,
+    /// The expectation.
+    pub expected: String,
+    /// What history shows.
+    pub observed: String,
+    /// Where history shows it: workflow id and event id.
+    pub evidence: Option<Evidence>,
+}
+
+/// A pointer into a workflow history.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Evidence {
+    /// Workflow whose history holds the event.
+    pub workflow_id: String,
+    /// The event.
+    pub event_id: i64,
+}
+
+impl Evidence {
+    fn at(workflow_id: &str, event_id: Option<i64>) -> Option<Self> {
+        event_id.map(|event_id| Self {
+            workflow_id: workflow_id.to_owned(),
+            event_id,
+        })
+    }
+}
+
+/// The scenario workflow's history and its children's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Histories {
+    /// The workflow the runner started.
+    pub root: HistoryFacts,
+    /// Its child workflows.
+    pub children: Vec<HistoryFacts>,
+}
+
+impl Histories {
+    /// Every history, root first.
+    pub fn all(&self) -> impl Iterator<Item = &HistoryFacts> {
+        std::iter::once(&self.root).chain(&self.children)
+    }
+
+    /// Every scheduled activity of every history, with its history.
+    pub fn activities(&self) -> impl Iterator<Item = &ActivityExecution> {
+        self.all().flat_map(|h| &h.activities)
+    }
+
+    /// Attempts per activity type, summed over executions.
+    pub fn attempts_of(&self, activity_type: &str) -> u32 {
+        self.activities()
+            .filter(|a| a.activity_type == activity_type)
+            .map(|a| a.attempts)
+            .sum()
+    }
+
+    /// How the scenario's workflow ended, read from history.
+    pub fn outcome(&self) -> Outcome {
+        match &self.root.close {
+            Some(WorkflowClose::Completed { .. }) => {
+                let ran = |t: &str| self.root.activities.iter().any(|a| a.activity_type == t);
+                if ran("fallback_b") {
+                    Outcome::FallbackB
+                } else if ran("fallback_a") {
+                    Outcome::FallbackA
+                } else {
+                    Outcome::Completed
+                }
+            }
+            Some(WorkflowClose::Failed { .. }) => Outcome::Failed,
+            _ => Outcome::Stuck,
+        }
+    }
+
+    /// The workflow's result value (the `value` field for the resilient workflow).
+    pub fn result_value(&self) -> Option<serde_json::Value> {
+        match &self.root.close {
+            Some(WorkflowClose::Completed { result }) => {
+                Some(result.get("value").cloned().unwrap_or(result.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Verifies every expectation and that every fault left evidence of firing.
+pub fn verify(plan: &Plan, h: &Histories) -> Vec<Check> {
+    let root = &h.root;
+    let close_evidence = Evidence::at(&root.workflow_id, root.close_event_id);
+    let mut checks = Vec::new();
+    let e = &plan.expect;
+    if let Some(expected) = e.outcome {
+        let observed = h.outcome();
+        checks.push(Check {
+            name: "outcome".into(),
+            passed: observed == expected,
+            expected: expected.to_string(),
+            observed: describe_close(h),
+            evidence: close_evidence.clone(),
+        });
+        if matches!(observed, Outcome::FallbackA | Outcome::FallbackB) {
+            checks.push(fallback_after_exhaustion(h, observed));
+        }
+    }
+    if let Some(expected) = &e.result {
+        let observed = h.result_value();
+        checks.push(Check {
+            name: "result".into(),
+            passed: observed.as_ref().is_some_and(|o| json_equal(o, expected)),
+            expected: expected.to_string(),
+            observed: observed.map_or_else(|| "no result".into(), |o| o.to_string()),
+            evidence: close_evidence.clone(),
+        });
+    }
+    for (activity, expected) in &e.attempts {
+        let last = h
+            .activities()
+            .filter(|a| &a.activity_type == activity)
+            .last();
+        let observed = h.attempts_of(activity);
+        checks.push(Check {
+            name: format!("attempts[{activity}]"),
+            passed: observed == *expected,
+            expected: expected.to_string(),
+            observed: match last {
+                None => "never scheduled".into(),
+                Some(_) => observed.to_string(),
+            },
+            evidence: last.and_then(|a| {
+                Evidence::at(
+                    &a.workflow_id,
+                    a.close_event_id.or(Some(a.scheduled_event_id)),
+                )
+            }),
+        });
+    }
+    if let Some(expected) = &e.failure {
+        checks.push(failure_seen(h, expected));
+    }
+    if let Some(text) = &e.error_contains {
+        let message = match &root.close {
+            Some(WorkflowClose::Failed { message, .. }) => message.clone(),
+            _ => String::new(),
+        };
+        checks.push(Check {
+            name: "error_contains".into(),
+            passed: message.contains(text.as_str()),
+            expected: format!("failure message containing {text:?}"),
+            observed: if message.is_empty() {
+                "no workflow failure".into()
+            } else {
+                message
+            },
+            evidence: close_evidence.clone(),
+        });
+    }
+    if let Some(budget) = e.time_budget {
+        let took = root.duration();
+        checks.push(Check {
+            name: "time_budget".into(),
+            passed: took.is_some_and(|t| t <= budget),
+            expected: format!("closed within {}", humantime::format_duration(budget)),
+            observed: took.map_or_else(|| "not closed".into(), |t| format!("took {}", fmt_ms(t))),
+            evidence: close_evidence,
+        });
+    }
+    for rule in &plan.faults.rules {
+        checks.push(fault_fired(rule, plan.faults.seed, h));
+    }
+    checks
+}
+
+fn fmt_ms(d: std::time::Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+fn describe_close(h: &Histories) -> String {
+    match &h.root.close {
+        None => "still running (stuck)".into(),
+        Some(WorkflowClose::Completed { .. }) => h.outcome().to_string(),
+        Some(WorkflowClose::Failed { message, .. }) => format!("failed: {message}"),
+        Some(WorkflowClose::TimedOut) => "stuck: workflow timed out".into(),
+        Some(WorkflowClose::Terminated) => "stuck: workflow terminated".into(),
+        Some(WorkflowClose::Canceled) => "stuck: workflow cancelled".into(),
+        Some(WorkflowClose::ContinuedAsNew) => "stuck: continued as new".into(),
+    }
+}
+
+fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        _ => a == b,
+    }
+}
+
+/// A fallback must run only once the risky activity was closed for good.
+fn fallback_after_exhaustion(h: &Histories, outcome: Outcome) -> Check {
+    let fallback_type = if outcome == Outcome::FallbackA {
+        "fallback_a"
+    } else {
+        "fallback_b"
+    };
+    let risky = h
+        .root
+        .activities
+        .iter()
+        .find(|a| a.activity_type == "risky");
+    let fallback = h
+        .root
+        .activities
+        .iter()
+        .find(|a| a.activity_type == fallback_type);
+    let (passed, observed, event) = match (risky, fallback) {
+        (Some(r), Some(f)) => match (&r.close, r.close_event_id) {
+            (
+                Some(
+                    ActivityClose::Failed { retry_state, .. }
+                    | ActivityClose::TimedOut { retry_state, .. },
+                ),
+                Some(closed),
+            ) => (
+                closed < f.scheduled_event_id,
+                format!(
+                    "risky closed at event {closed} ({retry_state}, {} attempts); {fallback_type} scheduled at event {}",
+                    r.attempts, f.scheduled_event_id
+                ),
+                Some(f.scheduled_event_id),
+            ),
+            _ => (
+                false,
+                format!("{fallback_type} ran but risky did not fail"),
+                Some(f.scheduled_event_id),
+            ),
+        },
+        _ => (
+            false,
+            format!("risky or {fallback_type} missing from history"),
+            None,
+        ),
+    };
+    Check {
+        name: "fallback after retries ended".into(),
+        passed,
+        expected: format!("{fallback_type} scheduled only after risky's final failure"),
+        observed,
+        evidence: Evidence::at(&h.root.workflow_id, event),
+    }
+}
+
+fn failure_seen(h: &Histories, expected: &FailureKind) -> Check {
+    let mut seen = Vec::new();
+    let mut hit = None;
+    for act in h.activities() {
+        for (attempt, f) in act.failures() {
+            if &f.kind == expected && hit.is_none() {
+                hit = Evidence::at(&act.workflow_id, Some(f.event_id));
+            }
+            seen.push(format!(
+                "{} attempt {attempt}: {}",
+                act.activity_type, f.kind
+            ));
+        }
+    }
+    Check {
+        name: "failure".into(),
+        passed: hit.is_some(),
+        expected: expected.to_string(),
+        observed: if seen.is_empty() {
+            "no activity failures".into()
+        } else {
+            seen.join("; ")
+        },
+        evidence: hit,
+    }
+}
+
+/// Proves from history that a fault fired: the attempts it targets ran, and where history keeps
+/// the failure of such an attempt, that failure is the one the fault produces.
+fn fault_fired(rule: &FaultRule, seed: u64, h: &Histories) -> Check {
+    let name = format!("fault #{} fired", rule.id);
+    let expected = rule.describe();
+    let marker = rule.marker();
+    let mut fired_somewhere = false;
+    let mut contradiction = None;
+    let mut proof = None;
+    let mut notes = Vec::new();
+    for act in h.activities().filter(|a| rule.targets(&a.activity_type)) {
+        let fired: Vec<u32> = (1..=act.attempts)
+            .filter(|&attempt| {
+                rule.fires(
+                    seed,
+                    &AttemptKey {
+                        workflow_id: &act.workflow_id,
+                        activity_id: &act.activity_id,
+                        activity_type: &act.activity_type,
+                        attempt,
+                    },
+                )
+            })
+            .collect();
+        if fired.is_empty() {
+            notes.push(format!(
+                "{} ran {} attempt(s), none targeted",
+                act.activity_type, act.attempts
+            ));
+            continue;
+        }
+        fired_somewhere = true;
+        let fault = rule.action.fault();
+        for (attempt, failure) in act.failures() {
+            if !fired.contains(&attempt) {
+                continue;
+            }
+            if fault.explains(failure, &marker) {
+                proof.get_or_insert((
+                    act,
+                    failure.event_id,
+                    format!("attempt {attempt}: {}", failure.message),
+                ));
+            } else {
+                contradiction.get_or_insert((
+                    act,
+                    failure.event_id,
+                    format!(
+                        "attempt {attempt} shows {} ({}), not this fault",
+                        failure.kind, failure.message
+                    ),
+                ));
+            }
+        }
+        if matches!(act.close, Some(ActivityClose::Completed)) && fired.contains(&act.attempts) {
+            let took = act
+                .closed_at
+                .zip(act.last_started_at)
+                .and_then(|(c, s)| c.duration_since(s).ok());
+            if took.is_some_and(|t| fault.explains_completed_attempt(t)) {
+                proof.get_or_insert((
+                    act,
+                    act.close_event_id.unwrap_or_default(),
+                    format!(
+                        "attempt {} completed after {}",
+                        act.attempts,
+                        fmt_ms(took.unwrap_or_default())
+                    ),
+                ));
+            } else {
+                contradiction.get_or_insert((
+                    act,
+                    act.close_event_id.unwrap_or_default(),
+                    format!(
+                        "attempt {} completed normally, though the fault should have fired on it",
+                        act.attempts
+                    ),
+                ));
+            }
+        }
+        notes.push(format!(
+            "{} attempts {:?} targeted of {}",
+            act.activity_type, fired, act.attempts
+        ));
+    }
+    let (passed, observed, evidence) = match (fired_somewhere, contradiction, proof) {
+        (false, ..) => (false, format!("never fired: {}", or_none(&notes)), None),
+        (true, Some((act, event, why)), _) => {
+            (false, why, Evidence::at(&act.workflow_id, Some(event)))
+        }
+        (true, None, Some((act, event, why))) => {
+            (true, why, Evidence::at(&act.workflow_id, Some(event)))
+        }
+        // History keeps only the last two attempts' failures; earlier ones show in the count.
+        (true, None, None) => (
+            true,
+            format!(
+                "{} (failures of earlier attempts are not kept in history)",
+                or_none(&notes)
+            ),
+            None,
+        ),
+    };
+    Check {
+        name,
+        passed,
+        expected,
+        observed,
+        evidence,
+    }
+}
+
+fn or_none(notes: &[String]) -> String {
+    if notes.is_empty() {
+        "the targeted activity was never scheduled".into()
+    } else {
+        notes.join("; ")
+    }
+}

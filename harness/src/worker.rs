@@ -1,0 +1,83 @@
+//! The chaos worker: the demo workflows and activities with the fault interceptors installed.
+
+use crate::{
+    faults::quiet_injected_panics,
+    inject::{FaultInjector, PlanPropagator},
+    workflows::{Addition, DemoActivities, Multiplication, Orchestration, ResilientCall},
+};
+use std::{future::Future, time::Duration};
+use temporalio_client::Client;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+/// How long in-flight activities get to finish when the worker stops; past it they are
+/// abandoned and the server retries them elsewhere.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Errors creating or running the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The SDK refused the worker configuration or could not start it.
+    #[error("cannot start the chaos worker on task queue `{task_queue}`: {reason}")]
+    Start {
+        /// Task queue.
+        task_queue: String,
+        /// Why.
+        reason: String,
+    },
+    /// The worker stopped while it was still needed.
+    #[error("the chaos worker on task queue `{task_queue}` stopped unexpectedly: {reason}")]
+    Died {
+        /// Task queue.
+        task_queue: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Runs the chaos worker on `task_queue` until `until` completes, then shuts it down gracefully.
+///
+/// The worker future is not `Send`, so it is driven on the caller's task next to `until`.
+pub async fn run_worker_until<F: Future>(
+    client: Client,
+    task_queue: &str,
+    until: F,
+) -> Result<F::Output, WorkerError> {
+    let start_error = |reason: String| WorkerError::Start {
+        task_queue: task_queue.to_owned(),
+        reason,
+    };
+    quiet_injected_panics();
+    let runtime =
+        Runtime::from_current_tokio(Default::default()).map_err(|e| start_error(e.to_string()))?;
+    let options = WorkerOptions::new(task_queue)
+        .register_workflow::<Orchestration>()
+        .and_then(|o| o.register_workflow::<Addition>())
+        .and_then(|o| o.register_workflow::<Multiplication>())
+        .and_then(|o| o.register_workflow::<ResilientCall>())
+        .map_err(|e| start_error(e.to_string()))?
+        .register_activities(DemoActivities)
+        .activity_inbound_interceptor(FaultInjector)
+        .workflow_interceptor(PlanPropagator::constructor())
+        .graceful_shutdown_period(SHUTDOWN_GRACE)
+        .build();
+    let mut worker =
+        Worker::new(&runtime, client, options).map_err(|e| start_error(e.to_string()))?;
+    let shutdown = worker.shutdown_handle();
+    let run = worker.run();
+    tokio::pin!(run);
+    let output = tokio::select! {
+        result = &mut run => {
+            return Err(WorkerError::Died {
+                task_queue: task_queue.to_owned(),
+                reason: match result { Ok(()) => "it returned early".into(), Err(e) => e.to_string() },
+            });
+        }
+        output = until => output,
+    };
+    shutdown();
+    run.await.map_err(|e| WorkerError::Died {
+        task_queue: task_queue.to_owned(),
+        reason: format!("during shutdown: {e}"),
+    })?;
+    Ok(output)
+}
