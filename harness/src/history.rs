@@ -108,13 +108,11 @@ impl ActivityExecution {
         if let Some(f) = &self.last_failure {
             out.push((self.attempts.saturating_sub(1), f));
         }
-        match &self.close {
-            Some(
-                ActivityClose::Failed { failure, .. } | ActivityClose::TimedOut { failure, .. },
-            ) => {
-                out.push((self.attempts, failure));
-            }
-            _ => {}
+        if let Some(
+            ActivityClose::Failed { failure, .. } | ActivityClose::TimedOut { failure, .. },
+        ) = &self.close
+        {
+            out.push((self.attempts, failure));
         }
         out
     }

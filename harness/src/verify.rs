@@ -409,3 +409,195 @@ fn or_none(notes: &[String]) -> String {
         notes.join("; ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{history::HistoryFacts, scenario::parse};
+    use std::path::Path;
+    use temporalio_common::protos::temporal::api::{
+        common::v1::{ActivityType, Payload, Payloads},
+        enums::v1::RetryState,
+        failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
+        history::v1::{
+            ActivityTaskCompletedEventAttributes, ActivityTaskFailedEventAttributes,
+            ActivityTaskScheduledEventAttributes, ActivityTaskStartedEventAttributes, HistoryEvent,
+            WorkflowExecutionCompletedEventAttributes, WorkflowExecutionStartedEventAttributes,
+            history_event::Attributes,
+        },
+    };
+
+    /// A hand-written history of the resilient workflow: risky failed 3 times with
+    /// ServiceUnavailable (the last two failures visible), then fallback B answered 0.
+    fn fallback_b_history() -> HistoryFacts {
+        let app_failure = |msg: &str| Failure {
+            message: msg.into(),
+            failure_info: Some(FailureInfo::ApplicationFailureInfo(
+                ApplicationFailureInfo {
+                    r#type: "ServiceUnavailable".into(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        let scheduled = |name: &str, id: &str| {
+            Attributes::ActivityTaskScheduledEventAttributes(ActivityTaskScheduledEventAttributes {
+                activity_id: id.into(),
+                activity_type: Some(ActivityType { name: name.into() }),
+                ..Default::default()
+            })
+        };
+        let attrs = vec![
+            Attributes::WorkflowExecutionStartedEventAttributes(
+                WorkflowExecutionStartedEventAttributes::default(),
+            ),
+            scheduled("risky", "1"),
+            Attributes::ActivityTaskStartedEventAttributes(ActivityTaskStartedEventAttributes {
+                scheduled_event_id: 2,
+                attempt: 3,
+                last_failure: Some(app_failure("[chaos fault #1] 503")),
+                ..Default::default()
+            }),
+            Attributes::ActivityTaskFailedEventAttributes(ActivityTaskFailedEventAttributes {
+                scheduled_event_id: 2,
+                failure: Some(app_failure("[chaos fault #1] 503")),
+                retry_state: RetryState::MaximumAttemptsReached as i32,
+                ..Default::default()
+            }),
+            scheduled("fallback_b", "2"),
+            Attributes::ActivityTaskStartedEventAttributes(ActivityTaskStartedEventAttributes {
+                scheduled_event_id: 5,
+                attempt: 1,
+                ..Default::default()
+            }),
+            Attributes::ActivityTaskCompletedEventAttributes(
+                ActivityTaskCompletedEventAttributes {
+                    scheduled_event_id: 5,
+                    ..Default::default()
+                },
+            ),
+            Attributes::WorkflowExecutionCompletedEventAttributes(
+                WorkflowExecutionCompletedEventAttributes {
+                    result: Some(Payloads {
+                        payloads: vec![Payload {
+                            data: br#"{"path":"fallback-B","value":0,"reason":"x"}"#.to_vec(),
+                            ..Default::default()
+                        }],
+                    }),
+                    ..Default::default()
+                },
+            ),
+        ];
+        let events: Vec<HistoryEvent> = attrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut ev = HistoryEvent {
+                    event_id: i as i64 + 1,
+                    event_time: Some(Default::default()),
+                    attributes: Some(a),
+                    ..Default::default()
+                };
+                if let Some(t) = ev.event_time.as_mut() {
+                    t.seconds = 1_700_000_000 + i as i64;
+                }
+                ev
+            })
+            .collect();
+        HistoryFacts::from_events("wf-1", &events)
+    }
+
+    fn plan(expect: &str, faults: &str) -> Plan {
+        let text = format!(
+            "name = \"p\"\nworkflow = \"resilient\"\n[input]\nvalue = 21\n[activity]\nstart_to_close = \"2s\"\n\
+             [activity.retry]\nmaximum_attempts = 3\n[fallback]\nb_error_types = [\"ServiceUnavailable\"]\n{faults}\n[expect]\n{expect}\n"
+        );
+        parse(Path::new("p.toml"), &text).unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    const FAULT: &str =
+        "[[fault]]\nactivity = \"risky\"\nkind = \"error\"\ntype = \"ServiceUnavailable\"\n";
+
+    fn run(expect: &str, faults: &str) -> Vec<Check> {
+        let h = Histories {
+            root: fallback_b_history(),
+            children: vec![],
+        };
+        verify(&plan(expect, faults), &h)
+    }
+
+    #[test]
+    fn history_facts_are_read() {
+        let h = fallback_b_history();
+        assert_eq!(h.activities.len(), 2);
+        assert_eq!(h.activities[0].attempts, 3);
+        assert_eq!(h.activities[0].close_event_id, Some(4));
+        assert_eq!(h.duration(), Some(std::time::Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn matching_expectations_all_pass() {
+        let checks = run(
+            "outcome = \"fallback-B\"\nresult = 0\nattempts = { risky = 3 }\nfailure = \"error:ServiceUnavailable\"\ntime_budget = \"10s\"",
+            FAULT,
+        );
+        assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "outcome",
+                "fallback after retries ended",
+                "result",
+                "attempts[risky]",
+                "failure",
+                "time_budget",
+                "fault #1 fired"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_expectation_names_expected_observed_and_event() {
+        let checks = run(
+            "outcome = \"fallback-B\"\nattempts = { risky = 2 }\ntime_budget = \"5s\"",
+            FAULT,
+        );
+        let bad: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
+        assert_eq!(bad.len(), 2, "{checks:#?}");
+        assert_eq!(
+            (bad[0].expected.as_str(), bad[0].observed.as_str()),
+            ("2", "3")
+        );
+        assert_eq!(
+            bad[0].evidence,
+            Some(Evidence {
+                workflow_id: "wf-1".into(),
+                event_id: 4
+            })
+        );
+        assert_eq!(bad[1].name, "time_budget");
+        assert_eq!(bad[1].observed, "took 7000 ms");
+    }
+
+    #[test]
+    fn a_fault_that_never_fired_fails() {
+        let late = "[[fault]]\nactivity = \"risky\"\nattempts = [3]\nkind = \"hang\"\n";
+        let checks = run("outcome = \"fallback-B\"", &format!("{FAULT}{late}"));
+        let fired: Vec<&Check> = checks
+            .iter()
+            .filter(|c| c.name.starts_with("fault"))
+            .collect();
+        assert!(fired[0].passed);
+        // Fault #2 targets attempt 3, which did run, but history shows an application error there.
+        assert!(
+            !fired[1].passed && fired[1].observed.contains("not this fault"),
+            "{:?}",
+            fired[1]
+        );
+        let never = "[[fault]]\nactivity = \"fallback_a\"\nkind = \"hang\"\n";
+        let checks = run("outcome = \"fallback-B\"", never);
+        let c = checks.iter().find(|c| c.name == "fault #1 fired").unwrap();
+        assert!(!c.passed && c.observed.starts_with("never fired"), "{c:?}");
+    }
+}

@@ -279,7 +279,7 @@ impl FaultAction {
     /// Builds the action of kind `kind` from a fault entry's kind-specific fields, rejecting
     /// fields that the kind does not use.
     pub fn from_fields(kind: &str, fields: &FaultFields) -> Result<Self, FieldError> {
-        let (allowed, build): (&[&str], fn(&FaultFields) -> Result<Self, FieldError>) = match kind {
+        let (allowed, build): (&[&str], Builder) = match kind {
             "error" => (ErrorFault::FIELDS, |f| {
                 ErrorFault::from_fields(f).map(Self::Error)
             }),
@@ -311,6 +311,9 @@ impl FaultAction {
         build(fields)
     }
 }
+
+/// Builds one kind of [`FaultAction`] from its fields.
+type Builder = fn(&FaultFields) -> Result<FaultAction, FieldError>;
 
 /// Kind-specific fields of a fault entry, already type-checked by the scenario parser.
 #[derive(Debug, Default, Clone)]

@@ -9,6 +9,9 @@ mod validate;
 
 pub use diagnostic::Diagnostic;
 
+#[cfg(test)]
+mod tests;
+
 use crate::plan::Plan;
 use diagnostic::Diagnostics;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use super::{
     diagnostic::Diagnostics,
-    file::{AttemptsField, ExpectSection, FaultSection, RetrySection, ScenarioFile},
+    file::{ActivitySection, AttemptsField, FaultSection, RetrySection, ScenarioFile},
 };
 use crate::{
     faults::{AttemptSelector, FaultAction, FaultFields, FaultPlan, FaultRule},
@@ -11,7 +11,7 @@ use crate::{
         ResilientInput, RetrySettings, TimeoutKind, WorkflowSpec,
     },
 };
-use std::{ops::Range, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 use toml::Spanned;
 
 /// Builds the plan, or records problems and returns what it could (`None` when unusable).
@@ -27,13 +27,7 @@ pub(super) fn validate(path: &Path, raw: ScenarioFile, d: &mut Diagnostics<'_>) 
     let activity = activity_settings(&raw, d);
     let workflow = workflow_spec(&raw, activity, d)?;
     let faults = fault_plan(&raw, &workflow, d);
-    let expect = expectations(
-        raw.expect.get_ref(),
-        raw.expect.span(),
-        &workflow,
-        &faults,
-        d,
-    );
+    let expect = expectations(&raw, &workflow, &faults, d);
     Some(Plan {
         name,
         description: raw.description.clone(),
@@ -316,9 +310,10 @@ fn outcome(
     Some(o)
 }
 
+/// `settings` is the raw section: a timeout given but malformed was reported already.
 fn failure_kind(
     text: &Spanned<String>,
-    settings: &ActivitySettings,
+    settings: &ActivitySection,
     d: &mut Diagnostics<'_>,
 ) -> Option<FailureKind> {
     let t = text.get_ref();
@@ -373,12 +368,12 @@ fn stops_retries_at(rule: &FaultRule, non_retryable_types: &[String]) -> Option<
 }
 
 fn expectations(
-    e: &ExpectSection,
-    section: Range<usize>,
+    raw: &ScenarioFile,
     workflow: &WorkflowSpec,
     faults: &FaultPlan,
     d: &mut Diagnostics<'_>,
 ) -> Expectations {
+    let (e, section) = (raw.expect.get_ref(), raw.expect.span());
     let settings = workflow.activity();
     let outcome = match &e.outcome {
         Some(o) => outcome(o, workflow, d),
@@ -469,7 +464,7 @@ fn expectations(
         failure: e
             .failure
             .as_ref()
-            .and_then(|f| failure_kind(f, settings, d)),
+            .and_then(|f| failure_kind(f, &raw.activity, d)),
         error_contains,
         time_budget: duration(&e.time_budget, d),
     }

@@ -33,12 +33,13 @@ pub fn validate_numbers(numbers: &[Value]) -> Result<Vec<f64>, String> {
 }
 
 /// Validates the input or fails the workflow at once: bad input never gets better on retry.
-fn validated(input: &OrchestrationInput) -> Result<Vec<f64>, ApplicationFailure> {
+fn validated(input: &OrchestrationInput) -> WorkflowResult<Vec<f64>> {
     validate_numbers(&input.numbers).map_err(|problem| {
         ApplicationFailure::builder(format!("invalid input: {problem}"))
             .type_name("InvalidInput".to_owned())
             .non_retryable(true)
             .build()
+            .into()
     })
 }
 

