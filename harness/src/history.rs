@@ -108,10 +108,7 @@ impl ActivityExecution {
         if let Some(f) = &self.last_failure {
             out.push((self.attempts.saturating_sub(1), f));
         }
-        if let Some(
-            ActivityClose::Failed { failure, .. } | ActivityClose::TimedOut { failure, .. },
-        ) = &self.close
-        {
+        if let Some(ActivityClose::Failed { failure, .. } | ActivityClose::TimedOut { failure, .. }) = &self.close {
             out.push((self.attempts, failure));
         }
         out
@@ -196,10 +193,10 @@ impl HistoryFacts {
             event_count: events.len(),
         };
         for ev in events {
-            let at = ev.event_time.as_ref().map(|t| {
-                SystemTime::UNIX_EPOCH
-                    + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
-            });
+            let at = ev
+                .event_time
+                .as_ref()
+                .map(|t| SystemTime::UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32));
             let Some(attrs) = &ev.attributes else {
                 continue;
             };
@@ -212,31 +209,21 @@ impl HistoryFacts {
                 Attributes::WorkflowExecutionStartedEventAttributes(a) => {
                     facts.started_at = at;
                     facts.run_id = a.original_execution_run_id.clone();
-                    facts.workflow_type = a
-                        .workflow_type
-                        .as_ref()
-                        .map(|t| t.name.clone())
-                        .unwrap_or_default();
+                    facts.workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
                 }
-                Attributes::ActivityTaskScheduledEventAttributes(a) => {
-                    facts.activities.push(ActivityExecution {
-                        workflow_id: workflow_id.to_owned(),
-                        activity_id: a.activity_id.clone(),
-                        activity_type: a
-                            .activity_type
-                            .as_ref()
-                            .map(|t| t.name.clone())
-                            .unwrap_or_default(),
-                        scheduled_event_id: ev.event_id,
-                        scheduled_at: at.unwrap_or(SystemTime::UNIX_EPOCH),
-                        attempts: 0,
-                        last_failure: None,
-                        last_started_at: None,
-                        close: None,
-                        close_event_id: None,
-                        closed_at: None,
-                    })
-                }
+                Attributes::ActivityTaskScheduledEventAttributes(a) => facts.activities.push(ActivityExecution {
+                    workflow_id: workflow_id.to_owned(),
+                    activity_id: a.activity_id.clone(),
+                    activity_type: a.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+                    scheduled_event_id: ev.event_id,
+                    scheduled_at: at.unwrap_or(SystemTime::UNIX_EPOCH),
+                    attempts: 0,
+                    last_failure: None,
+                    last_started_at: None,
+                    close: None,
+                    close_event_id: None,
+                    closed_at: None,
+                }),
                 Attributes::ActivityTaskStartedEventAttributes(a) => {
                     if let Some(act) = facts.activity_mut(a.scheduled_event_id) {
                         act.attempts = a.attempt.max(0) as u32;
@@ -248,12 +235,7 @@ impl HistoryFacts {
                     }
                 }
                 Attributes::ActivityTaskCompletedEventAttributes(a) => {
-                    facts.close_activity(
-                        a.scheduled_event_id,
-                        ActivityClose::Completed,
-                        ev.event_id,
-                        at,
-                    );
+                    facts.close_activity(a.scheduled_event_id, ActivityClose::Completed, ev.event_id, at);
                 }
                 Attributes::ActivityTaskFailedEventAttributes(a) => {
                     let close = ActivityClose::Failed {
@@ -270,12 +252,7 @@ impl HistoryFacts {
                     facts.close_activity(a.scheduled_event_id, close, ev.event_id, at);
                 }
                 Attributes::ActivityTaskCanceledEventAttributes(a) => {
-                    facts.close_activity(
-                        a.scheduled_event_id,
-                        ActivityClose::Canceled,
-                        ev.event_id,
-                        at,
-                    );
+                    facts.close_activity(a.scheduled_event_id, ActivityClose::Canceled, ev.event_id, at);
                 }
                 Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => {
                     if let Some(we) = &a.workflow_execution {
@@ -307,15 +284,11 @@ impl HistoryFacts {
                         },
                     );
                 }
-                Attributes::WorkflowExecutionTimedOutEventAttributes(_) => {
-                    closed(&mut facts, WorkflowClose::TimedOut)
-                }
+                Attributes::WorkflowExecutionTimedOutEventAttributes(_) => closed(&mut facts, WorkflowClose::TimedOut),
                 Attributes::WorkflowExecutionTerminatedEventAttributes(_) => {
                     closed(&mut facts, WorkflowClose::Terminated)
                 }
-                Attributes::WorkflowExecutionCanceledEventAttributes(_) => {
-                    closed(&mut facts, WorkflowClose::Canceled)
-                }
+                Attributes::WorkflowExecutionCanceledEventAttributes(_) => closed(&mut facts, WorkflowClose::Canceled),
                 Attributes::WorkflowExecutionContinuedAsNewEventAttributes(_) => {
                     closed(&mut facts, WorkflowClose::ContinuedAsNew);
                 }
@@ -336,13 +309,7 @@ impl HistoryFacts {
             .find(|a| a.scheduled_event_id == scheduled_event_id)
     }
 
-    fn close_activity(
-        &mut self,
-        scheduled: i64,
-        close: ActivityClose,
-        event_id: i64,
-        at: Option<SystemTime>,
-    ) {
+    fn close_activity(&mut self, scheduled: i64, close: ActivityClose, event_id: i64, at: Option<SystemTime>) {
         if let Some(act) = self.activity_mut(scheduled) {
             act.close = Some(close);
             act.close_event_id = Some(event_id);
@@ -362,11 +329,7 @@ fn failure_or_unknown(f: Option<&Failure>, event_id: i64) -> ObservedFailure {
 
 fn retry_state_name(state: i32) -> String {
     RetryState::try_from(state)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("RETRY_STATE_")
-                .to_owned()
-        })
+        .map(|s| s.as_str_name().trim_start_matches("RETRY_STATE_").to_owned())
         .unwrap_or_else(|_| state.to_string())
 }
 

@@ -11,10 +11,9 @@ use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_sdk::{
     interceptors::{ActivityInboundInterceptor, ExecuteActivityInput, ExecuteActivityOutput, Next},
     workflow_interceptors::{
-        CancellableWorkflowOutboundFuture, ExecuteWorkflowInput, ExecuteWorkflowResult,
-        ScheduleActivityInput, ScheduleActivityResult, StartChildWorkflowInput,
-        StartChildWorkflowResult, WorkflowInterceptor, WorkflowInterceptorConstructor,
-        WorkflowInterceptorContext, WorkflowInterceptorFuture, WorkflowNext,
+        CancellableWorkflowOutboundFuture, ExecuteWorkflowInput, ExecuteWorkflowResult, ScheduleActivityInput,
+        ScheduleActivityResult, StartChildWorkflowInput, StartChildWorkflowResult, WorkflowInterceptor,
+        WorkflowInterceptorConstructor, WorkflowInterceptorContext, WorkflowInterceptorFuture, WorkflowNext,
     },
 };
 use tracing::{info, warn};
@@ -64,11 +63,7 @@ impl WorkflowInterceptor for PlanPropagator {
         &'a self,
         _ctx: WorkflowInterceptorContext,
         input: ExecuteWorkflowInput,
-        next: WorkflowNext<
-            'a,
-            ExecuteWorkflowInput,
-            WorkflowInterceptorFuture<'a, ExecuteWorkflowResult>,
-        >,
+        next: WorkflowNext<'a, ExecuteWorkflowInput, WorkflowInterceptorFuture<'a, ExecuteWorkflowResult>>,
     ) -> WorkflowInterceptorFuture<'a, ExecuteWorkflowResult> {
         // Headers come from history, so this is deterministic on replay.
         *self.header.borrow_mut() = input.headers().get(HEADER_KEY).cloned();
@@ -79,11 +74,7 @@ impl WorkflowInterceptor for PlanPropagator {
         &self,
         _ctx: WorkflowInterceptorContext,
         mut input: ScheduleActivityInput,
-        next: WorkflowNext<
-            'static,
-            ScheduleActivityInput,
-            CancellableWorkflowOutboundFuture<ScheduleActivityResult>,
-        >,
+        next: WorkflowNext<'static, ScheduleActivityInput, CancellableWorkflowOutboundFuture<ScheduleActivityResult>>,
     ) -> CancellableWorkflowOutboundFuture<ScheduleActivityResult> {
         self.stamp(input.headers_mut());
         next.run(input)
@@ -123,10 +114,7 @@ impl ActivityInboundInterceptor for FaultInjector {
                     attempt: info.attempt,
                 };
                 // The server gives up at the first of the close deadline and a missed heartbeat.
-                let heartbeat_deadline = info
-                    .started_time
-                    .zip(info.heartbeat_timeout)
-                    .map(|(s, h)| s + h);
+                let heartbeat_deadline = info.started_time.zip(info.heartbeat_timeout).map(|(s, h)| s + h);
                 let deadline = match (info.deadline, heartbeat_deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod history;
+pub mod infra;
 pub mod inject;
 pub mod plan;
 pub mod report;

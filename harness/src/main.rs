@@ -87,8 +87,7 @@ struct RunArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("error,temporal_chaos=warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error,temporal_chaos=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -145,6 +144,7 @@ async fn run(args: RunArgs) -> ExitCode {
         ui_url: args.ui_url.clone(),
         temporal_bin: args.temporal_bin.clone(),
         log_dir: args.reports.join(&run_id),
+        persist: runner::needs_persistent_server(&plans),
     };
     let cluster = match Cluster::start(&settings).await {
         Ok(c) => c,
@@ -153,11 +153,24 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
+    let unsupported = runner::unsupported(&plans, &cluster.capabilities(), cluster.target);
+    if !unsupported.is_empty() {
+        for line in &unsupported {
+            eprintln!("{line}");
+        }
+        eprintln!(
+            "error: {} infrastructure fault(s) cannot run on this target; nothing was run",
+            unsupported.len()
+        );
+        cluster.stop().await;
+        return ExitCode::from(EXIT_ERROR);
+    }
     let run = RunSettings {
         task_queue: format!("chaos-{run_id}"),
         run_id: run_id.clone(),
         seed: args.seed,
         jobs: args.jobs,
+        log_dir: settings.log_dir.clone(),
     };
     let scenarios = tokio::select! {
         done = run_worker_until(cluster.client.clone(), &run.task_queue, runner::run_plans(&cluster, &plans, &run)) => match done {
@@ -197,10 +210,7 @@ async fn run(args: RunArgs) -> ExitCode {
     match report::write_all(&args.reports, &report) {
         Ok(dir) => eprintln!("reports written to {}", dir.display()),
         Err(e) => {
-            eprintln!(
-                "error: cannot write reports under {}: {e}",
-                args.reports.display()
-            );
+            eprintln!("error: cannot write reports under {}: {e}", args.reports.display());
             cluster.stop().await;
             return ExitCode::from(EXIT_ERROR);
         }

@@ -3,7 +3,7 @@
 //! A [`Plan`] is the only thing the runner sees. It never holds an invalid combination
 //! (those are rejected by [`crate::scenario`] with positions), so later stages can trust it.
 
-use crate::faults::FaultPlan;
+use crate::{faults::FaultPlan, infra::InfraRule};
 use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
@@ -20,6 +20,8 @@ pub struct Plan {
     pub workflow: WorkflowSpec,
     /// Faults injected into activities; travels with the workflow in a header.
     pub faults: FaultPlan,
+    /// Faults injected into the infrastructure while the workflow runs.
+    pub infra: Vec<InfraRule>,
     /// What the workflow's history must show.
     pub expect: Expectations,
 }

@@ -91,9 +91,7 @@ impl Histories {
     /// The workflow's result value (the `value` field for the resilient workflow).
     pub fn result_value(&self) -> Option<serde_json::Value> {
         match &self.root.close {
-            Some(WorkflowClose::Completed { result }) => {
-                Some(result.get("value").cloned().unwrap_or(result.clone()))
-            }
+            Some(WorkflowClose::Completed { result }) => Some(result.get("value").cloned().unwrap_or(result.clone())),
             _ => None,
         }
     }
@@ -129,10 +127,7 @@ pub fn verify(plan: &Plan, h: &Histories) -> Vec<Check> {
         });
     }
     for (activity, expected) in &e.attempts {
-        let last = h
-            .activities()
-            .filter(|a| &a.activity_type == activity)
-            .last();
+        let last = h.activities().filter(|a| &a.activity_type == activity).last();
         let observed = h.attempts_of(activity);
         checks.push(Check {
             name: format!("attempts[{activity}]"),
@@ -142,12 +137,7 @@ pub fn verify(plan: &Plan, h: &Histories) -> Vec<Check> {
                 None => "never scheduled".into(),
                 Some(_) => observed.to_string(),
             },
-            evidence: last.and_then(|a| {
-                Evidence::at(
-                    &a.workflow_id,
-                    a.close_event_id.or(Some(a.scheduled_event_id)),
-                )
-            }),
+            evidence: last.and_then(|a| Evidence::at(&a.workflow_id, a.close_event_id.or(Some(a.scheduled_event_id)))),
         });
     }
     if let Some(expected) = &e.failure {
@@ -216,23 +206,12 @@ fn fallback_after_exhaustion(h: &Histories, outcome: Outcome) -> Check {
     } else {
         "fallback_b"
     };
-    let risky = h
-        .root
-        .activities
-        .iter()
-        .find(|a| a.activity_type == "risky");
-    let fallback = h
-        .root
-        .activities
-        .iter()
-        .find(|a| a.activity_type == fallback_type);
+    let risky = h.root.activities.iter().find(|a| a.activity_type == "risky");
+    let fallback = h.root.activities.iter().find(|a| a.activity_type == fallback_type);
     let (passed, observed, event) = match (risky, fallback) {
         (Some(r), Some(f)) => match (&r.close, r.close_event_id) {
             (
-                Some(
-                    ActivityClose::Failed { retry_state, .. }
-                    | ActivityClose::TimedOut { retry_state, .. },
-                ),
+                Some(ActivityClose::Failed { retry_state, .. } | ActivityClose::TimedOut { retry_state, .. }),
                 Some(closed),
             ) => (
                 closed < f.scheduled_event_id,
@@ -248,11 +227,7 @@ fn fallback_after_exhaustion(h: &Histories, outcome: Outcome) -> Check {
                 Some(f.scheduled_event_id),
             ),
         },
-        _ => (
-            false,
-            format!("risky or {fallback_type} missing from history"),
-            None,
-        ),
+        _ => (false, format!("risky or {fallback_type} missing from history"), None),
     };
     Check {
         name: "fallback after retries ended".into(),
@@ -271,10 +246,7 @@ fn failure_seen(h: &Histories, expected: &FailureKind) -> Check {
             if &f.kind == expected && hit.is_none() {
                 hit = Evidence::at(&act.workflow_id, Some(f.event_id));
             }
-            seen.push(format!(
-                "{} attempt {attempt}: {}",
-                act.activity_type, f.kind
-            ));
+            seen.push(format!("{} attempt {attempt}: {}", act.activity_type, f.kind));
         }
     }
     Check {
@@ -328,11 +300,7 @@ fn fault_fired(rule: &FaultRule, seed: u64, h: &Histories) -> Check {
                 continue;
             }
             if fault.explains(failure, &marker) {
-                proof.get_or_insert((
-                    act,
-                    failure.event_id,
-                    format!("attempt {attempt}: {}", failure.message),
-                ));
+                proof.get_or_insert((act, failure.event_id, format!("attempt {attempt}: {}", failure.message)));
             } else {
                 contradiction.get_or_insert((
                     act,
@@ -377,12 +345,8 @@ fn fault_fired(rule: &FaultRule, seed: u64, h: &Histories) -> Check {
     }
     let (passed, observed, evidence) = match (fired_somewhere, contradiction, proof) {
         (false, ..) => (false, format!("never fired: {}", or_none(&notes)), None),
-        (true, Some((act, event, why)), _) => {
-            (false, why, Evidence::at(&act.workflow_id, Some(event)))
-        }
-        (true, None, Some((act, event, why))) => {
-            (true, why, Evidence::at(&act.workflow_id, Some(event)))
-        }
+        (true, Some((act, event, why)), _) => (false, why, Evidence::at(&act.workflow_id, Some(event))),
+        (true, None, Some((act, event, why))) => (true, why, Evidence::at(&act.workflow_id, Some(event))),
         // History keeps only the last two attempts' failures; earlier ones show in the count.
         (true, None, None) => (
             true,
@@ -432,12 +396,10 @@ mod tests {
     fn fallback_b_history() -> HistoryFacts {
         let app_failure = |msg: &str| Failure {
             message: msg.into(),
-            failure_info: Some(FailureInfo::ApplicationFailureInfo(
-                ApplicationFailureInfo {
-                    r#type: "ServiceUnavailable".into(),
-                    ..Default::default()
-                },
-            )),
+            failure_info: Some(FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
+                r#type: "ServiceUnavailable".into(),
+                ..Default::default()
+            })),
             ..Default::default()
         };
         let scheduled = |name: &str, id: &str| {
@@ -448,9 +410,7 @@ mod tests {
             })
         };
         let attrs = vec![
-            Attributes::WorkflowExecutionStartedEventAttributes(
-                WorkflowExecutionStartedEventAttributes::default(),
-            ),
+            Attributes::WorkflowExecutionStartedEventAttributes(WorkflowExecutionStartedEventAttributes::default()),
             scheduled("risky", "1"),
             Attributes::ActivityTaskStartedEventAttributes(ActivityTaskStartedEventAttributes {
                 scheduled_event_id: 2,
@@ -470,23 +430,19 @@ mod tests {
                 attempt: 1,
                 ..Default::default()
             }),
-            Attributes::ActivityTaskCompletedEventAttributes(
-                ActivityTaskCompletedEventAttributes {
-                    scheduled_event_id: 5,
-                    ..Default::default()
-                },
-            ),
-            Attributes::WorkflowExecutionCompletedEventAttributes(
-                WorkflowExecutionCompletedEventAttributes {
-                    result: Some(Payloads {
-                        payloads: vec![Payload {
-                            data: br#"{"path":"fallback-B","value":0,"reason":"x"}"#.to_vec(),
-                            ..Default::default()
-                        }],
-                    }),
-                    ..Default::default()
-                },
-            ),
+            Attributes::ActivityTaskCompletedEventAttributes(ActivityTaskCompletedEventAttributes {
+                scheduled_event_id: 5,
+                ..Default::default()
+            }),
+            Attributes::WorkflowExecutionCompletedEventAttributes(WorkflowExecutionCompletedEventAttributes {
+                result: Some(Payloads {
+                    payloads: vec![Payload {
+                        data: br#"{"path":"fallback-B","value":0,"reason":"x"}"#.to_vec(),
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            }),
         ];
         let events: Vec<HistoryEvent> = attrs
             .into_iter()
@@ -515,8 +471,7 @@ mod tests {
         parse(Path::new("p.toml"), &text).unwrap_or_else(|d| panic!("{d:?}"))
     }
 
-    const FAULT: &str =
-        "[[fault]]\nactivity = \"risky\"\nkind = \"error\"\ntype = \"ServiceUnavailable\"\n";
+    const FAULT: &str = "[[fault]]\nactivity = \"risky\"\nkind = \"error\"\ntype = \"ServiceUnavailable\"\n";
 
     fn run(expect: &str, faults: &str) -> Vec<Check> {
         let h = Histories {
@@ -565,10 +520,7 @@ mod tests {
         );
         let bad: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
         assert_eq!(bad.len(), 2, "{checks:#?}");
-        assert_eq!(
-            (bad[0].expected.as_str(), bad[0].observed.as_str()),
-            ("2", "3")
-        );
+        assert_eq!((bad[0].expected.as_str(), bad[0].observed.as_str()), ("2", "3"));
         assert_eq!(
             bad[0].evidence,
             Some(Evidence {
@@ -584,10 +536,7 @@ mod tests {
     fn a_fault_that_never_fired_fails() {
         let late = "[[fault]]\nactivity = \"risky\"\nattempts = [3]\nkind = \"hang\"\n";
         let checks = run("outcome = \"fallback-B\"", &format!("{FAULT}{late}"));
-        let fired: Vec<&Check> = checks
-            .iter()
-            .filter(|c| c.name.starts_with("fault"))
-            .collect();
+        let fired: Vec<&Check> = checks.iter().filter(|c| c.name.starts_with("fault")).collect();
         assert!(fired[0].passed);
         // Fault #2 targets attempt 3, which did run, but history shows an application error there.
         assert!(

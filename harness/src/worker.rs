@@ -37,18 +37,13 @@ pub enum WorkerError {
 /// Runs the chaos worker on `task_queue` until `until` completes, then shuts it down gracefully.
 ///
 /// The worker future is not `Send`, so it is driven on the caller's task next to `until`.
-pub async fn run_worker_until<F: Future>(
-    client: Client,
-    task_queue: &str,
-    until: F,
-) -> Result<F::Output, WorkerError> {
+pub async fn run_worker_until<F: Future>(client: Client, task_queue: &str, until: F) -> Result<F::Output, WorkerError> {
     let start_error = |reason: String| WorkerError::Start {
         task_queue: task_queue.to_owned(),
         reason,
     };
     quiet_injected_panics();
-    let runtime =
-        Runtime::from_current_tokio(Default::default()).map_err(|e| start_error(e.to_string()))?;
+    let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| start_error(e.to_string()))?;
     let options = WorkerOptions::new(task_queue)
         .register_workflow::<Orchestration>()
         .and_then(|o| o.register_workflow::<Addition>())
@@ -60,8 +55,7 @@ pub async fn run_worker_until<F: Future>(
         .workflow_interceptor(PlanPropagator::constructor())
         .graceful_shutdown_period(SHUTDOWN_GRACE)
         .build();
-    let mut worker =
-        Worker::new(&runtime, client, options).map_err(|e| start_error(e.to_string()))?;
+    let mut worker = Worker::new(&runtime, client, options).map_err(|e| start_error(e.to_string()))?;
     let shutdown = worker.shutdown_handle();
     let run = worker.run();
     tokio::pin!(run);

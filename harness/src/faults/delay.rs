@@ -19,9 +19,9 @@ impl DelayFault {
     pub(super) const FIELDS: &'static [&'static str] = &["duration"];
 
     pub(super) fn from_fields(f: &FaultFields) -> Result<Self, FieldError> {
-        let duration = f.duration.ok_or_else(|| {
-            FieldError::new("kind", "kind `delay` needs a `duration`, e.g. \"2s\"")
-        })?;
+        let duration = f
+            .duration
+            .ok_or_else(|| FieldError::new("kind", "kind `delay` needs a `duration`, e.g. \"2s\""))?;
         Ok(Self { duration })
     }
 }

@@ -23,12 +23,10 @@ impl ErrorFault {
     pub(super) fn from_fields(f: &FaultFields) -> Result<Self, FieldError> {
         Ok(Self {
             message: f.message.clone().unwrap_or_else(|| "injected error".into()),
-            error_type: f.error_type.clone().ok_or_else(|| {
-                FieldError::new(
-                    "kind",
-                    "kind `error` needs a `type` (the application error type)",
-                )
-            })?,
+            error_type: f
+                .error_type
+                .clone()
+                .ok_or_else(|| FieldError::new("kind", "kind `error` needs a `type` (the application error type)"))?,
             non_retryable: f.non_retryable.unwrap_or(false),
         })
     }
@@ -44,16 +42,11 @@ impl ActivityFault for ErrorFault {
     }
 
     fn describe(&self) -> String {
-        let retry = if self.non_retryable {
-            " (non-retryable)"
-        } else {
-            ""
-        };
+        let retry = if self.non_retryable { " (non-retryable)" } else { "" };
         format!("error {}{retry}", self.error_type)
     }
 
     fn explains(&self, failure: &ObservedFailure, marker: &str) -> bool {
-        failure.kind == FailureKind::Error(self.error_type.clone())
-            && failure.message.contains(marker)
+        failure.kind == FailureKind::Error(self.error_type.clone()) && failure.message.contains(marker)
     }
 }

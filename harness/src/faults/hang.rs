@@ -36,10 +36,7 @@ impl ActivityFault for HangFault {
         let marker = at.marker.clone();
         async move {
             tokio::time::sleep(wait).await;
-            Err(ApplicationFailure::new(anyhow::anyhow!(
-                "{marker} hang released after the attempt's deadline"
-            ))
-            .into())
+            Err(ApplicationFailure::new(anyhow::anyhow!("{marker} hang released after the attempt's deadline")).into())
         }
         .boxed()
     }

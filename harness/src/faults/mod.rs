@@ -153,10 +153,7 @@ impl AttemptSelector {
         let number = |s: &str| -> Result<u32, String> {
             match s.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => Ok(n),
-                _ => Err(format!(
-                    "`{}` is not an attempt number (1 or more)",
-                    s.trim()
-                )),
+                _ => Err(format!("`{}` is not an attempt number (1 or more)", s.trim())),
             }
         };
         if t == "all" {
@@ -173,11 +170,9 @@ impl AttemptSelector {
             }
             Ok(Self::Range { from, to: Some(to) })
         } else {
-            number(t).map(|n| Self::List(vec![n])).map_err(|_| {
-                format!(
-                    "`{t}` is not an attempt selector: use \"all\", [1, 2], \"2..4\" or \"from 3\""
-                )
-            })
+            number(t)
+                .map(|n| Self::List(vec![n]))
+                .map_err(|_| format!("`{t}` is not an attempt selector: use \"all\", [1, 2], \"2..4\" or \"from 3\""))
         }
     }
 
@@ -229,10 +224,7 @@ pub struct AttemptContext {
 pub trait ActivityFault: Send + Sync {
     /// Runs inside the attempt, before the activity. `Ok(())` lets the activity run afterwards;
     /// an error ends the attempt with it.
-    fn inject<'a>(
-        &'a self,
-        attempt: &'a AttemptContext,
-    ) -> BoxFuture<'a, Result<(), ActivityError>>;
+    fn inject<'a>(&'a self, attempt: &'a AttemptContext) -> BoxFuture<'a, Result<(), ActivityError>>;
 
     /// Short description for reports, e.g. `delay 2s`.
     fn describe(&self) -> String;
@@ -280,18 +272,10 @@ impl FaultAction {
     /// fields that the kind does not use.
     pub fn from_fields(kind: &str, fields: &FaultFields) -> Result<Self, FieldError> {
         let (allowed, build): (&[&str], Builder) = match kind {
-            "error" => (ErrorFault::FIELDS, |f| {
-                ErrorFault::from_fields(f).map(Self::Error)
-            }),
-            "delay" => (DelayFault::FIELDS, |f| {
-                DelayFault::from_fields(f).map(Self::Delay)
-            }),
-            "hang" => (HangFault::FIELDS, |f| {
-                HangFault::from_fields(f).map(Self::Hang)
-            }),
-            "panic" => (PanicFault::FIELDS, |f| {
-                PanicFault::from_fields(f).map(Self::Panic)
-            }),
+            "error" => (ErrorFault::FIELDS, |f| ErrorFault::from_fields(f).map(Self::Error)),
+            "delay" => (DelayFault::FIELDS, |f| DelayFault::from_fields(f).map(Self::Delay)),
+            "hang" => (HangFault::FIELDS, |f| HangFault::from_fields(f).map(Self::Hang)),
+            "panic" => (PanicFault::FIELDS, |f| PanicFault::from_fields(f).map(Self::Panic)),
             other => {
                 return Err(FieldError::new(
                     "kind",
@@ -380,21 +364,10 @@ mod tests {
         assert!(!r.matches(1) && r.matches(2) && r.matches(3) && !r.matches(4));
         let from = AttemptSelector::parse("from 2").unwrap();
         assert!(!from.matches(1) && from.matches(200));
-        assert_eq!(
-            AttemptSelector::parse("4"),
-            Ok(AttemptSelector::List(vec![4]))
-        );
-        assert!(
-            AttemptSelector::parse("3..1")
-                .unwrap_err()
-                .contains("empty")
-        );
+        assert_eq!(AttemptSelector::parse("4"), Ok(AttemptSelector::List(vec![4])));
+        assert!(AttemptSelector::parse("3..1").unwrap_err().contains("empty"));
         assert!(AttemptSelector::parse("0").is_err());
-        assert!(
-            AttemptSelector::parse("sometimes")
-                .unwrap_err()
-                .contains("\"all\"")
-        );
+        assert!(AttemptSelector::parse("sometimes").unwrap_err().contains("\"all\""));
     }
 
     #[test]
@@ -404,18 +377,13 @@ mod tests {
             activity: "risky".into(),
             attempts: AttemptSelector::All,
             probability: Some(0.3),
-            action: FaultAction::Panic(PanicFault {
-                message: "boom".into(),
-            }),
+            action: FaultAction::Panic(PanicFault { message: "boom".into() }),
         };
         let fired: Vec<bool> = (1..=1000).map(|n| rule.fires(7, &key(n))).collect();
         let again: Vec<bool> = (1..=1000).map(|n| rule.fires(7, &key(n))).collect();
         assert_eq!(fired, again, "same seed, same schedule");
         let count = fired.iter().filter(|f| **f).count();
-        assert!(
-            (230..370).contains(&count),
-            "fired {count} of 1000 at p=0.3"
-        );
+        assert!((230..370).contains(&count), "fired {count} of 1000 at p=0.3");
         let other: Vec<bool> = (1..=1000).map(|n| rule.fires(8, &key(n))).collect();
         assert_ne!(fired, other, "another seed, another schedule");
     }

@@ -23,9 +23,7 @@ pub(super) fn render(r: &RunReport) -> String {
         },
         r.duration_ms as f64 / 1000.0
     );
-    out.push_str(
-        "| | scenario | outcome | attempts | duration | workflow |\n|---|---|---|---|---|---|\n",
-    );
+    out.push_str("| | scenario | outcome | attempts | duration | workflow |\n|---|---|---|---|---|---|\n");
     for s in &r.scenarios {
         let attempts: Vec<String> = s.attempts.iter().map(|(k, v)| format!("{k}×{v}")).collect();
         let id = match &s.link {
@@ -39,8 +37,7 @@ pub(super) fn render(r: &RunReport) -> String {
             s.name,
             s.outcome.map_or_else(|| "-".into(), |o| o.to_string()),
             attempts.join(", "),
-            s.duration_ms
-                .map_or_else(|| "-".into(), |d| format!("{d} ms")),
+            s.duration_ms.map_or_else(|| "-".into(), |d| format!("{d} ms")),
         );
     }
     for s in r.scenarios.iter().filter(|s| !s.passed) {

@@ -114,11 +114,7 @@ pub enum ReportFormat {
 
 impl ReportFormat {
     /// Every format, in the order they are written.
-    pub const ALL: [ReportFormat; 3] = [
-        ReportFormat::Json,
-        ReportFormat::Markdown,
-        ReportFormat::Junit,
-    ];
+    pub const ALL: [ReportFormat; 3] = [ReportFormat::Json, ReportFormat::Markdown, ReportFormat::Junit];
 
     /// File name inside the run's folder.
     pub fn file_name(self) -> &'static str {

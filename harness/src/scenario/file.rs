@@ -21,6 +21,8 @@ pub(super) struct ScenarioFile {
     pub fallback: FallbackSection,
     #[serde(default, rename = "fault")]
     pub faults: Vec<Spanned<FaultSection>>,
+    #[serde(default)]
+    pub infra: Vec<Spanned<InfraSection>>,
     pub expect: Spanned<ExpectSection>,
 }
 
@@ -89,4 +91,17 @@ pub(super) struct ExpectSection {
     pub failure: Option<Spanned<String>>,
     pub error_contains: Option<Spanned<String>>,
     pub time_budget: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InfraSection {
+    pub kind: Spanned<String>,
+    pub activity: Option<Spanned<String>>,
+    pub attempt: Option<Spanned<u32>>,
+    pub after: Option<Spanned<String>>,
+    pub duration: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+    pub latency: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
 }

@@ -61,10 +61,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
         } else if path.exists() {
             files.push(path.clone());
         } else {
-            return Err(io_diagnostic(
-                path,
-                &std::io::Error::from(std::io::ErrorKind::NotFound),
-            ));
+            return Err(io_diagnostic(path, &std::io::Error::from(std::io::ErrorKind::NotFound)));
         }
     }
     Ok(files)
@@ -104,11 +101,7 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Plan>, Vec<Diagnostic>> {
             Err(mut d) => problems.append(&mut d),
         }
     }
-    if problems.is_empty() {
-        Ok(plans)
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(plans) } else { Err(problems) }
 }
 
 fn io_diagnostic(path: &Path, e: &std::io::Error) -> Diagnostic {

@@ -72,17 +72,9 @@ fn a_valid_file_becomes_a_plan() {
     assert_eq!((retry.backoff, retry.maximum_attempts), (3.0, 5));
     assert_eq!(plan.faults.seed, 9);
     let rules = &plan.faults.rules;
-    assert_eq!(
-        rules[0].attempts,
-        AttemptSelector::Range {
-            from: 2,
-            to: Some(3)
-        }
-    );
+    assert_eq!(rules[0].attempts, AttemptSelector::Range { from: 2, to: Some(3) });
     assert_eq!(rules[0].probability, Some(0.5));
-    assert!(
-        matches!(&rules[0].action, FaultAction::Delay(d) if d.duration == Duration::from_secs(2))
-    );
+    assert!(matches!(&rules[0].action, FaultAction::Delay(d) if d.duration == Duration::from_secs(2)));
     assert_eq!((rules[1].id, rules[1].activity.as_str()), (2, "*"));
     assert_eq!(plan.expect.outcome, Some(Outcome::Completed));
     assert_eq!(
@@ -111,9 +103,7 @@ fn syntax_errors_have_positions() {
 fn contradictions_are_errors() {
     let with = |extra: &str| VALID.replace("[expect]", &format!("{extra}\n[expect]"));
     // Expecting more attempts than a non-retryable fault allows.
-    let nonretry = with(
-        "[[fault]]\nactivity = \"risky\"\nattempts = [1]\nkind = \"error\"\ntype = \"InvalidInput\"\n",
-    );
+    let nonretry = with("[[fault]]\nactivity = \"risky\"\nattempts = [1]\nkind = \"error\"\ntype = \"InvalidInput\"\n");
     let p = problems(&nonretry);
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(
@@ -122,11 +112,7 @@ fn contradictions_are_errors() {
     );
     // A fault beyond maximum_attempts can never fire.
     let never = with("[[fault]]\nactivity = \"risky\"\nattempts = \"from 6\"\nkind = \"hang\"\n");
-    assert!(
-        problems(&never)[0].contains("can never fire"),
-        "{:?}",
-        problems(&never)
-    );
+    assert!(problems(&never)[0].contains("can never fire"), "{:?}", problems(&never));
     // Heartbeat timeout expected without a heartbeat timeout configured.
     let hb = VALID
         .replace("heartbeat_timeout = \"500ms\"\n", "")
@@ -137,18 +123,14 @@ fn contradictions_are_errors() {
         problems(&hb)
     );
     // schedule_to_close shorter than start_to_close.
-    let short = VALID.replace(
-        "schedule_to_close = \"8s\"",
-        "schedule_to_close = \"500ms\"",
-    );
+    let short = VALID.replace("schedule_to_close = \"8s\"", "schedule_to_close = \"500ms\"");
     assert!(problems(&short)[0].contains("shorter than start_to_close"));
     // Orchestration has no fallbacks.
-    let orch = "name = \"o\"\nworkflow = \"orchestration\"\n[input]\nnumbers = [1]\n[expect]\noutcome = \"fallback-A\"\n";
+    let orch =
+        "name = \"o\"\nworkflow = \"orchestration\"\n[input]\nnumbers = [1]\n[expect]\noutcome = \"fallback-A\"\n";
     assert_eq!(
         problems(orch),
-        [
-            "s.toml:6:11: the orchestration workflow has no fallbacks; expect `completed` or `failed`"
-        ]
+        ["s.toml:6:11: the orchestration workflow has no fallbacks; expect `completed` or `failed`"]
     );
 }
 
@@ -161,22 +143,13 @@ fn every_problem_is_reported_at_once() {
         .replace("kind = \"panic\"", "kind = \"explode\"");
     let p = problems(&bad);
     assert_eq!(p.len(), 4, "{p:#?}");
-    assert!(
-        p[0].starts_with("s.toml:10:18: `1 parsec` is not a duration"),
-        "{p:?}"
-    );
+    assert!(p[0].starts_with("s.toml:10:18: `1 parsec` is not a duration"), "{p:?}");
     assert!(
         p[1].starts_with("s.toml:16:11: backoff must be a number >= 1.0"),
         "{p:?}"
     );
-    assert!(
-        p[2].starts_with("s.toml:29:15: probability must be in (0, 1]"),
-        "{p:?}"
-    );
-    assert!(
-        p[3].starts_with("s.toml:34:8: unknown fault kind `explode`"),
-        "{p:?}"
-    );
+    assert!(p[2].starts_with("s.toml:29:15: probability must be in (0, 1]"), "{p:?}");
+    assert!(p[3].starts_with("s.toml:34:8: unknown fault kind `explode`"), "{p:?}");
 }
 
 #[test]
@@ -202,4 +175,54 @@ fn duplicate_names_across_files_are_rejected() {
     std::fs::write(dir.path().join("b.toml"), VALID).unwrap();
     let d = load_all(&[dir.path().to_owned()]).unwrap_err();
     assert!(d[0].message.contains("already used by"), "{d:?}");
+}
+
+#[test]
+fn infra_faults_are_validated() {
+    use crate::infra::{InfraAction, NetworkMode, Trigger};
+    let base = "name = \"i\"\nworkflow = \"resilient\"\n[input]\nvalue = 1\n[expect]\noutcome = \"completed\"\n";
+    let ok = format!(
+        "{base}[[infra]]\nkind = \"network\"\nmode = \"latency\"\nlatency = \"200ms\"\nafter = \"0s\"\nduration = \"1s\"\n"
+    );
+    let plan = parse(Path::new("s.toml"), &ok).unwrap_or_else(|d| panic!("{d:?}"));
+    let rule = &plan.infra[0];
+    assert_eq!(rule.trigger, Trigger::After(Duration::ZERO));
+    assert!(matches!(
+        &rule.action,
+        InfraAction::Network(n) if n.mode == NetworkMode::Latency { latency: Duration::from_millis(200), jitter: Duration::ZERO }
+    ));
+    let crash =
+        format!("{base}[[infra]]\nkind = \"worker_crash\"\nactivity = \"risky\"\nattempt = 2\nduration = \"1s\"\n");
+    let plan = parse(Path::new("s.toml"), &crash).unwrap();
+    assert_eq!(
+        plan.infra[0].trigger,
+        Trigger::AttemptStarted {
+            activity: "risky".into(),
+            attempt: 2
+        }
+    );
+
+    let problems = |extra: &str| super::tests::problems(&format!("{base}[[infra]]\n{extra}"));
+    assert!(problems("kind = \"server_pause\"\nduration = \"1s\"\n")[0].contains("needs a trigger"));
+    assert!(
+        problems("kind = \"server_pause\"\nafter = \"1s\"\nactivity = \"risky\"\nduration = \"1s\"\n")[0]
+            .contains("not both")
+    );
+    assert!(
+        problems("kind = \"worker_crash\"\nafter = \"1s\"\nmode = \"reset\"\nduration = \"1s\"\n")[0]
+            .contains("`mode` applies to kind `network` only")
+    );
+    assert!(problems("kind = \"network\"\nafter = \"1s\"\nduration = \"1s\"\n")[0].contains("needs a `mode`"));
+    assert!(
+        problems("kind = \"network\"\nmode = \"reset\"\nlatency = \"1s\"\nafter = \"1s\"\nduration = \"1s\"\n")[0]
+            .contains("`latency` applies to mode `latency` only")
+    );
+    assert!(
+        problems("kind = \"meteor\"\nafter = \"1s\"\nduration = \"1s\"\n")[0]
+            .contains("unknown infrastructure fault kind")
+    );
+    assert!(
+        problems("kind = \"server_pause\"\nactivity = \"charge\"\nduration = \"1s\"\n")[0]
+            .contains("no activity `charge`")
+    );
 }

@@ -2,13 +2,14 @@
 
 use super::{
     diagnostic::Diagnostics,
-    file::{ActivitySection, AttemptsField, FaultSection, RetrySection, ScenarioFile},
+    file::{ActivitySection, AttemptsField, FaultSection, InfraSection, RetrySection, ScenarioFile},
 };
 use crate::{
     faults::{AttemptSelector, FaultAction, FaultFields, FaultPlan, FaultRule},
+    infra::{InfraAction, InfraFields, InfraRule, Trigger},
     plan::{
-        ActivitySettings, Expectations, FailureKind, OrchestrationInput, Outcome, Plan,
-        ResilientInput, RetrySettings, TimeoutKind, WorkflowSpec,
+        ActivitySettings, Expectations, FailureKind, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings,
+        TimeoutKind, WorkflowSpec,
     },
 };
 use std::{path::Path, time::Duration};
@@ -17,16 +18,21 @@ use toml::Spanned;
 /// Builds the plan, or records problems and returns what it could (`None` when unusable).
 pub(super) fn validate(path: &Path, raw: ScenarioFile, d: &mut Diagnostics<'_>) -> Option<Plan> {
     let name = raw.name.get_ref().clone();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        d.error(raw.name.span(), "`name` must be non-empty and use only letters, digits, `-` and `_` (it becomes part of workflow ids)");
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        d.error(
+            raw.name.span(),
+            "`name` must be non-empty and use only letters, digits, `-` and `_` (it becomes part of workflow ids)",
+        );
     }
     let activity = activity_settings(&raw, d);
     let workflow = workflow_spec(&raw, activity, d)?;
     let faults = fault_plan(&raw, &workflow, d);
+    let infra = raw
+        .infra
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| infra_rule(i + 1, r.get_ref(), &workflow, d))
+        .collect();
     let expect = expectations(&raw, &workflow, &faults, d);
     Some(Plan {
         name,
@@ -34,29 +40,35 @@ pub(super) fn validate(path: &Path, raw: ScenarioFile, d: &mut Diagnostics<'_>) 
         source: path.to_owned(),
         workflow,
         faults,
+        infra,
         expect,
     })
 }
 
-fn duration(field: &Option<Spanned<String>>, d: &mut Diagnostics<'_>) -> Option<Duration> {
+/// A duration field, zero allowed.
+fn any_duration(field: &Option<Spanned<String>>, d: &mut Diagnostics<'_>) -> Option<Duration> {
     let f = field.as_ref()?;
-    match humantime::parse_duration(f.get_ref()) {
-        Ok(v) if !v.is_zero() => Some(v),
-        Ok(_) => {
-            d.error(f.span(), "duration must be greater than zero");
-            None
-        }
-        Err(e) => {
+    humantime::parse_duration(f.get_ref())
+        .map_err(|e| {
             d.error(
                 f.span(),
                 format!(
                     "`{}` is not a duration ({e}); write e.g. \"500ms\" or \"2s\"",
                     f.get_ref()
                 ),
-            );
-            None
-        }
+            )
+        })
+        .ok()
+}
+
+/// A duration field that must be greater than zero.
+fn duration(field: &Option<Spanned<String>>, d: &mut Diagnostics<'_>) -> Option<Duration> {
+    let v = any_duration(field, d)?;
+    if v.is_zero() {
+        d.error(field.as_ref()?.span(), "duration must be greater than zero");
+        return None;
     }
+    Some(v)
 }
 
 fn activity_settings(raw: &ScenarioFile, d: &mut Diagnostics<'_>) -> ActivitySettings {
@@ -88,10 +100,7 @@ fn retry_settings(r: &RetrySection, d: &mut Diagnostics<'_>) -> RetrySettings {
     if let (Some(max), Some(span)) = (maximum_interval, &r.maximum_interval)
         && max < initial_interval
     {
-        d.error(
-            span.span(),
-            "maximum_interval is shorter than initial_interval",
-        );
+        d.error(span.span(), "maximum_interval is shorter than initial_interval");
     }
     let backoff = r.backoff.as_ref().map_or(2.0, |b| {
         if *b.get_ref() < 1.0 || !b.get_ref().is_finite() {
@@ -108,27 +117,26 @@ fn retry_settings(r: &RetrySection, d: &mut Diagnostics<'_>) -> RetrySettings {
     }
 }
 
-fn workflow_spec(
-    raw: &ScenarioFile,
-    activity: ActivitySettings,
-    d: &mut Diagnostics<'_>,
-) -> Option<WorkflowSpec> {
+fn workflow_spec(raw: &ScenarioFile, activity: ActivitySettings, d: &mut Diagnostics<'_>) -> Option<WorkflowSpec> {
     let span = raw.workflow.span();
     let input = &raw.input;
     let b_types = raw.fallback.b_error_types.as_ref();
     match raw.workflow.get_ref().as_str() {
         "orchestration" => {
             if let Some(v) = &input.value {
-                d.error(v.span(), "`input.value` belongs to the resilient workflow; orchestration takes `input.numbers`");
-            }
-            if let Some(b) = b_types {
                 d.error(
-                    b.span(),
-                    "`fallback` applies to the resilient workflow only",
+                    v.span(),
+                    "`input.value` belongs to the resilient workflow; orchestration takes `input.numbers`",
                 );
             }
+            if let Some(b) = b_types {
+                d.error(b.span(), "`fallback` applies to the resilient workflow only");
+            }
             let Some(numbers) = &input.numbers else {
-                d.error(span, "workflow `orchestration` needs `input.numbers`, e.g. [input] numbers = [1, 2, 3]");
+                d.error(
+                    span,
+                    "workflow `orchestration` needs `input.numbers`, e.g. [input] numbers = [1, 2, 3]",
+                );
                 return None;
             };
             // Kept as given (even non-numbers): validating them is the workflow's job under test.
@@ -137,14 +145,14 @@ fn workflow_spec(
                 .iter()
                 .map(|n| serde_json::to_value(n).unwrap_or_default())
                 .collect();
-            Some(WorkflowSpec::Orchestration(OrchestrationInput {
-                numbers,
-                activity,
-            }))
+            Some(WorkflowSpec::Orchestration(OrchestrationInput { numbers, activity }))
         }
         "resilient" => {
             if let Some(n) = &input.numbers {
-                d.error(n.span(), "`input.numbers` belongs to the orchestration workflow; resilient takes `input.value`");
+                d.error(
+                    n.span(),
+                    "`input.numbers` belongs to the orchestration workflow; resilient takes `input.value`",
+                );
             }
             let Some(value) = &input.value else {
                 d.error(
@@ -231,10 +239,13 @@ fn fault_rule(
         && uses_scenario_settings(workflow, activity)
         && attempts.first() > max
     {
-        d.error(a.span(), format!(
-            "this fault can never fire: it starts at attempt {} but retry.maximum_attempts is {max}",
-            attempts.first()
-        ));
+        d.error(
+            a.span(),
+            format!(
+                "this fault can never fire: it starts at attempt {} but retry.maximum_attempts is {max}",
+                attempts.first()
+            ),
+        );
     }
     let probability = f.probability.as_ref().and_then(|p| {
         let v = *p.get_ref();
@@ -274,20 +285,17 @@ fn fault_rule(
     })
 }
 
-fn outcome(
-    text: &Spanned<String>,
-    workflow: &WorkflowSpec,
-    d: &mut Diagnostics<'_>,
-) -> Option<Outcome> {
+fn outcome(text: &Spanned<String>, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> Option<Outcome> {
     let o = match text.get_ref().as_str() {
         "completed" => Outcome::Completed,
         "fallback-A" => Outcome::FallbackA,
         "fallback-B" => Outcome::FallbackB,
         "failed" => Outcome::Failed,
         other => {
-            d.error(text.span(), format!(
-                "unknown outcome `{other}`, expected one of: completed, fallback-A, fallback-B, failed"
-            ));
+            d.error(
+                text.span(),
+                format!("unknown outcome `{other}`, expected one of: completed, fallback-A, fallback-B, failed"),
+            );
             return None;
         }
     };
@@ -311,11 +319,7 @@ fn outcome(
 }
 
 /// `settings` is the raw section: a timeout given but malformed was reported already.
-fn failure_kind(
-    text: &Spanned<String>,
-    settings: &ActivitySection,
-    d: &mut Diagnostics<'_>,
-) -> Option<FailureKind> {
+fn failure_kind(text: &Spanned<String>, settings: &ActivitySection, d: &mut Diagnostics<'_>) -> Option<FailureKind> {
     let t = text.get_ref();
     let kind = if let Some(ty) = t.strip_prefix("error:") {
         FailureKind::Error(ty.to_owned())
@@ -358,8 +362,7 @@ fn failure_kind(
 fn stops_retries_at(rule: &FaultRule, non_retryable_types: &[String]) -> Option<u32> {
     match &rule.action {
         FaultAction::Error(e)
-            if rule.probability.is_none()
-                && (e.non_retryable || non_retryable_types.contains(&e.error_type)) =>
+            if rule.probability.is_none() && (e.non_retryable || non_retryable_types.contains(&e.error_type)) =>
         {
             Some(rule.attempts.first())
         }
@@ -412,45 +415,41 @@ fn expectations(
         {
             d.error(
                 n.span(),
-                format!(
-                    "expects {} attempts, but retry.maximum_attempts is {max}",
-                    n.get_ref()
-                ),
+                format!("expects {} attempts, but retry.maximum_attempts is {max}", n.get_ref()),
             );
         }
-        for rule in faults
-            .rules
-            .iter()
-            .filter(|r| r.targets(activity.get_ref()))
-        {
+        for rule in faults.rules.iter().filter(|r| r.targets(activity.get_ref())) {
             if let Some(stop) = stops_retries_at(rule, &non_retryable)
                 && *n.get_ref() > stop
             {
-                d.error(n.span(), format!(
-                    "expects {} attempts, but fault #{} raises a non-retryable error at attempt {stop}",
-                    n.get_ref(),
-                    rule.id
-                ));
+                d.error(
+                    n.span(),
+                    format!(
+                        "expects {} attempts, but fault #{} raises a non-retryable error at attempt {stop}",
+                        n.get_ref(),
+                        rule.id
+                    ),
+                );
             }
         }
         attempts.push((activity.get_ref().clone(), *n.get_ref()));
     }
     let error_contains = e.error_contains.as_ref().map(|t| {
         if outcome.is_some_and(|o| o != Outcome::Failed) {
-            d.error(t.span(), "`error_contains` checks the workflow's failure, but the expected outcome is not `failed`");
+            d.error(
+                t.span(),
+                "`error_contains` checks the workflow's failure, but the expected outcome is not `failed`",
+            );
         }
         t.get_ref().clone()
     });
-    let result = e
-        .result
-        .as_ref()
-        .and_then(|r| match serde_json::to_value(r.get_ref()) {
-            Ok(v) => Some(v),
-            Err(err) => {
-                d.error(r.span(), format!("cannot use this result value: {err}"));
-                None
-            }
-        });
+    let result = e.result.as_ref().and_then(|r| match serde_json::to_value(r.get_ref()) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            d.error(r.span(), format!("cannot use this result value: {err}"));
+            None
+        }
+    });
     if let (Some(r), Some(Outcome::Failed)) = (&e.result, outcome) {
         d.error(
             r.span(),
@@ -461,10 +460,7 @@ fn expectations(
         outcome,
         result,
         attempts,
-        failure: e
-            .failure
-            .as_ref()
-            .and_then(|f| failure_kind(f, &raw.activity, d)),
+        failure: e.failure.as_ref().and_then(|f| failure_kind(f, &raw.activity, d)),
         error_contains,
         time_budget: duration(&e.time_budget, d),
     }
@@ -477,4 +473,79 @@ fn uses_scenario_settings(workflow: &WorkflowSpec, activity: &str) -> bool {
         WorkflowSpec::Orchestration(_) => true,
         WorkflowSpec::Resilient(_) => activity == "risky",
     }
+}
+
+fn infra_rule(id: usize, r: &InfraSection, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> Option<InfraRule> {
+    let trigger = match (&r.activity, &r.after) {
+        (Some(activity), None) => {
+            let known = workflow.activity_types();
+            if !known.contains(&activity.get_ref().as_str()) {
+                d.error(
+                    activity.span(),
+                    format!(
+                        "workflow `{}` has no activity `{}`; its activities are: {}",
+                        workflow.kind(),
+                        activity.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+            }
+            let attempt = r.attempt.as_ref().map_or(1, |a| *a.get_ref());
+            if attempt == 0 {
+                d.error(
+                    r.attempt.as_ref().map(Spanned::span).unwrap_or_default(),
+                    "attempts start at 1",
+                );
+            }
+            Trigger::AttemptStarted {
+                activity: activity.get_ref().clone(),
+                attempt,
+            }
+        }
+        (None, Some(_)) => {
+            if let Some(a) = &r.attempt {
+                d.error(a.span(), "`attempt` goes with `activity`, not with `after`");
+            }
+            Trigger::After(any_duration(&r.after, d).unwrap_or_default())
+        }
+        (Some(a), Some(_)) => {
+            d.error(
+                a.span(),
+                "give either `activity` (+ `attempt`) or `after` as the trigger, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            d.error(
+                r.kind.span(),
+                "an infrastructure fault needs a trigger: `activity` (+ `attempt`) or `after`",
+            );
+            return None;
+        }
+    };
+    let fields = InfraFields {
+        mode: r.mode.as_ref().map(|m| m.get_ref().clone()),
+        latency: duration(&r.latency, d),
+        jitter: any_duration(&r.jitter, d),
+    };
+    let action = match InfraAction::from_fields(r.kind.get_ref(), &fields) {
+        Ok(a) => a,
+        Err(e) => {
+            let at = match e.field {
+                "mode" => r.mode.as_ref().map(Spanned::span),
+                "latency" => r.latency.as_ref().map(Spanned::span),
+                "jitter" => r.jitter.as_ref().map(Spanned::span),
+                _ => None,
+            };
+            d.error(at.unwrap_or_else(|| r.kind.span()), e.message);
+            return None;
+        }
+    };
+    let duration = duration(&Some(r.duration.clone()), d)?;
+    Some(InfraRule {
+        id,
+        trigger,
+        duration,
+        action,
+    })
 }

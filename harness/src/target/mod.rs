@@ -4,12 +4,11 @@ mod embedded;
 
 pub use embedded::{EmbeddedServer, find_temporal_binary};
 
+use crate::infra::{Capability, ServerControl};
 use std::path::PathBuf;
 use temporalio_client::tonic::IntoRequest;
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
-use temporalio_common::protos::temporal::api::workflowservice::v1::{
-    DescribeNamespaceRequest, GetSystemInfoRequest,
-};
+use temporalio_common::protos::temporal::api::workflowservice::v1::{DescribeNamespaceRequest, GetSystemInfoRequest};
 
 /// Errors reaching or starting a cluster; each says what to try.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +59,8 @@ pub struct TargetSettings {
     pub temporal_bin: Option<PathBuf>,
     /// Folder for the embedded server's log.
     pub log_dir: PathBuf,
+    /// Keep the embedded server's state in a file, so that it survives restarts.
+    pub persist: bool,
 }
 
 /// A reachable cluster and, for the embedded target, the server process behind it.
@@ -96,9 +97,8 @@ impl Cluster {
                 })
             }
             None => {
-                let server = EmbeddedServer::start(settings).await?;
-                let (client, server_version) =
-                    connect(&server.address(), &settings.namespace).await?;
+                let server = EmbeddedServer::start(settings, settings.persist).await?;
+                let (client, server_version) = connect(&server.address(), &settings.namespace).await?;
                 Ok(Self {
                     client,
                     address: server.address(),
@@ -112,6 +112,20 @@ impl Cluster {
         }
     }
 
+    /// Control over the server process, when the target owns it.
+    pub fn server(&self) -> Option<&dyn ServerControl> {
+        self.server.as_ref().map(|s| s as &dyn ServerControl)
+    }
+
+    /// What infrastructure faults this target can inject. The harness owns the worker process
+    /// and the proxy in front of the frontend everywhere; the server only when it started it.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        match self.server() {
+            Some(s) => s.capabilities().to_vec(),
+            None => vec![Capability::CrashWorker, Capability::NetworkProxy],
+        }
+    }
+
     /// Stops the embedded server, if this cluster has one.
     pub async fn stop(self) {
         if let Some(server) = self.server {
@@ -120,27 +134,23 @@ impl Cluster {
     }
 }
 
-/// Connects a client and checks the namespace answers.
+/// Connects a client and checks the namespace answers. The client identity ends in `:<pid>`, so
+/// the pollers of each worker process can be told apart.
 pub async fn connect(address: &str, namespace: &str) -> Result<(Client, String), TargetError> {
     let unreachable = |reason: String| TargetError::Unreachable {
         address: address.to_owned(),
         namespace: namespace.to_owned(),
         reason,
     };
-    let url = Url::parse(&format!("http://{address}"))
-        .map_err(|e| unreachable(format!("bad address: {e}")))?;
+    let url = Url::parse(&format!("http://{address}")).map_err(|e| unreachable(format!("bad address: {e}")))?;
     let options = ConnectionOptions::new(url)
-        .identity(format!("temporal-chaos@{}", hostname()))
+        .identity(format!("temporal-chaos@{}:{}", hostname(), std::process::id()))
         .build();
-    let conn = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        Connection::connect(options),
-    )
-    .await
-    .map_err(|_| unreachable("no answer within 10 s".into()))?
-    .map_err(|e| unreachable(e.to_string()))?;
-    let client = Client::new(conn, ClientOptions::new(namespace).build())
+    let conn = tokio::time::timeout(std::time::Duration::from_secs(10), Connection::connect(options))
+        .await
+        .map_err(|_| unreachable("no answer within 10 s".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
+    let client = Client::new(conn, ClientOptions::new(namespace).build()).map_err(|e| unreachable(e.to_string()))?;
     let mut svc = client.connection().workflow_service();
     svc.describe_namespace(
         DescribeNamespaceRequest {

@@ -22,12 +22,10 @@ const DEFAULT_START_TO_CLOSE: Duration = Duration::from_secs(10);
 /// Turns a scenario's activity settings into SDK activity options.
 pub fn activity_options(s: &ActivitySettings) -> ActivityOptions {
     let timeouts = match (s.start_to_close, s.schedule_to_close) {
-        (Some(start_to_close), Some(schedule_to_close)) => {
-            ActivityCloseTimeouts::ScheduleAndStartToClose {
-                schedule_to_close,
-                start_to_close,
-            }
-        }
+        (Some(start_to_close), Some(schedule_to_close)) => ActivityCloseTimeouts::ScheduleAndStartToClose {
+            schedule_to_close,
+            start_to_close,
+        },
         (Some(start), None) => ActivityCloseTimeouts::StartToClose(start),
         (None, Some(schedule)) => ActivityCloseTimeouts::ScheduleToClose(schedule),
         (None, None) => ActivityCloseTimeouts::StartToClose(DEFAULT_START_TO_CLOSE),

@@ -4,9 +4,7 @@ use super::{DemoActivities, activity_options};
 use crate::plan::OrchestrationInput;
 use serde_json::Value;
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{
-    ApplicationFailure, ChildWorkflowOptions, WorkflowContext, WorkflowResult, workflows::join,
-};
+use temporalio_sdk::{ApplicationFailure, ChildWorkflowOptions, WorkflowContext, WorkflowResult, workflows::join};
 
 /// Longest list of numbers the workflow accepts.
 pub const MAX_NUMBERS: usize = 1000;
@@ -52,10 +50,7 @@ pub struct Orchestration;
 impl Orchestration {
     /// Runs the orchestration.
     #[run]
-    pub async fn run(
-        ctx: &mut WorkflowContext<Self>,
-        input: OrchestrationInput,
-    ) -> WorkflowResult<f64> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<f64> {
         validated(&input)?;
         let id = ctx.workflow_id().to_owned();
         let child = |suffix: &str| ChildWorkflowOptions::workflow_id(format!("{id}-{suffix}"));
@@ -84,17 +79,10 @@ pub struct Addition;
 impl Addition {
     /// Runs the addition.
     #[run]
-    pub async fn run(
-        ctx: &mut WorkflowContext<Self>,
-        input: OrchestrationInput,
-    ) -> WorkflowResult<f64> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<f64> {
         let numbers = validated(&input)?;
         Ok(ctx
-            .execute_activity(
-                DemoActivities::add,
-                numbers,
-                activity_options(&input.activity),
-            )
+            .execute_activity(DemoActivities::add, numbers, activity_options(&input.activity))
             .await?)
     }
 }
@@ -108,17 +96,10 @@ pub struct Multiplication;
 impl Multiplication {
     /// Runs the multiplication.
     #[run]
-    pub async fn run(
-        ctx: &mut WorkflowContext<Self>,
-        input: OrchestrationInput,
-    ) -> WorkflowResult<f64> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<f64> {
         let numbers = validated(&input)?;
         Ok(ctx
-            .execute_activity(
-                DemoActivities::multiply,
-                numbers,
-                activity_options(&input.activity),
-            )
+            .execute_activity(DemoActivities::multiply, numbers, activity_options(&input.activity))
             .await?)
     }
 }
@@ -130,14 +111,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_bad_field() {
-        assert_eq!(
-            validate_numbers(&[json!(1), json!(2.5)]),
-            Ok(vec![1.0, 2.5])
-        );
-        assert_eq!(
-            validate_numbers(&[]).unwrap_err(),
-            "numbers: must not be empty"
-        );
+        assert_eq!(validate_numbers(&[json!(1), json!(2.5)]), Ok(vec![1.0, 2.5]));
+        assert_eq!(validate_numbers(&[]).unwrap_err(), "numbers: must not be empty");
         // NaN has no JSON form: serde turns it into null on the way to the workflow.
         let nan = serde_json::to_value(f64::NAN).unwrap();
         assert_eq!(

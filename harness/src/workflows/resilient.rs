@@ -47,16 +47,9 @@ pub struct ResilientCall;
 impl ResilientCall {
     /// Runs the risky call and picks a fallback by failure kind.
     #[run]
-    pub async fn run(
-        ctx: &mut WorkflowContext<Self>,
-        input: ResilientInput,
-    ) -> WorkflowResult<ResilientOutput> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: ResilientInput) -> WorkflowResult<ResilientOutput> {
         let primary = ctx
-            .execute_activity(
-                DemoActivities::risky,
-                input.value,
-                activity_options(&input.activity),
-            )
+            .execute_activity(DemoActivities::risky, input.value, activity_options(&input.activity))
             .await;
         let failure = match primary {
             Ok(value) => {
@@ -72,9 +65,7 @@ impl ResilientCall {
         // Decide on the cause, not on "any error": a timeout and a rejected input need
         // different answers, and anything unexpected must surface as a failed workflow.
         let (path, reason) = match failure.cause() {
-            Some(IncomingError::Timeout(t)) => {
-                (Path::FallbackA, format!("{:?} timeout", t.timeout_type()))
-            }
+            Some(IncomingError::Timeout(t)) => (Path::FallbackA, format!("{:?} timeout", t.timeout_type())),
             Some(IncomingError::Application(a))
                 if a.type_name()
                     .is_some_and(|t| input.fallback_b_error_types.iter().any(|b| b == t)) =>
@@ -96,10 +87,6 @@ impl ResilientCall {
                     .await?
             }
         };
-        Ok(ResilientOutput {
-            path,
-            value,
-            reason,
-        })
+        Ok(ResilientOutput { path, value, reason })
     }
 }

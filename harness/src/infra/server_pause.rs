@@ -1,0 +1,31 @@
+//! `server_pause`: the server is frozen for the duration, then thawed.
+
+use super::{Capability, InfraControl, InfraFault};
+use futures::future::{BoxFuture, FutureExt};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Freezes the whole server (SIGSTOP or `docker pause`); clients see it hang, not fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerPause {}
+
+impl InfraFault for ServerPause {
+    fn needs(&self) -> Capability {
+        Capability::PauseServer
+    }
+
+    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, String>> {
+        async move {
+            let server = ctl.server.ok_or("this target cannot pause the server")?;
+            server.pause().await?;
+            tokio::time::sleep(duration).await;
+            server.resume().await?;
+            Ok(format!("server frozen for {}", humantime::format_duration(duration)))
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        "server_pause".into()
+    }
+}
