@@ -6,7 +6,7 @@ use temporal_chaos::{
     report::{self, ReportFormat, RunReport, Summary},
     runner::{self, RunSettings},
     scenario,
-    target::{Cluster, TargetSettings, connect},
+    target::{Cluster, IMAGE_ENV, TargetKind, TargetSettings, connect},
     worker::run_worker_until,
 };
 use tracing_subscriber::EnvFilter;
@@ -64,6 +64,12 @@ struct RunArgs {
     paths: Vec<PathBuf>,
     #[command(flatten)]
     conn: ConnArgs,
+    /// Where to run: `embedded` (default; `remote` when --address is given), `testcontainers`, `remote`.
+    #[arg(long, value_enum)]
+    target: Option<TargetKind>,
+    /// Image for the testcontainers target (default: the official Temporal CLI image, pinned).
+    #[arg(long, env = IMAGE_ENV)]
+    image: Option<String>,
     /// Base URL of the Temporal Web UI for report links (defaults to the embedded server's UI).
     #[arg(long, env = "CHAOS_UI_URL")]
     ui_url: Option<String>,
@@ -138,14 +144,25 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let run_id = new_run_id();
+    let kind = args.target.unwrap_or(if args.conn.address.is_some() {
+        TargetKind::Remote
+    } else {
+        TargetKind::Embedded
+    });
     let settings = TargetSettings {
+        kind,
         address: args.conn.address.clone(),
+        image: args.image.clone(),
         namespace: args.conn.namespace.clone(),
         ui_url: args.ui_url.clone(),
         temporal_bin: args.temporal_bin.clone(),
         log_dir: args.reports.join(&run_id),
         persist: runner::needs_persistent_server(&plans),
     };
+    if let Err(e) = std::fs::create_dir_all(&settings.log_dir) {
+        eprintln!("error: cannot create {}: {e}", settings.log_dir.display());
+        return ExitCode::from(EXIT_ERROR);
+    }
     let cluster = match Cluster::start(&settings).await {
         Ok(c) => c,
         Err(e) => {
@@ -153,7 +170,7 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let unsupported = runner::unsupported(&plans, &cluster.capabilities(), cluster.target);
+    let unsupported = runner::unsupported(&plans, &cluster.capabilities(), cluster.target.name());
     if !unsupported.is_empty() {
         for line in &unsupported {
             eprintln!("{line}");
@@ -192,7 +209,7 @@ async fn run(args: RunArgs) -> ExitCode {
         run_id,
         started_at: chrono::Utc::now().to_rfc3339(),
         duration_ms: began.elapsed().as_millis() as u64,
-        target: cluster.target.into(),
+        target: cluster.target.name().into(),
         address: cluster.address.clone(),
         namespace: cluster.namespace.clone(),
         ui_url: cluster.ui_url.clone(),
@@ -215,9 +232,9 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     }
-    if args.keep_server && cluster.target == "embedded" {
+    if args.keep_server && cluster.server().is_some() {
         eprintln!(
-            "keeping the embedded server up: UI at {}; press Ctrl-C to stop",
+            "keeping the server up: UI at {}; press Ctrl-C to stop",
             cluster.ui_url.as_deref().unwrap_or("-")
         );
         let _ = tokio::signal::ctrl_c().await;

@@ -170,3 +170,140 @@ fn an_unreachable_server_is_a_clear_error() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("cannot reach Temporal at 127.0.0.1:9"), "{stderr}");
 }
+
+/// Says a test skipped, on the real stderr: the test harness would hide a captured `eprintln!`.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED shipped_scenarios_all_pass_on_testcontainers: {why}"
+    );
+}
+
+/// Whether a Docker daemon answers; the testcontainers suite needs one.
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn containers_of(image: &str) -> usize {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("ancestor={image}")])
+        .output()
+        .unwrap();
+    text(&out.stdout).lines().count()
+}
+
+#[test]
+fn shipped_scenarios_all_pass_on_testcontainers() {
+    if !docker_answers() {
+        skipped("no Docker daemon answers (`docker info` failed)");
+        return;
+    }
+    let Ok(image) = std::env::var("CHAOS_TEMPORAL_IMAGE") else {
+        skipped("CHAOS_TEMPORAL_IMAGE is not set (build a local image with compose/dev/build-image.sh; .ci/run does)");
+        return;
+    };
+    let before = containers_of(&image);
+    let reports = tempfile::tempdir().unwrap();
+    let out = chaos(&[
+        "run",
+        "scenarios",
+        "--target",
+        "testcontainers",
+        "--reports",
+        reports.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "suite failed on testcontainers:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let report = latest_report(reports.path());
+    assert_eq!(report["target"], "testcontainers");
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert!(scenarios.iter().all(|s| s["passed"] == true));
+    let infra: Vec<&Value> = scenarios
+        .iter()
+        .flat_map(|s| s["checks"].as_array().unwrap())
+        .filter(|c| c["name"].as_str().unwrap().starts_with("infra"))
+        .collect();
+    assert!(
+        infra.len() >= 6 && infra.iter().all(|c| c["passed"] == true),
+        "{infra:#?}"
+    );
+    assert_eq!(containers_of(&image), before, "no container left behind");
+}
+
+#[test]
+fn a_target_that_cannot_inject_a_fault_says_so_before_running() {
+    // A remote target does not own the server, so it cannot pause it. Use a throwaway dev server
+    // as the "remote" cluster.
+    let reports = tempfile::tempdir().unwrap();
+    let bin = which_temporal();
+    let port = free_port();
+    let mut server = Command::new(bin)
+        .args([
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = format!("127.0.0.1:{port}");
+    let mut out = chaos(&[
+        "run",
+        "scenarios/11-server-pause.toml",
+        "--address",
+        &address,
+        "--reports",
+        reports.path().to_str().unwrap(),
+    ]);
+    for _ in 0..50 {
+        if !text(&out.stderr).contains("cannot reach Temporal") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        out = chaos(&[
+            "run",
+            "scenarios/11-server-pause.toml",
+            "--address",
+            &address,
+            "--reports",
+            reports.path().to_str().unwrap(),
+        ]);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .contains("scenario `server-pause` needs pausing the server (infra #1), which the remote target cannot do"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was run"));
+}
+
+fn which_temporal() -> PathBuf {
+    std::env::var_os("CHAOS_TEMPORAL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("temporal"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

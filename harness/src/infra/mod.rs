@@ -36,6 +36,22 @@ pub enum Capability {
     NetworkProxy,
 }
 
+impl Capability {
+    /// Everything: a server the harness owns and can restart with its state.
+    pub const ALL: [Capability; 4] = [
+        Capability::PauseServer,
+        Capability::RestartServer,
+        Capability::CrashWorker,
+        Capability::NetworkProxy,
+    ];
+    /// A server the harness owns but whose state would not survive a restart.
+    pub const ALL_BUT_RESTART: [Capability; 3] = [
+        Capability::PauseServer,
+        Capability::CrashWorker,
+        Capability::NetworkProxy,
+    ];
+}
+
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

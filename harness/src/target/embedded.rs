@@ -1,6 +1,9 @@
 //! The embedded target: `temporal server start-dev` on free loopback ports, owned by the harness.
 
-use super::{TargetError, TargetSettings};
+use super::{
+    TargetError, TargetSettings,
+    dev_server::{DevPorts, start_dev_args, state_dir, wait_ready},
+};
 use crate::infra::{Capability, ServerControl};
 use futures::future::{BoxFuture, FutureExt};
 use nix::{
@@ -8,10 +11,9 @@ use nix::{
     unistd::Pid,
 };
 use std::{
-    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::Stdio,
-    time::{Duration, Instant},
+    time::Duration,
 };
 use tokio::{
     process::{Child, Command},
@@ -22,18 +24,14 @@ use tracing::{debug, info};
 /// Environment variable naming the `temporal` CLI binary explicitly.
 pub const BIN_ENV: &str = "CHAOS_TEMPORAL_BIN";
 
-/// How long the server may take to answer before the start counts as failed.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// A running dev server; killed when stopped or dropped.
 pub struct EmbeddedServer {
     command: std::sync::Mutex<Command>,
     child: Mutex<Option<Child>>,
-    grpc_port: u16,
-    ui_port: u16,
+    ports: DevPorts,
     log: PathBuf,
-    /// The state file when state must survive restarts (on tmpfs: fsync there is cheap).
-    db_file: Option<PathBuf>,
+    /// Holds the state file when state must survive restarts.
+    state_dir: Option<PathBuf>,
 }
 
 /// Finds the `temporal` CLI: an explicit path, then `CHAOS_TEMPORAL_BIN`, then `PATH`.
@@ -53,11 +51,6 @@ pub fn find_temporal_binary(explicit: Option<&Path>) -> Result<PathBuf, TargetEr
     })
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
-}
-
 impl EmbeddedServer {
     /// Starts the server and waits until its frontend and UI accept connections. With `persist`,
     /// state goes to a database file so that [`ServerControl::restart`] keeps it.
@@ -72,54 +65,25 @@ impl EmbeddedServer {
             .map_err(|e| fail(format!("cannot create {}: {e}", settings.log_dir.display())))?;
         let log_file = std::fs::File::create(&log).map_err(|e| fail(format!("cannot create the log file: {e}")))?;
         let err_file = log_file.try_clone().map_err(|e| fail(e.to_string()))?;
-        let ports: Vec<u16> = (0..4)
-            .map(|_| free_port())
-            .collect::<Result<_, _>>()
-            .map_err(|e| fail(format!("no free port: {e}")))?;
-        let (grpc_port, ui_port, http_port, metrics_port) = (ports[0], ports[1], ports[2], ports[3]);
-        let mut cmd = Command::new(&bin);
-        cmd.args([
-            "server",
-            "start-dev",
-            "--ip",
-            "127.0.0.1",
-            "--log-level",
-            "warn",
-            "--ui-disable-news-fetch",
-        ])
-        .args(["--namespace", &settings.namespace])
-        .arg("--port")
-        .arg(grpc_port.to_string())
-        .arg("--ui-port")
-        .arg(ui_port.to_string())
-        .arg("--http-port")
-        .arg(http_port.to_string())
-        .arg("--metrics-port")
-        .arg(metrics_port.to_string())
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(err_file)
-        .kill_on_drop(true);
-        let db_file = persist.then(|| {
-            let dir = Path::new("/dev/shm");
-            let dir = if dir.is_dir() {
-                dir.to_owned()
-            } else {
-                std::env::temp_dir()
-            };
-            dir.join(format!("temporal-chaos-{}-{grpc_port}.db", std::process::id()))
-        });
-        if let Some(db) = &db_file {
-            cmd.arg("--db-filename").arg(db);
+        let ports = DevPorts::free().map_err(|e| fail(format!("no free port: {e}")))?;
+        let state_dir = persist.then(|| state_dir(&ports));
+        if let Some(dir) = &state_dir {
+            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
+        let db_file = state_dir.as_ref().map(|d| d.join("temporal.db").display().to_string());
+        let mut cmd = Command::new(&bin);
+        cmd.args(start_dev_args(&ports, &settings.namespace, db_file.as_deref()))
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .kill_on_drop(true);
         debug!(?cmd, "starting embedded server");
         let server = Self {
             command: std::sync::Mutex::new(cmd),
             child: Mutex::new(None),
-            grpc_port,
-            ui_port,
+            ports,
             log: log.clone(),
-            db_file,
+            state_dir,
         };
         server.spawn().await.map_err(fail)?;
         info!(address = %server.address(), ui = %server.ui_url(), "embedded Temporal server ready");
@@ -134,50 +98,32 @@ impl EmbeddedServer {
                 .map_err(|e| format!("cannot run {:?}: {e}", cmd.as_std().get_program()))?
         };
         *self.child.lock().await = Some(child);
-        self.wait_ready().await
-    }
-
-    async fn wait_ready(&self) -> Result<(), String> {
-        let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.lock().await.as_mut()
-                && let Some(status) = child.try_wait().map_err(|e| e.to_string())?
-            {
-                return Err(format!("it exited with {status}: {}", tail(&self.log)));
+        wait_ready(&self.ports, || async {
+            match self.child.lock().await.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => Err(format!("it exited with {status}: {}", tail(&self.log))),
+                _ => Ok(()),
             }
-            let grpc = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.grpc_port))
-                .await
-                .is_ok();
-            let ui = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.ui_port))
-                .await
-                .is_ok();
-            if grpc && ui {
-                return Ok(());
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(format!("not ready after {} s", READY_TIMEOUT.as_secs()));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Frontend `host:port`.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.grpc_port)
+        self.ports.address()
     }
 
     /// Web UI base URL.
     pub fn ui_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ui_port)
+        self.ports.ui_url()
     }
 
-    /// Kills the server, waits for it to exit, and removes its state file.
+    /// Kills the server, waits for it to exit, and removes its state.
     pub async fn stop(self) {
         if let Some(mut child) = self.child.lock().await.take() {
             let _ = child.kill().await;
         }
-        if let Some(db) = &self.db_file {
-            let _ = std::fs::remove_file(db);
+        if let Some(dir) = &self.state_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 
@@ -199,7 +145,7 @@ impl ServerControl for EmbeddedServer {
 
     fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), String>> {
         async move {
-            if self.db_file.is_none() {
+            if self.state_dir.is_none() {
                 return Err("the server was started without a state file, so a restart would lose its state".into());
             }
             if let Some(mut child) = self.child.lock().await.take() {
@@ -221,19 +167,10 @@ impl ServerControl for EmbeddedServer {
     }
 
     fn capabilities(&self) -> &'static [Capability] {
-        if self.db_file.is_some() {
-            &[
-                Capability::PauseServer,
-                Capability::RestartServer,
-                Capability::CrashWorker,
-                Capability::NetworkProxy,
-            ]
+        if self.state_dir.is_some() {
+            &Capability::ALL
         } else {
-            &[
-                Capability::PauseServer,
-                Capability::CrashWorker,
-                Capability::NetworkProxy,
-            ]
+            &Capability::ALL_BUT_RESTART
         }
     }
 }

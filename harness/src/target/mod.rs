@@ -1,7 +1,10 @@
 //! Where scenarios run: a Temporal cluster the harness starts itself, or one that already exists.
 
+mod containers;
+mod dev_server;
 mod embedded;
 
+pub use containers::{ContainerServer, DEFAULT_IMAGE, IMAGE_ENV};
 pub use embedded::{EmbeddedServer, find_temporal_binary};
 
 use crate::infra::{Capability, ServerControl};
@@ -31,6 +34,9 @@ pub enum TargetError {
         /// Log file with the server's output.
         log: String,
     },
+    /// The remote target was chosen without an address.
+    #[error("the remote target needs --address HOST:PORT (or TEMPORAL_ADDRESS)")]
+    NoAddress,
     /// No Temporal frontend answered at the address.
     #[error(
         "cannot reach Temporal at {address} (namespace `{namespace}`): {reason}. Check the address \
@@ -49,8 +55,12 @@ pub enum TargetError {
 /// How to reach (or start) the cluster.
 #[derive(Debug, Clone)]
 pub struct TargetSettings {
-    /// Existing frontend `host:port`; `None` starts the embedded dev server.
+    /// Which kind of target.
+    pub kind: TargetKind,
+    /// Frontend `host:port` of an existing cluster (remote target).
     pub address: Option<String>,
+    /// Container image for the testcontainers target (`name:tag`).
+    pub image: Option<String>,
     /// Namespace to run in.
     pub namespace: String,
     /// Base URL of the Web UI for report links; defaults to the embedded server's UI.
@@ -59,11 +69,62 @@ pub struct TargetSettings {
     pub temporal_bin: Option<PathBuf>,
     /// Folder for the embedded server's log.
     pub log_dir: PathBuf,
-    /// Keep the embedded server's state in a file, so that it survives restarts.
+    /// Keep the server's state in a file, so that it survives restarts.
     pub persist: bool,
 }
 
-/// A reachable cluster and, for the embedded target, the server process behind it.
+/// Which kind of cluster to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetKind {
+    /// `temporal server start-dev`, started and stopped by the harness.
+    Embedded,
+    /// The dev server in a container managed by the `testcontainers` crate.
+    Testcontainers,
+    /// An existing cluster at `--address`.
+    Remote,
+}
+
+impl TargetKind {
+    /// Name as used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Embedded => "embedded",
+            TargetKind::Testcontainers => "testcontainers",
+            TargetKind::Remote => "remote",
+        }
+    }
+}
+
+/// A server the harness started.
+enum OwnedServer {
+    Embedded(Box<EmbeddedServer>),
+    Container(Box<ContainerServer>),
+}
+
+impl OwnedServer {
+    fn control(&self) -> &dyn ServerControl {
+        match self {
+            OwnedServer::Embedded(s) => s.as_ref(),
+            OwnedServer::Container(s) => s.as_ref(),
+        }
+    }
+
+    fn address_and_ui(&self) -> (String, String) {
+        match self {
+            OwnedServer::Embedded(s) => (s.address(), s.ui_url()),
+            OwnedServer::Container(s) => (s.address(), s.ui_url()),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            OwnedServer::Embedded(s) => (*s).stop().await,
+            OwnedServer::Container(s) => (*s).stop().await,
+        }
+    }
+}
+
+/// A reachable cluster and, when the harness started it, the server behind it.
 pub struct Cluster {
     /// Connected client.
     pub client: Client,
@@ -75,46 +136,54 @@ pub struct Cluster {
     pub ui_url: Option<String>,
     /// Server version reported by the frontend.
     pub server_version: String,
-    /// `embedded` or `remote`.
-    pub target: &'static str,
-    server: Option<EmbeddedServer>,
+    /// Which kind of target this is.
+    pub target: TargetKind,
+    server: Option<OwnedServer>,
 }
 
 impl Cluster {
-    /// Starts the embedded server or connects to the given address.
+    /// Starts the server of the target (embedded, container) or connects to the given address.
     pub async fn start(settings: &TargetSettings) -> Result<Self, TargetError> {
-        match &settings.address {
-            Some(address) => {
-                let (client, server_version) = connect(address, &settings.namespace).await?;
-                Ok(Self {
-                    client,
-                    address: address.clone(),
-                    namespace: settings.namespace.clone(),
-                    ui_url: settings.ui_url.clone(),
-                    server_version,
-                    target: "remote",
-                    server: None,
-                })
+        let server = match (settings.kind, &settings.address) {
+            (TargetKind::Remote, None) => return Err(TargetError::NoAddress),
+            (TargetKind::Remote, Some(_)) => None,
+            (TargetKind::Embedded, _) => Some(OwnedServer::Embedded(Box::new(
+                EmbeddedServer::start(settings, settings.persist).await?,
+            ))),
+            (TargetKind::Testcontainers, _) => Some(OwnedServer::Container(Box::new(
+                ContainerServer::start(settings, settings.persist).await?,
+            ))),
+        };
+        let (address, own_ui) = match &server {
+            Some(s) => {
+                let (address, ui) = s.address_and_ui();
+                (address, Some(ui))
             }
-            None => {
-                let server = EmbeddedServer::start(settings, settings.persist).await?;
-                let (client, server_version) = connect(&server.address(), &settings.namespace).await?;
-                Ok(Self {
-                    client,
-                    address: server.address(),
-                    namespace: settings.namespace.clone(),
-                    ui_url: settings.ui_url.clone().or_else(|| Some(server.ui_url())),
-                    server_version,
-                    target: "embedded",
-                    server: Some(server),
-                })
+            None => (settings.address.clone().unwrap_or_default(), None),
+        };
+        let (client, server_version) = match connect(&address, &settings.namespace).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(s) = server {
+                    s.stop().await;
+                }
+                return Err(e);
             }
-        }
+        };
+        Ok(Self {
+            client,
+            address,
+            namespace: settings.namespace.clone(),
+            ui_url: settings.ui_url.clone().or(own_ui),
+            server_version,
+            target: settings.kind,
+            server,
+        })
     }
 
     /// Control over the server process, when the target owns it.
     pub fn server(&self) -> Option<&dyn ServerControl> {
-        self.server.as_ref().map(|s| s as &dyn ServerControl)
+        self.server.as_ref().map(OwnedServer::control)
     }
 
     /// What infrastructure faults this target can inject. The harness owns the worker process
@@ -126,7 +195,7 @@ impl Cluster {
         }
     }
 
-    /// Stops the embedded server, if this cluster has one.
+    /// Stops (and removes) the server, if the harness started it.
     pub async fn stop(self) {
         if let Some(server) = self.server {
             server.stop().await;

@@ -1,0 +1,151 @@
+//! The testcontainers target: `temporal server start-dev` inside a container, on host networking.
+//!
+//! Containers use the host network on free loopback ports (no bridge networks, no private
+//! addresses). State that must survive a restart lives in a bind-mounted folder on tmpfs.
+
+use super::{
+    TargetError, TargetSettings,
+    dev_server::{DevPorts, start_dev_args, state_dir, wait_ready},
+};
+use crate::infra::{Capability, ServerControl};
+use futures::future::{BoxFuture, FutureExt};
+use std::{path::PathBuf, time::Duration};
+use testcontainers::{
+    ContainerAsync, GenericImage, ImageExt,
+    core::{Mount, WaitFor},
+    runners::AsyncRunner,
+};
+use tracing::info;
+
+/// Default image: the official Temporal CLI image, pinned.
+pub const DEFAULT_IMAGE: &str = "temporalio/temporal:1.9.1";
+
+/// Environment variable overriding the image (`name:tag`).
+pub const IMAGE_ENV: &str = "CHAOS_TEMPORAL_IMAGE";
+
+/// Where the state file lives inside the container.
+const STATE_MOUNT: &str = "/var/lib/temporal-chaos";
+
+/// A dev server in a container; removed when stopped or dropped.
+pub struct ContainerServer {
+    container: ContainerAsync<GenericImage>,
+    ports: DevPorts,
+    state_dir: Option<PathBuf>,
+}
+
+impl ContainerServer {
+    /// Starts the container and waits until the frontend and UI answer.
+    pub async fn start(settings: &TargetSettings, persist: bool) -> Result<Self, TargetError> {
+        let image = settings.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+        let fail = |reason: String| TargetError::ServerStart {
+            reason,
+            log: format!("the container's output (`docker logs`) while it runs; image {image}"),
+        };
+        let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
+        let ports = DevPorts::free().map_err(|e| fail(format!("no free port: {e}")))?;
+        let state_dir = persist.then(|| state_dir(&ports));
+        let db_file = state_dir.as_ref().map(|_| format!("{STATE_MOUNT}/temporal.db"));
+        let mut request = GenericImage::new(name, tag)
+            .with_wait_for(WaitFor::Nothing)
+            .with_cmd(start_dev_args(&ports, &settings.namespace, db_file.as_deref()))
+            .with_network("host")
+            .with_env_var("USER", "temporal");
+        if let Some(dir) = &state_dir {
+            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+            request = request.with_mount(Mount::bind_mount(dir.display().to_string(), STATE_MOUNT));
+        }
+        let container = request.start().await.map_err(|e| {
+            fail(format!(
+                "{e}. Is a Docker daemon running, and is the image available? Without network access, build a \
+                 local one with compose/dev/build-image.sh and pass it with --image or {IMAGE_ENV}"
+            ))
+        })?;
+        let server = Self {
+            container,
+            ports,
+            state_dir,
+        };
+        server.wait().await.map_err(fail)?;
+        info!(address = %server.address(), image, "Temporal server container ready");
+        Ok(server)
+    }
+
+    async fn wait(&self) -> Result<(), String> {
+        wait_ready(&self.ports, || async {
+            match self.container.is_running().await {
+                Ok(false) => Err("the container exited; see `docker logs` of a rerun".into()),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// Frontend `host:port`.
+    pub fn address(&self) -> String {
+        self.ports.address()
+    }
+
+    /// Web UI base URL.
+    pub fn ui_url(&self) -> String {
+        self.ports.ui_url()
+    }
+
+    /// Removes the container and its state.
+    pub async fn stop(self) {
+        let _ = self.container.rm().await;
+        if let Some(dir) = &self.state_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl ServerControl for ContainerServer {
+    fn pause(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            self.container
+                .pause()
+                .await
+                .map_err(|e| format!("docker pause failed: {e}"))
+        }
+        .boxed()
+    }
+
+    fn resume(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            self.container
+                .unpause()
+                .await
+                .map_err(|e| format!("docker unpause failed: {e}"))
+        }
+        .boxed()
+    }
+
+    fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            if self.state_dir.is_none() {
+                return Err(
+                    "the container was started without a state volume, so a restart would lose its state".into(),
+                );
+            }
+            self.container
+                .stop_with_timeout(Some(10))
+                .await
+                .map_err(|e| format!("docker stop failed: {e}"))?;
+            tokio::time::sleep(down).await;
+            self.container
+                .start()
+                .await
+                .map_err(|e| format!("docker start failed: {e}"))?;
+            self.wait().await
+        }
+        .boxed()
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        if self.state_dir.is_some() {
+            &Capability::ALL
+        } else {
+            &Capability::ALL_BUT_RESTART
+        }
+    }
+}

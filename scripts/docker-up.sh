@@ -1,0 +1,29 @@
+# Sourced by .ci/run: makes a Docker daemon answer and the local dev-server image exist.
+#   - installs Debian's docker.io when there is no dockerd;
+#   - starts `dockerd --bridge=none --iptables=false --ip-masq=false` when no daemon answers
+#     (containers then use host networking only), and sets DOCKERD_STARTED_PID so the caller
+#     can stop it;
+#   - builds temporal-chaos/temporal-dev:<cli version> FROM scratch from the pip-installed
+#     `temporal` binary (no image can be pulled here) and exports CHAOS_TEMPORAL_IMAGE.
+
+if ! docker info >/dev/null 2>&1; then
+  if ! command -v dockerd >/dev/null 2>&1; then
+    echo "[docker] installing docker.io" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq docker.io >/dev/null
+  fi
+  echo "[docker] starting dockerd (no bridge, host networking only)" >&2
+  as_root dockerd --bridge=none --iptables=false --ip-masq=false >/tmp/temporal-chaos-dockerd.log 2>&1 &
+  DOCKERD_STARTED_PID=$!
+  export DOCKERD_STARTED_PID
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "[docker] dockerd did not come up; see /tmp/temporal-chaos-dockerd.log" >&2; return 1; }
+fi
+
+version="$(temporal --version | sed -E 's/^temporal version ([^ ]+).*/\1/')"
+CHAOS_TEMPORAL_IMAGE="temporal-chaos/temporal-dev:${version}"
+export CHAOS_TEMPORAL_IMAGE
+if ! docker image inspect "$CHAOS_TEMPORAL_IMAGE" >/dev/null 2>&1; then
+  echo "[docker] building $CHAOS_TEMPORAL_IMAGE" >&2
+  compose/dev/build-image.sh >/dev/null
+fi
