@@ -13,7 +13,13 @@ if ! docker info >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq docker.io >/dev/null
   fi
   echo "[docker] starting dockerd (no bridge, host networking only)" >&2
-  as_root dockerd --bridge=none --iptables=false --ip-masq=false >/tmp/temporal-chaos-dockerd.log 2>&1 &
+  # Started directly (not through a shell function) so that $! is dockerd itself (or sudo, which
+  # passes signals on) and the caller's kill stops it.
+  if [ "$(id -u)" = 0 ]; then
+    dockerd --bridge=none --iptables=false --ip-masq=false >/tmp/temporal-chaos-dockerd.log 2>&1 &
+  else
+    sudo dockerd --bridge=none --iptables=false --ip-masq=false >/tmp/temporal-chaos-dockerd.log 2>&1 &
+  fi
   DOCKERD_STARTED_PID=$!
   export DOCKERD_STARTED_PID
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done

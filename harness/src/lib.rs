@@ -6,6 +6,7 @@
 //! [`worker`]; [`verify`] checks the expectations against the [`history`]; [`report`] writes
 //! JSON, Markdown and JUnit with links to the Temporal Web UI.
 
+pub mod doctor;
 pub mod faults;
 pub mod history;
 pub mod infra;

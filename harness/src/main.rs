@@ -3,15 +3,17 @@
 use clap::{Args, Parser, Subcommand};
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 use temporal_chaos::{
-    report::{self, ReportFormat, RunReport, Summary},
+    doctor::{self, DoctorSettings},
+    infra::Capability,
+    report::{self, ReportFormat, RunReport, Summary, webhook},
     runner::{self, RunSettings},
     scenario,
-    target::{Cluster, IMAGE_ENV, TargetKind, TargetSettings, connect},
+    target::{Cluster, ConnectionSettings, IMAGE_ENV, TargetKind, TargetSettings, connect},
     worker::run_worker_until,
 };
 use tracing_subscriber::EnvFilter;
 
-/// Exit code when a scenario's expectations do not hold.
+/// Exit code when a scenario's expectations do not hold (or a doctor check fails).
 const EXIT_FAILED: u8 = 1;
 /// Exit code for bad input or an unusable cluster.
 const EXIT_ERROR: u8 = 2;
@@ -30,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run scenarios, verify them against workflow histories, and write reports.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate scenario files without a server; prints `file:line:col: message` per problem.
     Check {
         /// Scenario files or folders.
@@ -40,39 +42,50 @@ enum Command {
     /// Run only the chaos worker (demo workflows with fault injection) on a task queue.
     Worker {
         #[command(flatten)]
-        conn: ConnArgs,
+        conn: ConnectionSettings,
         /// Task queue to poll.
         #[arg(long, env = "CHAOS_TASK_QUEUE")]
         task_queue: String,
     },
-}
-
-#[derive(Args)]
-struct ConnArgs {
-    /// Frontend of an existing cluster (HOST:PORT); without it an embedded dev server is started.
-    #[arg(long, env = "TEMPORAL_ADDRESS")]
-    address: Option<String>,
-    /// Namespace.
-    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = "default")]
-    namespace: String,
+    /// Check that a cluster is fit to run scenarios: health, version, namespace, visibility,
+    /// pollers, Web UI. Exits non-zero when a check fails.
+    Doctor {
+        #[command(flatten)]
+        conn: ConnectionSettings,
+        /// Task queue whose pollers to look for (the deployed chaos worker's).
+        #[arg(long, env = "CHAOS_TASK_QUEUE")]
+        task_queue: Option<String>,
+        /// Web UI base URL to fetch.
+        #[arg(long, env = "CHAOS_UI_URL")]
+        ui_url: Option<String>,
+    },
 }
 
 #[derive(Args)]
 struct RunArgs {
-    /// Scenario files or folders.
+    /// Scenario files or folders (searched recursively).
     #[arg(default_value = "scenarios")]
     paths: Vec<PathBuf>,
     #[command(flatten)]
-    conn: ConnArgs,
+    conn: ConnectionSettings,
     /// Where to run: `embedded` (default; `remote` when --address is given), `testcontainers`, `remote`.
     #[arg(long, value_enum)]
     target: Option<TargetKind>,
     /// Image for the testcontainers target (default: the official Temporal CLI image, pinned).
     #[arg(long, env = IMAGE_ENV)]
     image: Option<String>,
-    /// Base URL of the Temporal Web UI for report links (defaults to the embedded server's UI).
+    /// Base URL of the Temporal Web UI for report links (defaults to the started server's UI).
     #[arg(long, env = "CHAOS_UI_URL")]
     ui_url: Option<String>,
+    /// Task queue for the workflows (default: a fresh one per run).
+    #[arg(long, env = "CHAOS_TASK_QUEUE")]
+    task_queue: Option<String>,
+    /// Do not start a worker: rely on one already polling --task-queue (e.g. the deployed one).
+    #[arg(long, requires = "task_queue")]
+    external_worker: bool,
+    /// POST the JSON report to this URL when the run ends.
+    #[arg(long, env = "CHAOS_WEBHOOK_URL", hide_env_values = true)]
+    webhook: Option<String>,
     /// Seed for probabilistic faults, overriding each scenario's own.
     #[arg(long)]
     seed: Option<u64>,
@@ -82,7 +95,7 @@ struct RunArgs {
     /// Folder for reports; each run writes `<folder>/<run-id>/` and updates `<folder>/latest`.
     #[arg(long, default_value = "reports")]
     reports: PathBuf,
-    /// Keep the embedded server (and so the report links) up until Ctrl-C.
+    /// Keep the started server (and so the report links) up until Ctrl-C.
     #[arg(long)]
     keep_server: bool,
     /// Path of the `temporal` CLI for the embedded server.
@@ -107,8 +120,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { paths } => check(&paths),
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(run(*args)),
         Command::Worker { conn, task_queue } => runtime.block_on(worker(conn, task_queue)),
+        Command::Doctor {
+            conn,
+            task_queue,
+            ui_url,
+        } => runtime.block_on(doctor(conn, task_queue, ui_url)),
     }
 }
 
@@ -151,9 +169,8 @@ async fn run(args: RunArgs) -> ExitCode {
     });
     let settings = TargetSettings {
         kind,
-        address: args.conn.address.clone(),
+        connection: args.conn.clone(),
         image: args.image.clone(),
-        namespace: args.conn.namespace.clone(),
         ui_url: args.ui_url.clone(),
         temporal_bin: args.temporal_bin.clone(),
         log_dir: args.reports.join(&run_id),
@@ -170,7 +187,12 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let unsupported = runner::unsupported(&plans, &cluster.capabilities(), cluster.target.name());
+    let mut capabilities = cluster.capabilities();
+    if args.external_worker {
+        // Someone else's worker can be neither killed nor put behind the proxy.
+        capabilities.retain(|c| !matches!(c, Capability::CrashWorker | Capability::NetworkProxy));
+    }
+    let unsupported = runner::unsupported(&plans, &capabilities, cluster.target.name());
     if !unsupported.is_empty() {
         for line in &unsupported {
             eprintln!("{line}");
@@ -183,14 +205,14 @@ async fn run(args: RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     }
     let run = RunSettings {
-        task_queue: format!("chaos-{run_id}"),
+        task_queue: args.task_queue.clone().unwrap_or_else(|| format!("chaos-{run_id}")),
         run_id: run_id.clone(),
         seed: args.seed,
         jobs: args.jobs,
         log_dir: settings.log_dir.clone(),
     };
     let scenarios = tokio::select! {
-        done = run_worker_until(cluster.client.clone(), &run.task_queue, runner::run_plans(&cluster, &plans, &run)) => match done {
+        done = run_with_worker(&cluster, &plans, &run, args.external_worker) => match done {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -224,12 +246,22 @@ async fn run(args: RunArgs) -> ExitCode {
         scenarios,
     };
     print!("{}", ReportFormat::Markdown.render(&report));
+    let mut delivered = true;
     match report::write_all(&args.reports, &report) {
         Ok(dir) => eprintln!("reports written to {}", dir.display()),
         Err(e) => {
             eprintln!("error: cannot write reports under {}: {e}", args.reports.display());
-            cluster.stop().await;
-            return ExitCode::from(EXIT_ERROR);
+            delivered = false;
+        }
+    }
+    // An empty value (an unset platform variable) means no webhook.
+    if let Some(url) = args.webhook.as_deref().filter(|u| !u.trim().is_empty()) {
+        match webhook::post(url, &report).await {
+            Ok(()) => eprintln!("report posted to the webhook"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                delivered = false;
+            }
         }
     }
     if args.keep_server && cluster.server().is_some() {
@@ -240,32 +272,89 @@ async fn run(args: RunArgs) -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
     }
     cluster.stop().await;
-    if report.passed() {
+    if !delivered {
+        ExitCode::from(EXIT_ERROR)
+    } else if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
     }
 }
 
-async fn worker(conn: ConnArgs, task_queue: String) -> ExitCode {
-    let Some(address) = conn.address else {
-        eprintln!("error: `chaos worker` needs --address HOST:PORT (or TEMPORAL_ADDRESS)");
-        return ExitCode::from(EXIT_ERROR);
+/// Runs the plans with the harness's own worker, or with the external one already polling.
+async fn run_with_worker(
+    cluster: &Cluster,
+    plans: &[temporal_chaos::plan::Plan],
+    run: &RunSettings,
+    external: bool,
+) -> Result<Vec<report::ScenarioReport>, temporal_chaos::worker::WorkerError> {
+    if external {
+        return Ok(runner::run_plans(cluster, plans, run).await);
+    }
+    run_worker_until(
+        cluster.client.clone(),
+        &run.task_queue,
+        runner::run_plans(cluster, plans, run),
+    )
+    .await
+}
+
+async fn worker(conn: ConnectionSettings, task_queue: String) -> ExitCode {
+    let endpoint = match conn.resolve() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
     };
-    let client = match connect(&address, &conn.namespace).await {
+    let client = match connect(&endpoint).await {
         Ok((client, _)) => client,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    eprintln!("chaos worker polling task queue `{task_queue}` on {address}; Ctrl-C to stop");
-    match run_worker_until(client, &task_queue, tokio::signal::ctrl_c()).await {
-        Ok(_) => ExitCode::SUCCESS,
+    eprintln!(
+        "chaos worker polling task queue `{task_queue}` on {}; Ctrl-C to stop",
+        endpoint.address
+    );
+    let stop = async {
+        // SIGTERM is how platforms (Render, Docker) stop a service.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    match run_worker_until(client, &task_queue, stop).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+async fn doctor(conn: ConnectionSettings, task_queue: Option<String>, ui_url: Option<String>) -> ExitCode {
+    let endpoint = match conn.resolve() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let checks = doctor::examine(&DoctorSettings {
+        endpoint,
+        task_queue,
+        ui_url,
+    })
+    .await;
+    print!("{}", doctor::table(&checks));
+    if checks.iter().all(|c| c.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
     }
 }
 

@@ -41,7 +41,10 @@ fn shipped_scenarios_all_pass_on_the_embedded_server() {
     assert!(out.status.success(), "suite failed:\n{stdout}\n{}", text(&out.stderr));
     let report = latest_report(reports.path());
     let scenarios = report["scenarios"].as_array().unwrap();
-    let shipped = std::fs::read_dir(repo().join("scenarios")).unwrap().count();
+    let shipped = ["activity", "infrastructure"]
+        .iter()
+        .map(|d| std::fs::read_dir(repo().join("scenarios").join(d)).unwrap().count())
+        .sum::<usize>();
     assert_eq!(scenarios.len(), shipped, "every shipped scenario ran");
     for s in scenarios {
         let (name, wf, run) = (
@@ -148,7 +151,7 @@ fn unknown_keys_are_rejected_with_their_position() {
 #[test]
 fn a_missing_temporal_binary_gets_an_install_hint() {
     let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args(["run", "scenarios/03-plain-success.toml", "--reports"])
+        .args(["run", "scenarios/activity/03-plain-success.toml", "--reports"])
         .arg(tempfile::tempdir().unwrap().path())
         .env("CHAOS_TEMPORAL_BIN", "/nonexistent/temporal")
         .current_dir(repo())
@@ -165,7 +168,12 @@ fn a_missing_temporal_binary_gets_an_install_hint() {
 #[test]
 fn an_unreachable_server_is_a_clear_error() {
     // Port 9 (discard) on loopback: nothing listens there in CI.
-    let out = chaos(&["run", "scenarios/03-plain-success.toml", "--address", "127.0.0.1:9"]);
+    let out = chaos(&[
+        "run",
+        "scenarios/activity/03-plain-success.toml",
+        "--address",
+        "127.0.0.1:9",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("cannot reach Temporal at 127.0.0.1:9"), "{stderr}");
@@ -262,7 +270,7 @@ fn a_target_that_cannot_inject_a_fault_says_so_before_running() {
     let address = format!("127.0.0.1:{port}");
     let mut out = chaos(&[
         "run",
-        "scenarios/11-server-pause.toml",
+        "scenarios/infrastructure/11-server-pause.toml",
         "--address",
         &address,
         "--reports",
@@ -275,7 +283,7 @@ fn a_target_that_cannot_inject_a_fault_says_so_before_running() {
         std::thread::sleep(std::time::Duration::from_millis(200));
         out = chaos(&[
             "run",
-            "scenarios/11-server-pause.toml",
+            "scenarios/infrastructure/11-server-pause.toml",
             "--address",
             &address,
             "--reports",

@@ -6,6 +6,7 @@
 mod json;
 mod junit;
 mod markdown;
+pub mod webhook;
 
 use crate::{plan::Outcome, verify::Check, verify::Histories};
 use serde::Serialize;

@@ -46,25 +46,39 @@ pub fn parse(path: &Path, source: &str) -> Result<Plan, Vec<Diagnostic>> {
     }
 }
 
-/// Expands paths (files, or folders searched for `*.toml`, sorted) into scenario files.
+/// Expands paths (files, or folders searched recursively for `*.toml`, sorted) into scenario files.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| io_diagnostic(path, &e))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
+            let mut found = Vec::new();
+            collect_toml(path, &mut found)?;
             found.sort();
             files.extend(found);
         } else if path.exists() {
             files.push(path.clone());
         } else {
-            return Err(io_diagnostic(path, &std::io::Error::from(std::io::ErrorKind::NotFound)));
+            return Err(Diagnostic {
+                path: path.clone(),
+                line: 1,
+                column: 1,
+                message: "no such file or folder".into(),
+            });
         }
     }
     Ok(files)
+}
+
+fn collect_toml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), Diagnostic> {
+    for entry in std::fs::read_dir(dir).map_err(|e| io_diagnostic(dir, &e))? {
+        let path = entry.map_err(|e| io_diagnostic(dir, &e))?.path();
+        if path.is_dir() {
+            collect_toml(&path, found)?;
+        } else if path.extension().is_some_and(|x| x == "toml") {
+            found.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Loads every scenario under `paths`; reports all problems of all files, plus duplicate names.

@@ -35,7 +35,7 @@ pub struct ContainerServer {
 
 impl ContainerServer {
     /// Starts the container and waits until the frontend and UI answer.
-    pub async fn start(settings: &TargetSettings, persist: bool) -> Result<Self, TargetError> {
+    pub async fn start(settings: &TargetSettings, namespace: &str, persist: bool) -> Result<Self, TargetError> {
         let image = settings.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
         let fail = |reason: String| TargetError::ServerStart {
             reason,
@@ -47,7 +47,7 @@ impl ContainerServer {
         let db_file = state_dir.as_ref().map(|_| format!("{STATE_MOUNT}/temporal.db"));
         let mut request = GenericImage::new(name, tag)
             .with_wait_for(WaitFor::Nothing)
-            .with_cmd(start_dev_args(&ports, &settings.namespace, db_file.as_deref()))
+            .with_cmd(start_dev_args(&ports, namespace, db_file.as_deref()))
             .with_network("host")
             .with_env_var("USER", "temporal");
         if let Some(dir) = &state_dir {

@@ -54,7 +54,7 @@ pub fn find_temporal_binary(explicit: Option<&Path>) -> Result<PathBuf, TargetEr
 impl EmbeddedServer {
     /// Starts the server and waits until its frontend and UI accept connections. With `persist`,
     /// state goes to a database file so that [`ServerControl::restart`] keeps it.
-    pub async fn start(settings: &TargetSettings, persist: bool) -> Result<Self, TargetError> {
+    pub async fn start(settings: &TargetSettings, namespace: &str, persist: bool) -> Result<Self, TargetError> {
         let bin = find_temporal_binary(settings.temporal_bin.as_deref())?;
         let log = settings.log_dir.join("temporal-server.log");
         let fail = |reason: String| TargetError::ServerStart {
@@ -72,7 +72,7 @@ impl EmbeddedServer {
         }
         let db_file = state_dir.as_ref().map(|d| d.join("temporal.db").display().to_string());
         let mut cmd = Command::new(&bin);
-        cmd.args(start_dev_args(&ports, &settings.namespace, db_file.as_deref()))
+        cmd.args(start_dev_args(&ports, namespace, db_file.as_deref()))
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(err_file)

@@ -1,16 +1,18 @@
 //! Where scenarios run: a Temporal cluster the harness starts itself, or one that already exists.
 
+mod connection;
 mod containers;
 mod dev_server;
 mod embedded;
 
+pub use connection::{ConnectionSettings, Endpoint};
 pub use containers::{ContainerServer, DEFAULT_IMAGE, IMAGE_ENV};
 pub use embedded::{EmbeddedServer, find_temporal_binary};
 
 use crate::infra::{Capability, ServerControl};
 use std::path::PathBuf;
+use temporalio_client::Client;
 use temporalio_client::tonic::IntoRequest;
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
 use temporalio_common::protos::temporal::api::workflowservice::v1::{DescribeNamespaceRequest, GetSystemInfoRequest};
 
 /// Errors reaching or starting a cluster; each says what to try.
@@ -34,19 +36,25 @@ pub enum TargetError {
         /// Log file with the server's output.
         log: String,
     },
-    /// The remote target was chosen without an address.
-    #[error("the remote target needs --address HOST:PORT (or TEMPORAL_ADDRESS)")]
-    NoAddress,
+    /// The connection settings (flags, environment, profile) do not make sense.
+    #[error("bad connection settings: {reason}")]
+    BadConnectionSettings {
+        /// What is wrong.
+        reason: String,
+    },
     /// No Temporal frontend answered at the address.
     #[error(
-        "cannot reach Temporal at {address} (namespace `{namespace}`): {reason}. Check the address \
-         (--address / TEMPORAL_ADDRESS), that the server is up, and the namespace (--namespace)"
+        "cannot reach Temporal at {address} (namespace `{namespace}`, TLS {}): {reason}. Check the address \
+         (--address / TEMPORAL_ADDRESS), that the server is up, the namespace (--namespace), and TLS \
+         (--tls, --tls-ca-path; an API key turns TLS on)", if *tls { "on" } else { "off" }
     )]
     Unreachable {
         /// The address tried.
         address: String,
         /// The namespace used.
         namespace: String,
+        /// Whether TLS was used.
+        tls: bool,
         /// The underlying error.
         reason: String,
     },
@@ -57,17 +65,16 @@ pub enum TargetError {
 pub struct TargetSettings {
     /// Which kind of target.
     pub kind: TargetKind,
-    /// Frontend `host:port` of an existing cluster (remote target).
-    pub address: Option<String>,
+    /// Connection flags (address, namespace, TLS, API key, profile) for the remote target; the
+    /// namespace applies to every target.
+    pub connection: ConnectionSettings,
     /// Container image for the testcontainers target (`name:tag`).
     pub image: Option<String>,
-    /// Namespace to run in.
-    pub namespace: String,
-    /// Base URL of the Web UI for report links; defaults to the embedded server's UI.
+    /// Base URL of the Web UI for report links; defaults to the started server's UI.
     pub ui_url: Option<String>,
     /// Explicit path of the `temporal` CLI for the embedded server.
     pub temporal_bin: Option<PathBuf>,
-    /// Folder for the embedded server's log.
+    /// Folder for the server's log.
     pub log_dir: PathBuf,
     /// Keep the server's state in a file, so that it survives restarts.
     pub persist: bool,
@@ -144,24 +151,25 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the server of the target (embedded, container) or connects to the given address.
     pub async fn start(settings: &TargetSettings) -> Result<Self, TargetError> {
-        let server = match (settings.kind, &settings.address) {
-            (TargetKind::Remote, None) => return Err(TargetError::NoAddress),
-            (TargetKind::Remote, Some(_)) => None,
-            (TargetKind::Embedded, _) => Some(OwnedServer::Embedded(Box::new(
-                EmbeddedServer::start(settings, settings.persist).await?,
+        let configured = settings.connection.resolve()?;
+        let namespace = configured.namespace.clone();
+        let server = match settings.kind {
+            TargetKind::Remote => None,
+            TargetKind::Embedded => Some(OwnedServer::Embedded(Box::new(
+                EmbeddedServer::start(settings, &namespace, settings.persist).await?,
             ))),
-            (TargetKind::Testcontainers, _) => Some(OwnedServer::Container(Box::new(
-                ContainerServer::start(settings, settings.persist).await?,
+            TargetKind::Testcontainers => Some(OwnedServer::Container(Box::new(
+                ContainerServer::start(settings, &namespace, settings.persist).await?,
             ))),
         };
-        let (address, own_ui) = match &server {
+        let (endpoint, own_ui) = match &server {
             Some(s) => {
                 let (address, ui) = s.address_and_ui();
-                (address, Some(ui))
+                (Endpoint::local(address, namespace), Some(ui))
             }
-            None => (settings.address.clone().unwrap_or_default(), None),
+            None => (configured, None),
         };
-        let (client, server_version) = match connect(&address, &settings.namespace).await {
+        let (client, server_version) = match connect(&endpoint).await {
             Ok(c) => c,
             Err(e) => {
                 if let Some(s) = server {
@@ -172,8 +180,8 @@ impl Cluster {
         };
         Ok(Self {
             client,
-            address,
-            namespace: settings.namespace.clone(),
+            address: endpoint.address.clone(),
+            namespace: endpoint.namespace.clone(),
             ui_url: settings.ui_url.clone().or(own_ui),
             server_version,
             target: settings.kind,
@@ -205,25 +213,23 @@ impl Cluster {
 
 /// Connects a client and checks the namespace answers. The client identity ends in `:<pid>`, so
 /// the pollers of each worker process can be told apart.
-pub async fn connect(address: &str, namespace: &str) -> Result<(Client, String), TargetError> {
+pub async fn connect(endpoint: &Endpoint) -> Result<(Client, String), TargetError> {
     let unreachable = |reason: String| TargetError::Unreachable {
-        address: address.to_owned(),
-        namespace: namespace.to_owned(),
+        address: endpoint.address.clone(),
+        namespace: endpoint.namespace.clone(),
+        tls: endpoint.tls(),
         reason,
     };
-    let url = Url::parse(&format!("http://{address}")).map_err(|e| unreachable(format!("bad address: {e}")))?;
-    let options = ConnectionOptions::new(url)
-        .identity(format!("temporal-chaos@{}:{}", hostname(), std::process::id()))
-        .build();
-    let conn = tokio::time::timeout(std::time::Duration::from_secs(10), Connection::connect(options))
+    let identity = format!("temporal-chaos@{}:{}", hostname(), std::process::id());
+    let conn = tokio::time::timeout(std::time::Duration::from_secs(10), connection::open(endpoint, identity))
         .await
         .map_err(|_| unreachable("no answer within 10 s".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    let client = Client::new(conn, ClientOptions::new(namespace).build()).map_err(|e| unreachable(e.to_string()))?;
+        .map_err(unreachable)?;
+    let client = Client::new(conn, endpoint.client_options()).map_err(|e| unreachable(e.to_string()))?;
     let mut svc = client.connection().workflow_service();
     svc.describe_namespace(
         DescribeNamespaceRequest {
-            namespace: namespace.to_owned(),
+            namespace: endpoint.namespace.clone(),
             ..Default::default()
         }
         .into_request(),
