@@ -33,6 +33,14 @@ struct Cli {
 enum Command {
     /// Run scenarios, verify them against workflow histories, and write reports.
     Run(Box<RunArgs>),
+    /// Run the original project's demo set and print (and write) Markdown links to each execution.
+    Demo {
+        /// Folder holding the demo scenarios.
+        #[arg(long, default_value = "scenarios/activity")]
+        scenarios: PathBuf,
+        #[command(flatten)]
+        options: Box<RunOptions>,
+    },
     /// Validate scenario files without a server; prints `file:line:col: message` per problem.
     Check {
         /// Scenario files or folders.
@@ -66,6 +74,21 @@ struct RunArgs {
     /// Scenario files or folders (searched recursively).
     #[arg(default_value = "scenarios")]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    options: RunOptions,
+}
+
+/// The original project's demo set, in its README's order.
+const DEMO_SCENARIOS: [&str; 5] = [
+    "01-orchestration-success.toml",
+    "02-retries-exhausted-fallback.toml",
+    "03-plain-success.toml",
+    "04-timeout-then-success.toml",
+    "05-timeout-fallback.toml",
+];
+
+#[derive(Args)]
+struct RunOptions {
     #[command(flatten)]
     conn: ConnectionSettings,
     /// Where to run: `embedded` (default; `remote` when --address is given), `testcontainers`, `remote`.
@@ -120,7 +143,14 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { paths } => check(&paths),
-        Command::Run(args) => runtime.block_on(run(*args)),
+        Command::Run(args) => {
+            let RunArgs { paths, options } = *args;
+            runtime.block_on(run(&paths, options, |_, _| {}))
+        }
+        Command::Demo { scenarios, options } => {
+            let paths: Vec<PathBuf> = DEMO_SCENARIOS.iter().map(|f| scenarios.join(f)).collect();
+            runtime.block_on(run(&paths, *options, write_demo_links))
+        }
         Command::Worker { conn, task_queue } => runtime.block_on(worker(conn, task_queue)),
         Command::Doctor {
             conn,
@@ -146,9 +176,11 @@ fn check(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> ExitCode {
+/// Runs the scenarios under `paths`; `published` sees the report once it is written (and before
+/// `--keep-server` waits), for extra outputs such as the demo links.
+async fn run(paths: &[PathBuf], args: RunOptions, published: impl FnOnce(&RunReport, &std::path::Path)) -> ExitCode {
     let began = Instant::now();
-    let plans = match scenario::load_all(&args.paths) {
+    let plans = match scenario::load_all(paths) {
         Ok(plans) => plans,
         Err(problems) => {
             for p in &problems {
@@ -248,7 +280,10 @@ async fn run(args: RunArgs) -> ExitCode {
     print!("{}", ReportFormat::Markdown.render(&report));
     let mut delivered = true;
     match report::write_all(&args.reports, &report) {
-        Ok(dir) => eprintln!("reports written to {}", dir.display()),
+        Ok(dir) => {
+            eprintln!("reports written to {}", dir.display());
+            published(&report, &dir);
+        }
         Err(e) => {
             eprintln!("error: cannot write reports under {}: {e}", args.reports.display());
             delivered = false;
@@ -355,6 +390,15 @@ async fn doctor(conn: ConnectionSettings, task_queue: Option<String>, ui_url: Op
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// Prints the demo executions as a Markdown list of UI links and writes it to `demo-links.md`.
+fn write_demo_links(report: &RunReport, dir: &std::path::Path) {
+    let list = report::demo_links(report);
+    println!("\n{list}");
+    if let Err(e) = std::fs::write(dir.join("demo-links.md"), &list) {
+        eprintln!("error: cannot write {}: {e}", dir.join("demo-links.md").display());
     }
 }
 

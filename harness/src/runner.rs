@@ -161,6 +161,8 @@ fn new_report(plan: &Plan, settings: &RunSettings) -> ScenarioReport {
             .map(|r| r.describe())
             .chain(plan.infra.iter().map(|r| r.describe()))
             .collect(),
+        fault_rules: plan.faults.rules.clone(),
+        infra_events: Vec::new(),
         checks: Vec::new(),
         history: None,
     }
@@ -242,6 +244,7 @@ async fn execute(
     };
     let mut checks = verify(plan, &histories);
     checks.extend(events.iter().map(InfraEvent::check));
+    report.infra_events = events;
     report.outcome = Some(histories.outcome());
     report.result = histories.result_value();
     report.duration_ms = histories.root.duration().map(|d| d.as_millis() as u64);

@@ -3,12 +3,18 @@
 //! Every scenario row carries the workflow id, run id and a link to the Temporal Web UI; failed
 //! checks link to the history event that shows the problem.
 
+mod html;
 mod json;
 mod junit;
 mod markdown;
 pub mod webhook;
 
-use crate::{plan::Outcome, verify::Check, verify::Histories};
+use crate::{
+    faults::FaultRule,
+    infra::InfraEvent,
+    plan::Outcome,
+    verify::{Check, Histories},
+};
 use serde::Serialize;
 use std::{
     collections::BTreeMap,
@@ -86,6 +92,10 @@ pub struct ScenarioReport {
     pub link: Option<String>,
     /// The faults of the plan, described.
     pub faults: Vec<String>,
+    /// The activity fault rules, for placing them on the timeline.
+    pub fault_rules: Vec<FaultRule>,
+    /// What each infrastructure fault did and when.
+    pub infra_events: Vec<InfraEvent>,
     /// Verified expectations.
     pub checks: Vec<CheckReport>,
     /// The facts read from the histories (root and children).
@@ -111,11 +121,18 @@ pub enum ReportFormat {
     Markdown,
     /// `junit.xml`, for CI systems.
     Junit,
+    /// `index.html`, a self-contained page with a timeline per scenario.
+    Html,
 }
 
 impl ReportFormat {
     /// Every format, in the order they are written.
-    pub const ALL: [ReportFormat; 3] = [ReportFormat::Json, ReportFormat::Markdown, ReportFormat::Junit];
+    pub const ALL: [ReportFormat; 4] = [
+        ReportFormat::Json,
+        ReportFormat::Markdown,
+        ReportFormat::Junit,
+        ReportFormat::Html,
+    ];
 
     /// File name inside the run's folder.
     pub fn file_name(self) -> &'static str {
@@ -123,6 +140,7 @@ impl ReportFormat {
             ReportFormat::Json => "report.json",
             ReportFormat::Markdown => "report.md",
             ReportFormat::Junit => "junit.xml",
+            ReportFormat::Html => "index.html",
         }
     }
 
@@ -132,6 +150,7 @@ impl ReportFormat {
             ReportFormat::Json => json::render(report),
             ReportFormat::Markdown => markdown::render(report),
             ReportFormat::Junit => junit::render(report),
+            ReportFormat::Html => html::render(report),
         }
     }
 }
@@ -160,4 +179,22 @@ impl RunReport {
 /// Link to one event of a workflow run's history in the Web UI.
 pub fn event_link(workflow_link: &str, event_id: i64) -> String {
     format!("{workflow_link}/events/{event_id}")
+}
+
+/// The runs as a Markdown list of execution links, like the original project's README.
+pub fn demo_links(report: &RunReport) -> String {
+    let mut out = String::from("## Demo executions\n\n");
+    for s in &report.scenarios {
+        let verdict = if s.passed { "" } else { " — **FAILED**" };
+        let title = format!(
+            "{} ({})",
+            s.name,
+            s.outcome.map_or_else(|| "not run".into(), |o| o.to_string())
+        );
+        match &s.link {
+            Some(link) => out.push_str(&format!("- [{title}]({link}) — {}{verdict}\n", s.description)),
+            None => out.push_str(&format!("- {title} `{}` — {}{verdict}\n", s.workflow_id, s.description)),
+        }
+    }
+    out
 }

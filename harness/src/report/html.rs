@@ -1,0 +1,256 @@
+//! `index.html`: one self-contained page (no network fetches) that shows at a glance which
+//! scenarios passed and why, with an SVG timeline per scenario drawn from its history.
+
+use super::{RunReport, ScenarioReport};
+use crate::{
+    history::{ActivityClose, ActivityExecution},
+    plan::FailureKind,
+};
+use minijinja::{Environment, context};
+use serde::Serialize;
+use std::time::{Duration, SystemTime};
+
+const TEMPLATE: &str = include_str!("templates/report.html");
+
+/// Timeline geometry, in pixels.
+const WIDTH: f64 = 960.0;
+const LABEL_WIDTH: f64 = 170.0;
+const ROW_HEIGHT: f64 = 26.0;
+const TOP: f64 = 24.0;
+
+pub(super) fn render(report: &RunReport) -> String {
+    let mut env = Environment::new();
+    env.add_template("report.html", TEMPLATE)
+        .expect("the bundled template parses");
+    let cards: Vec<Card> = report.scenarios.iter().map(Card::from).collect();
+    env.get_template("report.html")
+        .and_then(|t| t.render(context! { run => report, cards => cards }))
+        .unwrap_or_else(|e| format!("<!doctype html><p>cannot render the report: {e}</p>"))
+}
+
+/// A scenario as the template shows it.
+#[derive(Serialize)]
+struct Card<'a> {
+    s: &'a ScenarioReport,
+    failed_checks: usize,
+    timeline: Option<Timeline>,
+}
+
+impl<'a> From<&'a ScenarioReport> for Card<'a> {
+    fn from(s: &'a ScenarioReport) -> Self {
+        Self {
+            s,
+            failed_checks: s.checks.iter().filter(|c| !c.check.passed).count(),
+            timeline: Timeline::of(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Timeline {
+    width: f64,
+    height: f64,
+    axis_y: f64,
+    ticks: Vec<Tick>,
+    rows: Vec<Row>,
+    bands: Vec<Band>,
+    close_x: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Tick {
+    x: f64,
+    label: String,
+}
+
+#[derive(Serialize)]
+struct Row {
+    y: f64,
+    label: String,
+    fallback: bool,
+    segments: Vec<Segment>,
+    faults: Vec<Marker>,
+}
+
+#[derive(Serialize)]
+struct Segment {
+    x: f64,
+    width: f64,
+    class: &'static str,
+    title: String,
+}
+
+#[derive(Serialize)]
+struct Marker {
+    x: f64,
+    title: String,
+}
+
+#[derive(Serialize)]
+struct Band {
+    x: f64,
+    width: f64,
+    title: String,
+}
+
+impl Timeline {
+    fn of(s: &ScenarioReport) -> Option<Self> {
+        let h = s.history.as_ref()?;
+        let start = h.root.started_at?;
+        let mut acts: Vec<(&ActivityExecution, bool)> = h
+            .all()
+            .flat_map(|w| {
+                w.activities
+                    .iter()
+                    .map(move |a| (a, w.workflow_id != h.root.workflow_id))
+            })
+            .collect();
+        acts.sort_by_key(|(a, _)| a.scheduled_at);
+        let end = h
+            .root
+            .closed_at
+            .into_iter()
+            .chain(acts.iter().filter_map(|(a, _)| a.closed_at))
+            .max()
+            .unwrap_or(start);
+        let infra_end = s.infra_events.iter().filter_map(|e| e.ended_ms).max().unwrap_or(0);
+        let total_ms = (ms_between(start, end).max(infra_end)).max(1) as f64;
+        let plot = WIDTH - LABEL_WIDTH - 20.0;
+        let x_ms = |ms: f64| LABEL_WIDTH + ms / total_ms * plot;
+        let x = |t: SystemTime| x_ms(ms_between(start, t) as f64);
+        let rows: Vec<Row> = acts
+            .iter()
+            .enumerate()
+            .map(|(i, (a, child))| {
+                let y = TOP + i as f64 * ROW_HEIGHT;
+                let label = if *child {
+                    format!(
+                        "{} (child {})",
+                        a.activity_type,
+                        child_suffix(&a.workflow_id, &h.root.workflow_id)
+                    )
+                } else {
+                    a.activity_type.clone()
+                };
+                Row {
+                    y,
+                    label,
+                    fallback: a.activity_type.starts_with("fallback"),
+                    segments: segments(a, &x, h.root.closed_at.unwrap_or(end)),
+                    faults: s
+                        .fault_rules
+                        .iter()
+                        .filter(|r| r.targets(&a.activity_type))
+                        .map(|r| Marker {
+                            x: x(a.scheduled_at),
+                            title: r.describe(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let height = TOP + rows.len().max(1) as f64 * ROW_HEIGHT + 22.0;
+        let step = nice_step(total_ms);
+        let ticks = (0..)
+            .map(|i| i as f64 * step)
+            .take_while(|ms| *ms <= total_ms)
+            .map(|ms| Tick {
+                x: x_ms(ms),
+                label: if step >= 1000.0 {
+                    format!("{:.0}s", ms / 1000.0)
+                } else {
+                    format!("{ms:.0}ms")
+                },
+            })
+            .collect();
+        let bands = s
+            .infra_events
+            .iter()
+            .filter_map(|e| {
+                let (from, to) = (e.started_ms?, e.ended_ms?);
+                Some(Band {
+                    x: x_ms(from as f64),
+                    width: (x_ms(to as f64) - x_ms(from as f64)).max(2.0),
+                    title: e.rule.clone(),
+                })
+            })
+            .collect();
+        Some(Self {
+            width: WIDTH,
+            height,
+            axis_y: height - 16.0,
+            ticks,
+            rows,
+            bands,
+            close_x: h.root.closed_at.map(x),
+        })
+    }
+}
+
+/// The attempts before the last leave no events, only the last one's start and the previous
+/// failure; the timeline says so rather than invent per-attempt bars.
+fn segments(a: &ActivityExecution, x: &impl Fn(SystemTime) -> f64, fallback_end: SystemTime) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let Some(last_start) = a.last_started_at else {
+        return out;
+    };
+    if a.attempts > 1 {
+        let (class, why) = match a.last_failure.as_ref().map(|f| &f.kind) {
+            Some(FailureKind::Timeout(t)) => ("timeout", format!("{t} timeout")),
+            Some(FailureKind::Error(t)) => ("failed", format!("error {t}")),
+            None => ("failed", "failure".into()),
+        };
+        let message = a.last_failure.as_ref().map(|f| f.message.as_str()).unwrap_or_default();
+        out.push(Segment {
+            x: x(a.scheduled_at),
+            width: (x(last_start) - x(a.scheduled_at)).max(2.0),
+            class: if class == "timeout" { "retry-timeout" } else { "retry-failed" },
+            title: format!(
+                "attempts 1–{} and their backoff gaps (history keeps only the last one's start); attempt {} ended with {why}: {message}",
+                a.attempts - 1,
+                a.attempts - 1
+            ),
+        });
+    }
+    let end = a.closed_at.unwrap_or(fallback_end);
+    let (class, what) = match &a.close {
+        Some(ActivityClose::Completed) => ("ok", "completed".to_owned()),
+        Some(ActivityClose::Failed { failure, retry_state }) => (
+            "failed",
+            format!("failed with {} ({retry_state}): {}", failure.kind, failure.message),
+        ),
+        Some(ActivityClose::TimedOut { failure, retry_state }) => {
+            ("timeout", format!("timed out: {} ({retry_state})", failure.kind))
+        }
+        Some(ActivityClose::Canceled) => ("cancel", "cancelled".to_owned()),
+        None => ("open", "still open".to_owned()),
+    };
+    out.push(Segment {
+        x: x(last_start),
+        width: (x(end) - x(last_start)).max(3.0),
+        class,
+        title: format!("attempt {}: {what}", a.attempts),
+    });
+    out
+}
+
+fn child_suffix<'a>(child: &'a str, root: &str) -> &'a str {
+    child
+        .strip_prefix(root)
+        .map(|s| s.trim_start_matches('-'))
+        .unwrap_or(child)
+}
+
+fn ms_between(from: SystemTime, to: SystemTime) -> u64 {
+    to.duration_since(from).unwrap_or(Duration::ZERO).as_millis() as u64
+}
+
+/// A round tick step giving about 6–10 ticks.
+fn nice_step(total_ms: f64) -> f64 {
+    [
+        50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0,
+    ]
+    .into_iter()
+    .find(|s| total_ms / s <= 10.0)
+    .unwrap_or(120_000.0)
+}
