@@ -11,6 +11,7 @@ pub mod faults;
 pub mod history;
 pub mod infra;
 pub mod inject;
+pub mod load;
 pub mod plan;
 pub mod report;
 pub mod runner;

@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use temporal_chaos::{
     doctor::{self, DoctorSettings},
     infra::Capability,
+    load::{LoadSettings, Mix},
     report::{self, ReportFormat, RunReport, Summary, webhook},
     runner::{self, RunSettings},
     scenario,
@@ -55,6 +56,9 @@ enum Command {
         #[arg(long, env = "CHAOS_TASK_QUEUE")]
         task_queue: String,
     },
+    /// Start many workflows under seeded faults; report throughput, latency, faults, and any
+    /// workflow lost or stuck (which fails the run).
+    Load(Box<LoadArgs>),
     /// Check that a cluster is fit to run scenarios: health, version, namespace, visibility,
     /// pollers, Web UI. Exits non-zero when a check fails.
     Doctor {
@@ -87,8 +91,9 @@ const DEMO_SCENARIOS: [&str; 5] = [
     "05-timeout-fallback.toml",
 ];
 
+/// Which cluster to use and how to reach it; shared by `run`, `demo` and `load`.
 #[derive(Args)]
-struct RunOptions {
+struct TargetArgs {
     #[command(flatten)]
     conn: ConnectionSettings,
     /// Where to run: `embedded` (default; `remote` when --address is given), `testcontainers`, `remote`.
@@ -100,12 +105,51 @@ struct RunOptions {
     /// Base URL of the Temporal Web UI for report links (defaults to the started server's UI).
     #[arg(long, env = "CHAOS_UI_URL")]
     ui_url: Option<String>,
+    /// Path of the `temporal` CLI for the embedded server.
+    #[arg(long, env = "CHAOS_TEMPORAL_BIN")]
+    temporal_bin: Option<PathBuf>,
     /// Task queue for the workflows (default: a fresh one per run).
     #[arg(long, env = "CHAOS_TASK_QUEUE")]
     task_queue: Option<String>,
     /// Do not start a worker: rely on one already polling --task-queue (e.g. the deployed one).
     #[arg(long, requires = "task_queue")]
     external_worker: bool,
+    /// Folder for reports; each run writes `<folder>/<run-id>/` and updates `<folder>/latest`.
+    #[arg(long, default_value = "reports")]
+    reports: PathBuf,
+}
+
+impl TargetArgs {
+    fn settings(&self, run_id: &str, persist: bool) -> TargetSettings {
+        TargetSettings {
+            kind: self.target.unwrap_or(if self.conn.address.is_some() {
+                TargetKind::Remote
+            } else {
+                TargetKind::Embedded
+            }),
+            connection: self.conn.clone(),
+            image: self.image.clone(),
+            ui_url: self.ui_url.clone(),
+            temporal_bin: self.temporal_bin.clone(),
+            log_dir: self.reports.join(run_id),
+            persist,
+        }
+    }
+
+    /// Creates the log folder and starts (or reaches) the cluster; prints the error otherwise.
+    async fn cluster(&self, settings: &TargetSettings) -> Option<Cluster> {
+        if let Err(e) = std::fs::create_dir_all(&settings.log_dir) {
+            eprintln!("error: cannot create {}: {e}", settings.log_dir.display());
+            return None;
+        }
+        Cluster::start(settings).await.map_err(|e| eprintln!("error: {e}")).ok()
+    }
+}
+
+#[derive(Args)]
+struct RunOptions {
+    #[command(flatten)]
+    target: TargetArgs,
     /// POST the JSON report to this URL when the run ends.
     #[arg(long, env = "CHAOS_WEBHOOK_URL", hide_env_values = true)]
     webhook: Option<String>,
@@ -115,15 +159,33 @@ struct RunOptions {
     /// Scenarios in flight at once.
     #[arg(long, default_value_t = 16)]
     jobs: usize,
-    /// Folder for reports; each run writes `<folder>/<run-id>/` and updates `<folder>/latest`.
-    #[arg(long, default_value = "reports")]
-    reports: PathBuf,
     /// Keep the started server (and so the report links) up until Ctrl-C.
     #[arg(long)]
     keep_server: bool,
-    /// Path of the `temporal` CLI for the embedded server.
-    #[arg(long, env = "CHAOS_TEMPORAL_BIN")]
-    temporal_bin: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Workflows to start.
+    #[arg(long, default_value_t = 100)]
+    workflows: usize,
+    /// Chance that any activity attempt fails with a retryable `LoadFault` error.
+    #[arg(long, default_value_t = 0.2)]
+    fault_rate: f64,
+    /// Starts per second at most (default: as fast as --concurrency allows).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Workflows in flight at most.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Seed of the fault schedule; the same seed replays the same faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Which workflows to start.
+    #[arg(long, value_enum, default_value = "both")]
+    mix: Mix,
 }
 
 fn main() -> ExitCode {
@@ -151,6 +213,7 @@ fn main() -> ExitCode {
             let paths: Vec<PathBuf> = DEMO_SCENARIOS.iter().map(|f| scenarios.join(f)).collect();
             runtime.block_on(run(&paths, *options, write_demo_links))
         }
+        Command::Load(args) => runtime.block_on(load(*args)),
         Command::Worker { conn, task_queue } => runtime.block_on(worker(conn, task_queue)),
         Command::Doctor {
             conn,
@@ -194,33 +257,12 @@ async fn run(paths: &[PathBuf], args: RunOptions, published: impl FnOnce(&RunRep
         }
     };
     let run_id = new_run_id();
-    let kind = args.target.unwrap_or(if args.conn.address.is_some() {
-        TargetKind::Remote
-    } else {
-        TargetKind::Embedded
-    });
-    let settings = TargetSettings {
-        kind,
-        connection: args.conn.clone(),
-        image: args.image.clone(),
-        ui_url: args.ui_url.clone(),
-        temporal_bin: args.temporal_bin.clone(),
-        log_dir: args.reports.join(&run_id),
-        persist: runner::needs_persistent_server(&plans),
-    };
-    if let Err(e) = std::fs::create_dir_all(&settings.log_dir) {
-        eprintln!("error: cannot create {}: {e}", settings.log_dir.display());
+    let settings = args.target.settings(&run_id, runner::needs_persistent_server(&plans));
+    let Some(cluster) = args.target.cluster(&settings).await else {
         return ExitCode::from(EXIT_ERROR);
-    }
-    let cluster = match Cluster::start(&settings).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
     };
     let mut capabilities = cluster.capabilities();
-    if args.external_worker {
+    if args.target.external_worker {
         // Someone else's worker can be neither killed nor put behind the proxy.
         capabilities.retain(|c| !matches!(c, Capability::CrashWorker | Capability::NetworkProxy));
     }
@@ -237,14 +279,18 @@ async fn run(paths: &[PathBuf], args: RunOptions, published: impl FnOnce(&RunRep
         return ExitCode::from(EXIT_ERROR);
     }
     let run = RunSettings {
-        task_queue: args.task_queue.clone().unwrap_or_else(|| format!("chaos-{run_id}")),
+        task_queue: args
+            .target
+            .task_queue
+            .clone()
+            .unwrap_or_else(|| format!("chaos-{run_id}")),
         run_id: run_id.clone(),
         seed: args.seed,
         jobs: args.jobs,
         log_dir: settings.log_dir.clone(),
     };
     let scenarios = tokio::select! {
-        done = run_with_worker(&cluster, &plans, &run, args.external_worker) => match done {
+        done = with_worker(&cluster, &run.task_queue, args.target.external_worker, runner::run_plans(&cluster, &plans, &run)) => match done {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -279,13 +325,16 @@ async fn run(paths: &[PathBuf], args: RunOptions, published: impl FnOnce(&RunRep
     };
     print!("{}", ReportFormat::Markdown.render(&report));
     let mut delivered = true;
-    match report::write_all(&args.reports, &report) {
+    match report::write_all(&args.target.reports, &report) {
         Ok(dir) => {
             eprintln!("reports written to {}", dir.display());
             published(&report, &dir);
         }
         Err(e) => {
-            eprintln!("error: cannot write reports under {}: {e}", args.reports.display());
+            eprintln!(
+                "error: cannot write reports under {}: {e}",
+                args.target.reports.display()
+            );
             delivered = false;
         }
     }
@@ -316,22 +365,72 @@ async fn run(paths: &[PathBuf], args: RunOptions, published: impl FnOnce(&RunRep
     }
 }
 
-/// Runs the plans with the harness's own worker, or with the external one already polling.
-async fn run_with_worker(
+/// Runs `work` next to the harness's own worker on `task_queue`, or alone when an external
+/// worker polls it.
+async fn with_worker<F: Future>(
     cluster: &Cluster,
-    plans: &[temporal_chaos::plan::Plan],
-    run: &RunSettings,
+    task_queue: &str,
     external: bool,
-) -> Result<Vec<report::ScenarioReport>, temporal_chaos::worker::WorkerError> {
+    work: F,
+) -> Result<F::Output, temporal_chaos::worker::WorkerError> {
     if external {
-        return Ok(runner::run_plans(cluster, plans, run).await);
+        return Ok(work.await);
     }
-    run_worker_until(
-        cluster.client.clone(),
-        &run.task_queue,
-        runner::run_plans(cluster, plans, run),
-    )
-    .await
+    run_worker_until(cluster.client.clone(), task_queue, work).await
+}
+
+async fn load(args: LoadArgs) -> ExitCode {
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        eprintln!("error: --fault-rate must be between 0 and 1");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let run_id = new_run_id();
+    let settings = args.target.settings(&run_id, false);
+    let Some(cluster) = args.target.cluster(&settings).await else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let load = LoadSettings {
+        workflows: args.workflows,
+        rate: args.rate,
+        concurrency: args.concurrency,
+        fault_rate: args.fault_rate,
+        seed: args.seed,
+        mix: args.mix,
+        task_queue: args
+            .target
+            .task_queue
+            .clone()
+            .unwrap_or_else(|| format!("chaos-load-{run_id}")),
+        run_id: run_id.clone(),
+    };
+    let outcome = tokio::select! {
+        r = with_worker(&cluster, &load.task_queue, args.target.external_worker, temporal_chaos::load::run(&cluster, &load)) => r,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted; stopping the cluster");
+            cluster.stop().await;
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    cluster.stop().await;
+    let report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    print!("{}", report.markdown());
+    let dir = args.target.reports.join(&run_id);
+    if let Err(e) = report.write(&dir) {
+        eprintln!("error: cannot write the load report under {}: {e}", dir.display());
+        return ExitCode::from(EXIT_ERROR);
+    }
+    eprintln!("load report written to {}", dir.display());
+    if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
 }
 
 async fn worker(conn: ConnectionSettings, task_queue: String) -> ExitCode {

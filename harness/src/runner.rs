@@ -188,6 +188,12 @@ async fn execute(
     if let Some(seed) = settings.seed {
         faults.seed = seed;
     }
+    faults.run_tag = settings.run_id.clone();
+    // Verification must see the plan as the worker does (seed override, run tag).
+    let plan = &Plan {
+        faults: faults.clone(),
+        ..plan.clone()
+    };
     let deadline = plan
         .expect
         .time_budget
@@ -345,7 +351,7 @@ async fn wait_trigger(
 }
 
 /// Starts the workflow; returns its run id.
-async fn start<W>(
+pub(crate) async fn start<W>(
     client: &Client,
     workflow: W,
     input: W::Input,
@@ -365,7 +371,7 @@ where
 
 /// Waits until the workflow closes, riding out server restarts and pauses; terminates it if it is
 /// still open after `wait` (the server-side execution timeout should have closed it by then).
-async fn wait_closed(client: &Client, workflow_id: &str, wait: Duration) {
+pub(crate) async fn wait_closed(client: &Client, workflow_id: &str, wait: Duration) {
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
     let give_up = Instant::now() + wait;
     loop {
@@ -392,7 +398,7 @@ async fn wait_closed(client: &Client, workflow_id: &str, wait: Duration) {
 }
 
 /// Reads the workflow's history and its children's.
-async fn read_histories(client: &Client, workflow_id: &str) -> Result<Histories, String> {
+pub(crate) async fn read_histories(client: &Client, workflow_id: &str) -> Result<Histories, String> {
     let root = read_history(client, workflow_id).await?;
     let mut children = Vec::new();
     for child in &root.children {

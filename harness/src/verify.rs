@@ -3,7 +3,7 @@
 //! Every check says what was expected, what history shows, and the event that shows it.
 
 use crate::{
-    faults::{AttemptKey, FaultRule},
+    faults::{AttemptKey, FaultPlan, FaultRule},
     history::{ActivityClose, ActivityExecution, HistoryFacts, WorkflowClose},
     plan::{FailureKind, Outcome, Plan},
 };
@@ -171,7 +171,7 @@ pub fn verify(plan: &Plan, h: &Histories) -> Vec<Check> {
         });
     }
     for rule in &plan.faults.rules {
-        checks.push(fault_fired(rule, plan.faults.seed, h));
+        checks.push(fault_fired(rule, &plan.faults, h));
     }
     checks
 }
@@ -264,7 +264,7 @@ fn failure_seen(h: &Histories, expected: &FailureKind) -> Check {
 
 /// Proves from history that a fault fired: the attempts it targets ran, and where history keeps
 /// the failure of such an attempt, that failure is the one the fault produces.
-fn fault_fired(rule: &FaultRule, seed: u64, h: &Histories) -> Check {
+fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
     let name = format!("fault #{} fired", rule.id);
     let expected = rule.describe();
     let marker = rule.marker();
@@ -275,8 +275,8 @@ fn fault_fired(rule: &FaultRule, seed: u64, h: &Histories) -> Check {
     for act in h.activities().filter(|a| rule.targets(&a.activity_type)) {
         let fired: Vec<u32> = (1..=act.attempts)
             .filter(|&attempt| {
-                rule.fires(
-                    seed,
+                plan.fires(
+                    rule,
                     &AttemptKey {
                         workflow_id: &act.workflow_id,
                         activity_id: &act.activity_id,

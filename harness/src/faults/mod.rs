@@ -34,12 +34,31 @@ pub struct FaultPlan {
     pub seed: u64,
     /// Rules in file order; every matching rule applies, in this order.
     pub rules: Vec<FaultRule>,
+    /// The run's id, which workflow ids contain. It is left out of fault decisions so that the
+    /// same seed replays the same fault schedule in every run.
+    #[serde(default)]
+    pub run_tag: String,
 }
 
 impl FaultPlan {
     /// Rules that fire for this attempt of this activity.
     pub fn firing<'a>(&'a self, at: &'a AttemptKey<'a>) -> impl Iterator<Item = &'a FaultRule> {
-        self.rules.iter().filter(move |r| r.fires(self.seed, at))
+        self.rules.iter().filter(move |r| self.fires(r, at))
+    }
+
+    /// Whether `rule` fires on this attempt, the run tag left out of the workflow id.
+    pub fn fires(&self, rule: &FaultRule, at: &AttemptKey<'_>) -> bool {
+        if self.run_tag.is_empty() {
+            return rule.fires(self.seed, at);
+        }
+        let stable = at.workflow_id.replace(&self.run_tag, "");
+        rule.fires(
+            self.seed,
+            &AttemptKey {
+                workflow_id: &stable,
+                ..*at
+            },
+        )
     }
 }
 
@@ -386,6 +405,27 @@ mod tests {
         assert!((230..370).contains(&count), "fired {count} of 1000 at p=0.3");
         let other: Vec<bool> = (1..=1000).map(|n| rule.fires(8, &key(n))).collect();
         assert_ne!(fired, other, "another seed, another schedule");
+        // Two runs differ only in the run tag inside workflow ids: same schedule.
+        let plan = |tag: &str| FaultPlan {
+            seed: 7,
+            rules: vec![rule.clone()],
+            run_tag: tag.into(),
+        };
+        let in_run = |tag: &str| -> Vec<bool> {
+            let id = format!("wf-{tag}-child");
+            (1..=200)
+                .map(|n| {
+                    plan(tag).fires(
+                        &rule,
+                        &AttemptKey {
+                            workflow_id: &id,
+                            ..key(n)
+                        },
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(in_run("run-a"), in_run("run-b"));
     }
 
     #[test]
@@ -401,6 +441,7 @@ mod tests {
         let plan = FaultPlan {
             seed: 0,
             rules: vec![rule],
+            run_tag: String::new(),
         };
         let add = AttemptKey {
             activity_type: "add",

@@ -73,6 +73,10 @@ pub trait ServerControl: Send + Sync {
     fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), String>>;
     /// What this server can do.
     fn capabilities(&self) -> &'static [Capability];
+    /// CPU time the server process has used so far, where it can be read.
+    fn cpu_time(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What an infrastructure fault acts on during a scenario.

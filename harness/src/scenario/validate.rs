@@ -188,6 +188,7 @@ fn fault_plan(raw: &ScenarioFile, workflow: &WorkflowSpec, d: &mut Diagnostics<'
     FaultPlan {
         seed: raw.seed.unwrap_or(0),
         rules,
+        run_tag: String::new(),
     }
 }
 

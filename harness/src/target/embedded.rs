@@ -173,6 +173,17 @@ impl ServerControl for EmbeddedServer {
             &Capability::ALL_BUT_RESTART
         }
     }
+
+    /// utime + stime from `/proc/<pid>/stat`.
+    fn cpu_time(&self) -> Option<Duration> {
+        let pid = self.child.try_lock().ok()?.as_ref()?.id()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??.max(1) as u64;
+        Some(Duration::from_millis(ticks * 1000 / per_second))
+    }
 }
 
 /// Last lines of the server log, for error messages.

@@ -1,0 +1,266 @@
+//! `chaos load`: many workflows at a rate or concurrency, faults drawn per activity attempt from
+//! seeded probabilities, and an account of every workflow started: none may be lost or stuck.
+
+mod report;
+
+pub use report::{Latency, LoadReport};
+
+use crate::{
+    faults::{AttemptKey, AttemptSelector, ErrorFault, FaultAction, FaultPlan, FaultRule, HEADER_KEY},
+    inject::plan_header,
+    plan::{ActivitySettings, OrchestrationInput, ResilientInput, RetrySettings},
+    runner::{read_histories, start, wait_closed},
+    target::Cluster,
+    verify::Histories,
+    workflows::{Orchestration, ResilientCall},
+};
+use futures::{StreamExt, stream};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use temporalio_client::{WorkflowCountOptions, WorkflowStartOptions};
+use temporalio_common::protos::temporal::api::common::v1::Header;
+use tokio::sync::Mutex;
+
+/// Server-side deadline of each load workflow; past it a workflow counts as stuck.
+const WORKFLOW_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Which workflows a load run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mix {
+    /// Alternate orchestration and resilient workflows.
+    Both,
+    /// Only the orchestration workflow (two children, three activities).
+    Orchestration,
+    /// Only the resilient workflow (one risky activity).
+    Resilient,
+}
+
+/// A load run's shape.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadSettings {
+    /// Workflows to start.
+    pub workflows: usize,
+    /// Starts per second at most (`None`: as fast as concurrency allows).
+    pub rate: Option<f64>,
+    /// Workflows in flight at most.
+    pub concurrency: usize,
+    /// Chance that an activity attempt gets a retryable error.
+    pub fault_rate: f64,
+    /// Seed of the fault schedule.
+    pub seed: u64,
+    /// Which workflows.
+    pub mix: Mix,
+    /// Task queue of the worker.
+    pub task_queue: String,
+    /// Prefix of workflow ids.
+    pub run_id: String,
+}
+
+/// The fault plan of a load run: a retryable `LoadFault` error on any activity attempt, with the
+/// configured probability.
+pub fn load_faults(settings: &LoadSettings) -> FaultPlan {
+    FaultPlan {
+        seed: settings.seed,
+        rules: vec![FaultRule {
+            id: 1,
+            activity: "*".into(),
+            attempts: AttemptSelector::All,
+            probability: Some(settings.fault_rate),
+            action: FaultAction::Error(ErrorFault {
+                message: "load fault".into(),
+                error_type: "LoadFault".into(),
+                non_retryable: false,
+            }),
+        }],
+        run_tag: settings.run_id.clone(),
+    }
+}
+
+/// Activity options of load workflows: quick retries, bounded attempts.
+fn activity_settings() -> ActivitySettings {
+    ActivitySettings {
+        start_to_close: Some(Duration::from_secs(5)),
+        schedule_to_close: None,
+        heartbeat_timeout: None,
+        retry: Some(RetrySettings {
+            initial_interval: Duration::from_millis(100),
+            backoff: 1.0,
+            maximum_interval: Some(Duration::from_millis(100)),
+            maximum_attempts: 5,
+            non_retryable_types: vec![],
+        }),
+    }
+}
+
+/// What one started workflow came to.
+struct Started {
+    workflow_id: String,
+    began: Instant,
+    latency: Duration,
+}
+
+/// Starts the workflows, waits for them, and accounts for every one of them.
+pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
+    let faults = load_faults(settings);
+    let header = Header {
+        fields: HashMap::from([(HEADER_KEY.to_owned(), plan_header(&faults))]),
+    };
+    let bar = ProgressBar::new(settings.workflows as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} closed {msg}")
+            .expect("static template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let pacer = Arc::new(Mutex::new(settings.rate.map(|r| {
+        let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / r.max(0.001)));
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    })));
+    let cpu_before = (process_cpu(), cluster.server().and_then(|s| s.cpu_time()));
+    let began = Instant::now();
+    let outcomes: Vec<Result<Started, String>> = stream::iter(0..settings.workflows)
+        .map(|i| {
+            let (header, pacer, bar) = (header.clone(), pacer.clone(), bar.clone());
+            async move {
+                if let Some(interval) = pacer.lock().await.as_mut() {
+                    interval.tick().await;
+                }
+                let result = start_one(cluster, settings, i, header).await;
+                bar.inc(1);
+                result
+            }
+        })
+        .buffer_unordered(settings.concurrency.max(1))
+        .collect()
+        .await;
+    let wall = began.elapsed();
+    bar.finish_and_clear();
+    let cpu_after = (process_cpu(), cluster.server().and_then(|s| s.cpu_time()));
+    let (started, start_errors): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+    let started: Vec<Started> = started.into_iter().filter_map(Result::ok).collect();
+    let start_errors: Vec<String> = start_errors.into_iter().filter_map(Result::err).collect();
+    let visibility = count_by_status(cluster, &settings.task_queue, started.len()).await;
+    let histories: Vec<Result<Histories, String>> = stream::iter(&started)
+        .map(|s| read_histories(&cluster.client, &s.workflow_id))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut report = report::build(settings, &faults, wall, &started, &start_errors, visibility, &histories);
+    let spent = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| b.saturating_sub(a).as_secs_f64());
+    report.harness_cpu_s = spent(cpu_before.0, cpu_after.0);
+    report.server_cpu_s = spent(cpu_before.1, cpu_after.1);
+    report
+}
+
+/// CPU time of this process (the runner and the in-process worker), user + system.
+fn process_cpu() -> Option<Duration> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+    let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) * 1000) as u32);
+    Some(tv(usage.user_time()) + tv(usage.system_time()))
+}
+
+async fn start_one(cluster: &Cluster, settings: &LoadSettings, i: usize, header: Header) -> Result<Started, String> {
+    let orchestration = match settings.mix {
+        Mix::Both => i % 2 == 0,
+        Mix::Orchestration => true,
+        Mix::Resilient => false,
+    };
+    let workflow_id = format!("load-{}-{i:05}", settings.run_id);
+    let options = WorkflowStartOptions::new(settings.task_queue.clone(), workflow_id.clone())
+        .execution_timeout(WORKFLOW_DEADLINE)
+        .header(header)
+        .build();
+    let began = Instant::now();
+    let client = &cluster.client;
+    if orchestration {
+        let numbers = (1..=4).map(|n| serde_json::json!(n + i % 3)).collect();
+        let input = OrchestrationInput {
+            numbers,
+            activity: activity_settings(),
+        };
+        start(client, Orchestration::run, input, options).await?;
+    } else {
+        let input = ResilientInput {
+            value: i as i64,
+            activity: activity_settings(),
+            fallback_b_error_types: vec![],
+        };
+        start(client, ResilientCall::run, input, options).await?;
+    }
+    wait_closed(client, &workflow_id, WORKFLOW_DEADLINE + Duration::from_secs(15)).await;
+    Ok(Started {
+        workflow_id,
+        began,
+        latency: began.elapsed(),
+    })
+}
+
+/// Visibility's count of the run's workflows by status; waits (bounded) for it to catch up.
+async fn count_by_status(
+    cluster: &Cluster,
+    task_queue: &str,
+    expected: usize,
+) -> Result<BTreeMap<String, u64>, String> {
+    // Only the workflows the run started, not their children.
+    let query = format!(
+        "TaskQueue = '{task_queue}' AND (WorkflowType = 'Orchestration' OR WorkflowType = 'ResilientCall') \
+         GROUP BY ExecutionStatus"
+    );
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counted = cluster
+            .client
+            .count_workflows(query.clone(), WorkflowCountOptions::default())
+            .await
+            .map_err(|e| format!("visibility count failed: {e}"))?;
+        let groups: BTreeMap<String, u64> = counted
+            .groups()
+            .iter()
+            .map(|g| (g.get::<String>(0).unwrap_or_else(|| "?".into()), g.count() as u64))
+            .collect();
+        let total: u64 = groups.values().sum();
+        let running = groups.get("Running").copied().unwrap_or(0);
+        if (total as usize >= expected && running == 0) || Instant::now() > give_up {
+            return Ok(groups);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Faults the seed says fired on the attempts a history shows, and whether the history agrees:
+/// every fired attempt must have failed, and a completed last attempt must not have fired.
+pub fn account_faults(plan: &FaultPlan, h: &Histories) -> (u64, Vec<String>) {
+    let mut fired = 0;
+    let mut mismatches = Vec::new();
+    for act in h.activities() {
+        for attempt in 1..=act.attempts {
+            let key = AttemptKey {
+                workflow_id: &act.workflow_id,
+                activity_id: &act.activity_id,
+                activity_type: &act.activity_type,
+                attempt,
+            };
+            let fires = plan.firing(&key).next().is_some();
+            fired += u64::from(fires);
+            let last = attempt == act.attempts;
+            let completed = matches!(act.close, Some(crate::history::ActivityClose::Completed));
+            // Attempts before the last one failed (that is why there was a next one).
+            let consistent = if last { fires != completed } else { fires };
+            if !consistent {
+                mismatches.push(format!(
+                    "{} {} attempt {attempt}: seed says {}, history says {}",
+                    act.workflow_id,
+                    act.activity_type,
+                    if fires { "fault" } else { "no fault" },
+                    if last && completed { "completed" } else { "failed" }
+                ));
+            }
+        }
+    }
+    (fired, mismatches)
+}

@@ -1,0 +1,85 @@
+//! `chaos load` on the embedded server: every workflow accounted for, and the seeded fault
+//! schedule matches the histories, run after run.
+
+use serde_json::Value;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn load(seed: &str) -> Value {
+    let reports = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args([
+            "load",
+            "--workflows",
+            "100",
+            "--fault-rate",
+            "0.2",
+            "--seed",
+            seed,
+            "--reports",
+        ])
+        .arg(reports.path())
+        .current_dir(repo())
+        .env_remove("TEMPORAL_ADDRESS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "load failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(reports.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for file in ["load.json", "load.md", "load.html"] {
+        assert!(run.join(file).is_file(), "{file} written");
+    }
+    serde_json::from_str(&std::fs::read_to_string(run.join("load.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_small_load_loses_nothing_and_its_faults_match_the_history() {
+    let first = load("7");
+    assert_eq!(first["started"], 100);
+    assert_eq!(first["lost"], 0);
+    assert_eq!(first["stuck"], 0);
+    assert_eq!(
+        first["visibility"]["Completed"].as_u64().unwrap() + first["visibility"]["Failed"].as_u64().unwrap_or(0),
+        100
+    );
+    assert_eq!(
+        first["fault_mismatches"].as_array().unwrap().len(),
+        0,
+        "{:#?}",
+        first["fault_mismatches"]
+    );
+    let injected = first["faults_injected"]["error LoadFault"].as_u64().unwrap();
+    // About 20% of roughly 300 attempts: the schedule is real, not empty.
+    assert!((25..=120).contains(&injected), "{injected} faults injected");
+    // With seed 7 every workflow completes (no activity drew 5 faults in a row), so each of the
+    // 200 activity executions (50 orchestrations x 3, 50 resilient x 1) made one successful
+    // attempt, and every other attempt is an injected fault.
+    assert_eq!(first["outcomes"]["completed"], 100);
+    let attempts: u64 = first["attempts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(attempts, 200 + injected, "attempts vs injected faults");
+
+    // The same seed replays the same fault schedule.
+    let second = load("7");
+    assert_eq!(second["faults_injected"], first["faults_injected"]);
+    assert_eq!(second["attempts"], first["attempts"]);
+}
