@@ -166,7 +166,7 @@ fn process_cpu() -> Option<Duration> {
 
 async fn start_one(cluster: &Cluster, settings: &LoadSettings, i: usize, header: Header) -> Result<Started, String> {
     let orchestration = match settings.mix {
-        Mix::Both => i % 2 == 0,
+        Mix::Both => i.is_multiple_of(2),
         Mix::Orchestration => true,
         Mix::Resilient => false,
     };
