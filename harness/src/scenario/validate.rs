@@ -5,14 +5,14 @@ use super::{
     file::{ActivitySection, AttemptsField, FaultSection, InfraSection, RetrySection, ScenarioFile},
 };
 use crate::{
-    faults::{AttemptSelector, FaultAction, FaultFields, FaultPlan, FaultRule},
+    faults::{AttemptSelector, FaultAction, FaultFields, FaultPlan, FaultRule, FieldError},
     infra::{InfraAction, InfraFields, InfraRule, Trigger},
     plan::{
         ActivitySettings, Expectations, FailureKind, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings,
         TimeoutKind, WorkflowSpec,
     },
 };
-use std::{path::Path, time::Duration};
+use std::{ops::Range, path::Path, time::Duration};
 use toml::Spanned;
 
 /// Builds the plan, or records problems and returns what it could (`None` when unusable).
@@ -263,20 +263,15 @@ fn fault_rule(
         non_retryable: f.non_retryable.as_ref().map(|n| *n.get_ref()),
         duration: duration(&f.duration, d),
     };
-    let action = match FaultAction::from_fields(f.kind.get_ref(), &fields) {
-        Ok(a) => a,
-        Err(e) => {
-            let at = match e.field {
-                "message" => f.message.as_ref().map(Spanned::span),
-                "type" => f.error_type.as_ref().map(Spanned::span),
-                "non_retryable" => f.non_retryable.as_ref().map(Spanned::span),
-                "duration" => f.duration.as_ref().map(Spanned::span),
-                _ => None,
-            };
-            d.error(at.unwrap_or_else(|| f.kind.span()), e.message);
-            return None;
-        }
-    };
+    let spans = [
+        ("message", f.message.as_ref().map(Spanned::span)),
+        ("type", f.error_type.as_ref().map(Spanned::span)),
+        ("non_retryable", f.non_retryable.as_ref().map(Spanned::span)),
+        ("duration", f.duration.as_ref().map(Spanned::span)),
+    ];
+    let action = FaultAction::from_fields(f.kind.get_ref(), &fields)
+        .map_err(|e| field_error(d, e, &spans, f.kind.span()))
+        .ok()?;
     Some(FaultRule {
         id,
         activity: activity.clone(),
@@ -529,19 +524,14 @@ fn infra_rule(id: usize, r: &InfraSection, workflow: &WorkflowSpec, d: &mut Diag
         latency: duration(&r.latency, d),
         jitter: any_duration(&r.jitter, d),
     };
-    let action = match InfraAction::from_fields(r.kind.get_ref(), &fields) {
-        Ok(a) => a,
-        Err(e) => {
-            let at = match e.field {
-                "mode" => r.mode.as_ref().map(Spanned::span),
-                "latency" => r.latency.as_ref().map(Spanned::span),
-                "jitter" => r.jitter.as_ref().map(Spanned::span),
-                _ => None,
-            };
-            d.error(at.unwrap_or_else(|| r.kind.span()), e.message);
-            return None;
-        }
-    };
+    let spans = [
+        ("mode", r.mode.as_ref().map(Spanned::span)),
+        ("latency", r.latency.as_ref().map(Spanned::span)),
+        ("jitter", r.jitter.as_ref().map(Spanned::span)),
+    ];
+    let action = InfraAction::from_fields(r.kind.get_ref(), &fields)
+        .map_err(|e| field_error(d, e, &spans, r.kind.span()))
+        .ok()?;
     let duration = duration(&Some(r.duration.clone()), d)?;
     Some(InfraRule {
         id,
@@ -549,4 +539,13 @@ fn infra_rule(id: usize, r: &InfraSection, workflow: &WorkflowSpec, d: &mut Diag
         duration,
         action,
     })
+}
+
+/// Reports a kind's field error at that field, or at `kind` when the field is not in the file.
+fn field_error(d: &mut Diagnostics<'_>, e: FieldError, spans: &[(&str, Option<Range<usize>>)], kind: Range<usize>) {
+    let at = spans
+        .iter()
+        .find(|(name, _)| *name == e.field)
+        .and_then(|(_, span)| span.clone());
+    d.error(at.unwrap_or(kind), e.message);
 }
