@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 use temporal_chaos::{
     doctor::{self, DoctorSettings},
-    infra::Capability,
+    infra::{Capability, Trigger},
     load::{LoadSettings, Mix},
     report::{self, ReportFormat, RunReport, Summary, webhook},
     runner::{self, RunSettings},
@@ -186,6 +186,10 @@ struct LoadArgs {
     /// Which workflows to start.
     #[arg(long, value_enum, default_value = "both")]
     mix: Mix,
+    /// An infrastructure fault during the run, as `KIND after D for D2` (server_pause or
+    /// server_restart), e.g. "server_pause after 5s for 3s". Repeatable.
+    #[arg(long)]
+    infra: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -384,11 +388,45 @@ async fn load(args: LoadArgs) -> ExitCode {
         eprintln!("error: --fault-rate must be between 0 and 1");
         return ExitCode::from(EXIT_ERROR);
     }
+    let mut infra = Vec::new();
+    for (i, text) in args.infra.iter().enumerate() {
+        match Trigger::parse_timed(text, i + 1) {
+            // The load's worker runs in-process: there is no process to kill or proxy to break.
+            Ok(rule)
+                if matches!(
+                    rule.action.fault().needs(),
+                    Capability::CrashWorker | Capability::NetworkProxy
+                ) =>
+            {
+                eprintln!("error: --infra `{text}`: chaos load takes server_pause or server_restart");
+                return ExitCode::from(EXIT_ERROR);
+            }
+            Ok(rule) => infra.push(rule),
+            Err(e) => {
+                eprintln!("error: --infra {e}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+    }
     let run_id = new_run_id();
-    let settings = args.target.settings(&run_id, false);
+    let restarts = infra
+        .iter()
+        .any(|r| r.action.fault().needs() == Capability::RestartServer);
+    let settings = args.target.settings(&run_id, restarts);
     let Some(cluster) = args.target.cluster(&settings).await else {
         return ExitCode::from(EXIT_ERROR);
     };
+    let capabilities = cluster.capabilities();
+    if let Some(rule) = infra.iter().find(|r| !capabilities.contains(&r.action.fault().needs())) {
+        eprintln!(
+            "error: --infra `{}` needs {}, which the {} target cannot do; nothing was run",
+            rule.describe(),
+            rule.action.fault().needs(),
+            cluster.target.name()
+        );
+        cluster.stop().await;
+        return ExitCode::from(EXIT_ERROR);
+    }
     let load = LoadSettings {
         workflows: args.workflows,
         rate: args.rate,
@@ -402,6 +440,7 @@ async fn load(args: LoadArgs) -> ExitCode {
             .clone()
             .unwrap_or_else(|| format!("chaos-load-{run_id}")),
         run_id: run_id.clone(),
+        infra,
     };
     let outcome = tokio::select! {
         r = with_worker(&cluster, &load.task_queue, args.target.external_worker, temporal_chaos::load::run(&cluster, &load)) => r,

@@ -3,7 +3,7 @@
 use crate::{
     faults::HEADER_KEY,
     history::HistoryFacts,
-    infra::{Capability, InfraControl, InfraEvent, InfraRule, Trigger, WorkerProcess, proxy::FaultProxy},
+    infra::{self, Capability, InfraControl, InfraEvent, InfraRule, Trigger, WorkerProcess, proxy::FaultProxy},
     inject::plan_header,
     plan::{Plan, WorkflowSpec},
     report::{CheckReport, ScenarioReport, event_link},
@@ -131,8 +131,8 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> 
     }
     let ctl = InfraControl {
         server: cluster.server(),
-        worker: &worker,
-        proxy: &proxy,
+        worker: Some(&worker),
+        proxy: Some(&proxy),
     };
     let report = execute(cluster, plan, settings, &task_queue, Some(&ctl)).await;
     let _ = worker.kill().await;
@@ -286,29 +286,23 @@ async fn drive(
     began: Instant,
     closed: &Notify,
 ) -> InfraEvent {
-    let mut event = InfraEvent {
+    let not_fired = |why: String| InfraEvent {
         id: rule.id,
         rule: rule.describe(),
         started_ms: None,
         ended_ms: None,
-        outcome: Err(format!(
-            "the workflow closed before the trigger ({}) fired",
-            rule.trigger
-        )),
+        outcome: Err(why),
     };
     let triggered = tokio::select! {
         fired = wait_trigger(&rule.trigger, client, namespace, workflow_id, began) => fired,
-        _ = closed.notified() => return event,
+        _ = closed.notified() => {
+            return not_fired(format!("the workflow closed before the trigger ({}) fired", rule.trigger));
+        }
     };
-    if let Err(e) = triggered {
-        event.outcome = Err(e);
-        return event;
+    match triggered {
+        Ok(()) => infra::apply(rule, ctl, began).await,
+        Err(e) => not_fired(e),
     }
-    event.started_ms = Some(began.elapsed().as_millis() as u64);
-    // Applied to the end even if the workflow closes meanwhile: a paused server must be resumed.
-    event.outcome = rule.action.fault().apply(ctl, rule.duration).await;
-    event.ended_ms = Some(began.elapsed().as_millis() as u64);
-    event
 }
 
 /// Resolves when the trigger fires: at a time, or when the server reports the attempt started.

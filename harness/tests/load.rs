@@ -11,19 +11,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn load(seed: &str) -> Value {
+fn load(seed: &str, extra: &[&str]) -> Value {
     let reports = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args([
-            "load",
-            "--workflows",
-            "100",
-            "--fault-rate",
-            "0.2",
-            "--seed",
-            seed,
-            "--reports",
-        ])
+        .args(["load", "--workflows", "100", "--fault-rate", "0.2", "--seed", seed])
+        .args(extra)
+        .arg("--reports")
         .arg(reports.path())
         .current_dir(repo())
         .env_remove("TEMPORAL_ADDRESS")
@@ -49,7 +42,7 @@ fn load(seed: &str) -> Value {
 
 #[test]
 fn a_small_load_loses_nothing_and_its_faults_match_the_history() {
-    let first = load("7");
+    let first = load("7", &[]);
     assert_eq!(first["started"], 100);
     assert_eq!(first["lost"], 0);
     assert_eq!(first["stuck"], 0);
@@ -78,8 +71,17 @@ fn a_small_load_loses_nothing_and_its_faults_match_the_history() {
         .sum();
     assert_eq!(attempts, 200 + injected, "attempts vs injected faults");
 
-    // The same seed replays the same fault schedule.
-    let second = load("7");
+    // The same seed replays the same fault schedule, and a server frozen mid-run loses nothing.
+    let second = load("7", &["--infra", "server_pause after 2s for 2s"]);
+    assert_eq!((second["lost"].as_u64(), second["stuck"].as_u64()), (Some(0), Some(0)));
     assert_eq!(second["faults_injected"], first["faults_injected"]);
     assert_eq!(second["attempts"], first["attempts"]);
+    let pause = &second["infra_events"][0];
+    assert!(
+        pause["outcome"]["Ok"]
+            .as_str()
+            .unwrap()
+            .contains("server frozen for 2s"),
+        "{pause:#}"
+    );
 }

@@ -83,10 +83,11 @@ pub trait ServerControl: Send + Sync {
 pub struct InfraControl<'a> {
     /// The server, when the target owns it.
     pub server: Option<&'a dyn ServerControl>,
-    /// The scenario's worker process.
-    pub worker: &'a WorkerProcess,
+    /// The scenario's worker process, when the harness runs one (not for `chaos load`, whose
+    /// worker is in-process).
+    pub worker: Option<&'a WorkerProcess>,
     /// The proxy between that worker and the frontend.
-    pub proxy: &'a proxy::FaultProxy,
+    pub proxy: Option<&'a proxy::FaultProxy>,
 }
 
 /// One kind of infrastructure fault.
@@ -97,6 +98,27 @@ pub trait InfraFault: Send + Sync {
     fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, String>>;
     /// Short description, e.g. `server_pause`.
     fn describe(&self) -> String;
+}
+
+impl Trigger {
+    /// Parses `KIND after D for D2` (the command-line form of a timed infrastructure fault), e.g.
+    /// `server_pause after 5s for 3s`.
+    pub fn parse_timed(text: &str, id: usize) -> Result<InfraRule, String> {
+        let usage =
+            || format!("`{text}`: write KIND after DURATION for DURATION, e.g. \"server_pause after 5s for 3s\"");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let [kind, "after", after, "for", duration] = words.as_slice() else {
+            return Err(usage());
+        };
+        let parse = |d: &str| humantime::parse_duration(d).map_err(|e| format!("`{d}`: {e}"));
+        let action = InfraAction::from_fields(kind, &InfraFields::default()).map_err(|e| e.message)?;
+        Ok(InfraRule {
+            id,
+            trigger: Trigger::After(parse(after)?),
+            duration: parse(duration)?,
+            action,
+        })
+    }
 }
 
 /// When an infrastructure fault starts.
@@ -257,5 +279,20 @@ impl InfraEvent {
             },
             evidence: None,
         }
+    }
+}
+
+/// Applies a rule whose trigger has just fired and records what happened; `began` is when the
+/// workflow (or load run) started. Runs to the end even if the caller stops caring, so that a
+/// paused server is always resumed.
+pub async fn apply(rule: &InfraRule, ctl: &InfraControl<'_>, began: std::time::Instant) -> InfraEvent {
+    let started_ms = Some(began.elapsed().as_millis() as u64);
+    let outcome = rule.action.fault().apply(ctl, rule.duration).await;
+    InfraEvent {
+        id: rule.id,
+        rule: rule.describe(),
+        started_ms,
+        ended_ms: Some(began.elapsed().as_millis() as u64),
+        outcome,
     }
 }

@@ -87,11 +87,14 @@ impl InfraFault for NetworkFault {
                 NetworkMode::Reset => ProxyMode::Reset,
                 NetworkMode::Blackhole => ProxyMode::Blackhole,
             };
-            let before = ctl.proxy.stats();
-            ctl.proxy.set_mode(mode);
+            let proxy = ctl
+                .proxy
+                .ok_or("there is no proxy in front of the worker here (the worker is in-process)")?;
+            let before = proxy.stats();
+            proxy.set_mode(mode);
             tokio::time::sleep(duration).await;
-            ctl.proxy.set_mode(ProxyMode::Pass);
-            let after = ctl.proxy.stats();
+            proxy.set_mode(ProxyMode::Pass);
+            let after = proxy.stats();
             let (delayed, reset, dropped) = (
                 after.delayed - before.delayed,
                 after.reset - before.reset,

@@ -16,9 +16,12 @@ impl InfraFault for WorkerCrash {
 
     fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, String>> {
         async move {
-            let killed = ctl.worker.kill().await?;
+            let worker = ctl
+                .worker
+                .ok_or("there is no worker process to crash here (the worker is in-process)")?;
+            let killed = worker.kill().await?;
             tokio::time::sleep(duration).await;
-            let started = ctl.worker.start().await?;
+            let started = worker.start().await?;
             Ok(format!(
                 "killed worker pid {killed}; fresh worker pid {started} polling"
             ))

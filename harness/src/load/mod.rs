@@ -7,6 +7,7 @@ pub use report::{Latency, LoadReport};
 
 use crate::{
     faults::{AttemptKey, AttemptSelector, ErrorFault, FaultAction, FaultPlan, FaultRule, HEADER_KEY},
+    infra::{self, InfraControl, InfraRule, Trigger},
     inject::plan_header,
     plan::{ActivitySettings, OrchestrationInput, ResilientInput, RetrySettings},
     runner::{read_histories, start, wait_closed},
@@ -59,6 +60,8 @@ pub struct LoadSettings {
     pub task_queue: String,
     /// Prefix of workflow ids.
     pub run_id: String,
+    /// Infrastructure faults during the run (timed from its start).
+    pub infra: Vec<InfraRule>,
 }
 
 /// The fault plan of a load run: a retryable `LoadFault` error on any activity attempt, with the
@@ -123,7 +126,18 @@ pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
     })));
     let cpu_before = (process_cpu(), cluster.server().and_then(|s| s.cpu_time()));
     let began = Instant::now();
-    let outcomes: Vec<Result<Started, String>> = stream::iter(0..settings.workflows)
+    let ctl = InfraControl {
+        server: cluster.server(),
+        worker: None,
+        proxy: None,
+    };
+    let infra = futures::future::join_all(settings.infra.iter().map(|rule| async {
+        if let Trigger::After(d) = rule.trigger {
+            tokio::time::sleep(d).await;
+        }
+        infra::apply(rule, &ctl, began).await
+    }));
+    let starting = stream::iter(0..settings.workflows)
         .map(|i| {
             let (header, pacer, bar) = (header.clone(), pacer.clone(), bar.clone());
             async move {
@@ -136,8 +150,8 @@ pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
             }
         })
         .buffer_unordered(settings.concurrency.max(1))
-        .collect()
-        .await;
+        .collect::<Vec<Result<Started, String>>>();
+    let (outcomes, infra_events) = futures::join!(starting, infra);
     let wall = began.elapsed();
     bar.finish_and_clear();
     let cpu_after = (process_cpu(), cluster.server().and_then(|s| s.cpu_time()));
@@ -151,6 +165,8 @@ pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
         .collect()
         .await;
     let mut report = report::build(settings, &faults, wall, &started, &start_errors, visibility, &histories);
+    report.passed &= infra_events.iter().all(|e| e.outcome.is_ok());
+    report.infra_events = infra_events;
     let spent = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| b.saturating_sub(a).as_secs_f64());
     report.harness_cpu_s = spent(cpu_before.0, cpu_after.0);
     report.server_cpu_s = spent(cpu_before.1, cpu_after.1);

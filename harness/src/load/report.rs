@@ -2,7 +2,7 @@
 //! workflow (lost or stuck ones fail the run). Written as `load.json`, `load.md`, `load.html`.
 
 use super::{LoadSettings, Started, account_faults};
-use crate::{faults::FaultPlan, history::WorkflowClose, verify::Histories};
+use crate::{faults::FaultPlan, history::WorkflowClose, infra::InfraEvent, verify::Histories};
 use minijinja::{Environment, context};
 use serde::Serialize;
 use std::{collections::BTreeMap, fmt::Write, path::Path, time::Duration};
@@ -51,6 +51,8 @@ pub struct LoadReport {
     pub fault_mismatches: Vec<String>,
     /// Problems starting or reading workflows.
     pub errors: Vec<String>,
+    /// What each infrastructure fault did during the run.
+    pub infra_events: Vec<InfraEvent>,
     /// CPU seconds of the harness process (runner and in-process worker) during the run.
     pub harness_cpu_s: Option<f64>,
     /// CPU seconds of the server process during the run, when the harness owns it.
@@ -136,6 +138,7 @@ pub(super) fn build(
         faults_injected: BTreeMap::from([("error LoadFault".to_owned(), fired)]),
         fault_mismatches: mismatches.into_iter().take(20).collect(),
         errors: errors.into_iter().take(20).collect(),
+        infra_events: Vec::new(),
         harness_cpu_s: None,
         server_cpu_s: None,
         passed,
@@ -208,6 +211,17 @@ impl LoadReport {
             ),
         ] {
             let _ = writeln!(out, "| {k} | {v} |");
+        }
+        for e in &self.infra_events {
+            let what = match &e.outcome {
+                Ok(done) => format!(
+                    "{done} (from {} ms to {} ms)",
+                    e.started_ms.unwrap_or(0),
+                    e.ended_ms.unwrap_or(0)
+                ),
+                Err(why) => format!("FAILED: {why}"),
+            };
+            let _ = writeln!(out, "- infra {}: {what}", e.rule);
         }
         for line in self.fault_mismatches.iter().chain(&self.errors) {
             let _ = writeln!(out, "- {line}");
