@@ -22,14 +22,23 @@ fn yaml(path: &str) -> Value {
     serde_json::to_value(value).unwrap()
 }
 
+/// The schema `name`: from CHAOS_SCHEMA_DIR, else the workplace's `../shared/schemas` beside the
+/// repository (the reference), else the copy kept in `tests/schemas` for checkouts without it.
 fn schema(name: &str) -> Value {
-    let path = std::env::var_os("CHAOS_SCHEMA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/schemas"))
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("schema {} not found ({e}); set CHAOS_SCHEMA_DIR", path.display()));
-    serde_json::from_str(&text).unwrap()
+    let candidates = [
+        std::env::var_os("CHAOS_SCHEMA_DIR").map(PathBuf::from),
+        Some(repo().join("../shared/schemas")),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemas")),
+    ];
+    let path = candidates
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("schema {name} not found in CHAOS_SCHEMA_DIR, ../shared/schemas or harness/tests/schemas")
+        });
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
 fn assert_valid(document: &Value, schema: &Value, what: &str) {
