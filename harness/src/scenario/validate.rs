@@ -210,17 +210,7 @@ fn fault_rule(
     d: &mut Diagnostics<'_>,
 ) -> Option<FaultRule> {
     let activity = f.activity.get_ref();
-    let known = workflow.activity_types();
-    if activity != "*" && !known.contains(&activity.as_str()) {
-        d.error(
-            f.activity.span(),
-            format!(
-                "workflow `{}` has no activity `{activity}`; its activities are: {} (or \"*\")",
-                workflow.kind(),
-                known.join(", ")
-            ),
-        );
-    }
+    known_activity(workflow, &f.activity, true, d);
     let attempts = match &f.attempts {
         None => AttemptSelector::All,
         Some(a) => match a.get_ref() {
@@ -392,17 +382,7 @@ fn expectations(
         .unwrap_or_default();
     let mut attempts = Vec::new();
     for (activity, n) in e.attempts.iter().flatten() {
-        let known = workflow.activity_types();
-        if !known.contains(&activity.get_ref().as_str()) {
-            d.error(
-                activity.span(),
-                format!(
-                    "workflow `{}` has no activity `{}`; its activities are: {}",
-                    workflow.kind(),
-                    activity.get_ref(),
-                    known.join(", ")
-                ),
-            );
+        if !known_activity(workflow, activity, false, d) {
             continue;
         }
         if let Some(max) = max
@@ -474,18 +454,7 @@ fn uses_scenario_settings(workflow: &WorkflowSpec, activity: &str) -> bool {
 fn infra_rule(id: usize, r: &InfraSection, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> Option<InfraRule> {
     let trigger = match (&r.activity, &r.after) {
         (Some(activity), None) => {
-            let known = workflow.activity_types();
-            if !known.contains(&activity.get_ref().as_str()) {
-                d.error(
-                    activity.span(),
-                    format!(
-                        "workflow `{}` has no activity `{}`; its activities are: {}",
-                        workflow.kind(),
-                        activity.get_ref(),
-                        known.join(", ")
-                    ),
-                );
-            }
+            known_activity(workflow, activity, false, d);
             let attempt = r.attempt.as_ref().map_or(1, |a| *a.get_ref());
             if attempt == 0 {
                 d.error(
@@ -548,4 +517,28 @@ fn field_error(d: &mut Diagnostics<'_>, e: FieldError, spans: &[(&str, Option<Ra
         .find(|(name, _)| *name == e.field)
         .and_then(|(_, span)| span.clone());
     d.error(at.unwrap_or(kind), e.message);
+}
+
+/// Whether `activity` is one of the workflow's activity types (or `*` where `wildcard` allows
+/// it); reports it at its position otherwise.
+fn known_activity(
+    workflow: &WorkflowSpec,
+    activity: &Spanned<String>,
+    wildcard: bool,
+    d: &mut Diagnostics<'_>,
+) -> bool {
+    let (name, known) = (activity.get_ref().as_str(), workflow.activity_types());
+    if known.contains(&name) || (wildcard && name == "*") {
+        return true;
+    }
+    let or_any = if wildcard { " (or \"*\")" } else { "" };
+    d.error(
+        activity.span(),
+        format!(
+            "workflow `{}` has no activity `{name}`; its activities are: {}{or_any}",
+            workflow.kind(),
+            known.join(", ")
+        ),
+    );
+    false
 }

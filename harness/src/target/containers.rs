@@ -5,7 +5,7 @@
 
 use super::{
     TargetError, TargetSettings,
-    dev_server::{DevPorts, start_dev_args, state_dir, wait_ready},
+    dev_server::{DevPorts, on_fresh_ports, start_dev_args, state_dir, wait_ready},
 };
 use crate::infra::{Capability, ServerControl};
 use futures::future::{BoxFuture, FutureExt};
@@ -42,7 +42,15 @@ impl ContainerServer {
             log: format!("the container's output (`docker logs`) while it runs; image {image}"),
         };
         let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
-        let ports = DevPorts::free().map_err(|e| fail(format!("no free port: {e}")))?;
+        let server = on_fresh_ports(|ports| Self::start_on(name, tag, ports, namespace, persist))
+            .await
+            .map_err(fail)?;
+        info!(address = %server.address(), image, "Temporal server container ready");
+        Ok(server)
+    }
+
+    /// One start attempt on `ports`.
+    async fn start_on(name: &str, tag: &str, ports: DevPorts, namespace: &str, persist: bool) -> Result<Self, String> {
         let state_dir = persist.then(|| state_dir(&ports));
         let db_file = state_dir.as_ref().map(|_| format!("{STATE_MOUNT}/temporal.db"));
         let mut request = GenericImage::new(name, tag)
@@ -51,23 +59,27 @@ impl ContainerServer {
             .with_network("host")
             .with_env_var("USER", "temporal");
         if let Some(dir) = &state_dir {
-            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             request = request.with_mount(Mount::bind_mount(dir.display().to_string(), STATE_MOUNT));
         }
         let container = request.start().await.map_err(|e| {
-            fail(format!(
+            format!(
                 "{e}. Is a Docker daemon running, and is the image available? Without network access, build a \
                  local one with compose/dev/build-image.sh and pass it with --image or {IMAGE_ENV}"
-            ))
+            )
         })?;
         let server = Self {
             container,
             ports,
             state_dir,
         };
-        server.wait().await.map_err(fail)?;
-        info!(address = %server.address(), image, "Temporal server container ready");
-        Ok(server)
+        match server.wait().await {
+            Ok(()) => Ok(server),
+            Err(e) => {
+                server.stop().await;
+                Err(e)
+            }
+        }
     }
 
     async fn wait(&self) -> Result<(), String> {

@@ -77,6 +77,29 @@ pub(super) fn state_dir(ports: &DevPorts) -> PathBuf {
     base.join(format!("temporal-chaos-{}-{}", std::process::id(), ports.grpc))
 }
 
+/// Runs `start` on fresh ports until it succeeds, a few times at most. Free ports are picked and
+/// released, so another process (another dev server starting at the same moment, say) can take
+/// one before this server binds it; the server then exits at once and a retry fixes it.
+pub(super) async fn on_fresh_ports<T, F, Fut>(mut start: F) -> Result<T, String>
+where
+    F: FnMut(DevPorts) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    const ATTEMPTS: u32 = 3;
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let ports = DevPorts::free().map_err(|e| format!("no free port: {e}"))?;
+        match start(ports).await {
+            Ok(server) => return Ok(server),
+            Err(e) => {
+                tracing::warn!(attempt, "the dev server did not start: {e}; trying fresh ports");
+                last = e;
+            }
+        }
+    }
+    Err(format!("{last} (after {ATTEMPTS} attempts on fresh ports)"))
+}
+
 /// Waits until the frontend and the UI accept connections; `alive` reports a server that died.
 pub(super) async fn wait_ready<F, Fut>(ports: &DevPorts, mut alive: F) -> Result<(), String>
 where

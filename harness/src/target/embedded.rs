@@ -2,7 +2,7 @@
 
 use super::{
     TargetError, TargetSettings,
-    dev_server::{DevPorts, start_dev_args, state_dir, wait_ready},
+    dev_server::{DevPorts, on_fresh_ports, start_dev_args, state_dir, wait_ready},
 };
 use crate::infra::{Capability, ServerControl};
 use futures::future::{BoxFuture, FutureExt};
@@ -63,31 +63,48 @@ impl EmbeddedServer {
         };
         std::fs::create_dir_all(&settings.log_dir)
             .map_err(|e| fail(format!("cannot create {}: {e}", settings.log_dir.display())))?;
-        let log_file = std::fs::File::create(&log).map_err(|e| fail(format!("cannot create the log file: {e}")))?;
-        let err_file = log_file.try_clone().map_err(|e| fail(e.to_string()))?;
-        let ports = DevPorts::free().map_err(|e| fail(format!("no free port: {e}")))?;
+        std::fs::File::create(&log).map_err(|e| fail(format!("cannot create the log file: {e}")))?;
+        let server = on_fresh_ports(|ports| Self::start_on(&bin, &log, ports, namespace, persist))
+            .await
+            .map_err(fail)?;
+        info!(address = %server.address(), ui = %server.ui_url(), "embedded Temporal server ready");
+        Ok(server)
+    }
+
+    /// One start attempt on `ports`; the log file is appended to.
+    async fn start_on(bin: &Path, log: &Path, ports: DevPorts, namespace: &str, persist: bool) -> Result<Self, String> {
+        let open = || {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(log)
+                .map_err(|e| e.to_string())
+        };
         let state_dir = persist.then(|| state_dir(&ports));
         if let Some(dir) = &state_dir {
-            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let db_file = state_dir.as_ref().map(|d| d.join("temporal.db").display().to_string());
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.args(start_dev_args(&ports, namespace, db_file.as_deref()))
             .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(err_file)
+            .stdout(open()?)
+            .stderr(open()?)
             .kill_on_drop(true);
         debug!(?cmd, "starting embedded server");
         let server = Self {
             command: std::sync::Mutex::new(cmd),
             child: Mutex::new(None),
             ports,
-            log: log.clone(),
+            log: log.to_owned(),
             state_dir,
         };
-        server.spawn().await.map_err(fail)?;
-        info!(address = %server.address(), ui = %server.ui_url(), "embedded Temporal server ready");
-        Ok(server)
+        match server.spawn().await {
+            Ok(()) => Ok(server),
+            Err(e) => {
+                server.stop().await;
+                Err(e)
+            }
+        }
     }
 
     /// Starts the process and waits until it is ready.

