@@ -29,7 +29,7 @@ const STATE_MOUNT: &str = "/var/lib/temporal-chaos";
 /// A dev server in a container; removed when stopped or dropped.
 pub struct ContainerServer {
     container: ContainerAsync<GenericImage>,
-    ports: DevPorts,
+    pub(super) ports: DevPorts,
     state_dir: Option<PathBuf>,
 }
 
@@ -45,7 +45,7 @@ impl ContainerServer {
         let server = on_fresh_ports(|ports| Self::start_on(name, tag, ports, namespace, persist))
             .await
             .map_err(fail)?;
-        info!(address = %server.address(), image, "Temporal server container ready");
+        info!(address = %server.ports.address(), image, "Temporal server container ready");
         Ok(server)
     }
 
@@ -90,16 +90,6 @@ impl ContainerServer {
             }
         })
         .await
-    }
-
-    /// Frontend `host:port`.
-    pub fn address(&self) -> String {
-        self.ports.address()
-    }
-
-    /// Web UI base URL.
-    pub fn ui_url(&self) -> String {
-        self.ports.ui_url()
     }
 
     /// Removes the container and its state.

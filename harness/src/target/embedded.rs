@@ -28,7 +28,7 @@ pub const BIN_ENV: &str = "CHAOS_TEMPORAL_BIN";
 pub struct EmbeddedServer {
     command: std::sync::Mutex<Command>,
     child: Mutex<Option<Child>>,
-    ports: DevPorts,
+    pub(super) ports: DevPorts,
     log: PathBuf,
     /// Holds the state file when state must survive restarts.
     state_dir: Option<PathBuf>,
@@ -67,7 +67,7 @@ impl EmbeddedServer {
         let server = on_fresh_ports(|ports| Self::start_on(&bin, &log, ports, namespace, persist))
             .await
             .map_err(fail)?;
-        info!(address = %server.address(), ui = %server.ui_url(), "embedded Temporal server ready");
+        info!(address = %server.ports.address(), ui = %server.ports.ui_url(), "embedded Temporal server ready");
         Ok(server)
     }
 
@@ -122,16 +122,6 @@ impl EmbeddedServer {
             }
         })
         .await
-    }
-
-    /// Frontend `host:port`.
-    pub fn address(&self) -> String {
-        self.ports.address()
-    }
-
-    /// Web UI base URL.
-    pub fn ui_url(&self) -> String {
-        self.ports.ui_url()
     }
 
     /// Kills the server, waits for it to exit, and removes its state.

@@ -117,10 +117,11 @@ impl OwnedServer {
     }
 
     fn address_and_ui(&self) -> (String, String) {
-        match self {
-            OwnedServer::Embedded(s) => (s.address(), s.ui_url()),
-            OwnedServer::Container(s) => (s.address(), s.ui_url()),
-        }
+        let ports = match self {
+            OwnedServer::Embedded(s) => &s.ports,
+            OwnedServer::Container(s) => &s.ports,
+        };
+        (ports.address(), ports.ui_url())
     }
 
     async fn stop(self) {
