@@ -4,10 +4,12 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::{hint::black_box, path::Path};
 use temporal_chaos::{
+    history::Histories,
     history::HistoryFacts,
     report::{ReportFormat, RunReport, ScenarioReport, Summary},
+    runner::Execution,
     scenario,
-    verify::{Histories, verify},
+    verify::verify,
 };
 use temporalio_common::protos::temporal::api::{
     common::v1::{ActivityType, Payload, Payloads},
@@ -108,30 +110,16 @@ time_budget = "1h"
 
 fn report(scenarios: usize, histories: &Histories) -> RunReport {
     let plan = scenario::parse(Path::new("bench.toml"), PLAN).unwrap();
-    let checks = verify(&plan, histories);
-    let one = ScenarioReport {
-        name: "bench".into(),
-        description: "a scenario".into(),
-        source: "bench.toml".into(),
-        workflow: "resilient".into(),
+    let checks = verify(&plan, histories, &[]);
+    let execution = Execution {
         workflow_id: "bench-1".into(),
         run_id: Some("run".into()),
-        outcome: Some(histories.outcome()),
-        result: histories.result_value(),
-        attempts: Default::default(),
-        duration_ms: Some(1000),
-        passed: false,
-        error: None,
-        link: Some("http://127.0.0.1:8233/namespaces/default/workflows/bench-1/run/history".into()),
-        faults: vec![plan.faults.rules[0].describe()],
-        fault_rules: plan.faults.rules.clone(),
+        histories: Some(histories.clone()),
         infra_events: vec![],
-        checks: checks
-            .into_iter()
-            .map(|check| temporal_chaos::report::CheckReport { check, link: None })
-            .collect(),
-        history: Some(histories.clone()),
+        error: None,
+        plan,
     };
+    let one = ScenarioReport::new(execution, checks, Some("http://127.0.0.1:8233"), "default");
     RunReport {
         run_id: "bench".into(),
         started_at: "2026-01-01T00:00:00Z".into(),
@@ -171,7 +159,7 @@ fn benches(c: &mut Criterion) {
                 root: HistoryFacts::from_events("bench-1", black_box(&events)),
                 children: vec![],
             };
-            black_box(verify(&plan, &h))
+            black_box(verify(&plan, &h, &[]))
         })
     });
 

@@ -1,15 +1,17 @@
-//! Facts read from a workflow's event history: what verification trusts.
+//! Facts read from a workflow's event history: what verification trusts. The observation types
+//! live here, and so does reading the histories of a scenario's workflows from the server.
 //!
 //! The history holds one `ActivityTaskStarted` per scheduled activity, written when the activity
 //! closes, for its *last* attempt; its `attempt` field is the attempt count and its
 //! `last_failure` the previous attempt's failure. Earlier attempts leave no events of their own.
 
-use crate::plan::{FailureKind, TimeoutKind};
+use crate::failure::{FailureKind, TimeoutKind};
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
+use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions};
 use temporalio_common::protos::temporal::api::{
     common::v1::Payloads,
-    enums::v1::{RetryState, TimeoutType},
+    enums::v1::{RetryState as ProtoRetryState, TimeoutType},
     failure::v1::{Failure, failure::FailureInfo},
     history::v1::{HistoryEvent, history_event::Attributes},
 };
@@ -57,15 +59,15 @@ pub enum ActivityClose {
     Failed {
         /// The final failure.
         failure: ObservedFailure,
-        /// Why it was not retried (e.g. `MaximumAttemptsReached`, `NonRetryableFailure`).
-        retry_state: String,
+        /// Why it was not retried.
+        retry_state: RetryState,
     },
     /// Timed out and was not retried any further.
     TimedOut {
         /// The timeout (its cause, for schedule-to-close, is the last attempt's failure).
         failure: ObservedFailure,
         /// Why it was not retried.
-        retry_state: String,
+        retry_state: RetryState,
     },
     /// Cancelled by the workflow.
     Canceled,
@@ -139,6 +141,47 @@ pub enum WorkflowClose {
     Canceled,
     /// Continued as new.
     ContinuedAsNew,
+}
+
+/// How a workflow ended, without the details: a key for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseStatus {
+    /// Completed.
+    Completed,
+    /// Failed.
+    Failed,
+    /// Hit its execution or run timeout.
+    TimedOut,
+    /// Terminated from outside.
+    Terminated,
+    /// Cancelled.
+    Canceled,
+    /// Continued as new.
+    ContinuedAsNew,
+    /// Not closed.
+    Running,
+}
+
+impl std::fmt::Display for CloseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_value(self).ok();
+        f.write_str(text.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+    }
+}
+
+impl WorkflowClose {
+    /// The status alone.
+    pub fn status(&self) -> CloseStatus {
+        match self {
+            WorkflowClose::Completed { .. } => CloseStatus::Completed,
+            WorkflowClose::Failed { .. } => CloseStatus::Failed,
+            WorkflowClose::TimedOut => CloseStatus::TimedOut,
+            WorkflowClose::Terminated => CloseStatus::Terminated,
+            WorkflowClose::Canceled => CloseStatus::Canceled,
+            WorkflowClose::ContinuedAsNew => CloseStatus::ContinuedAsNew,
+        }
+    }
 }
 
 /// A child workflow started by this workflow.
@@ -240,14 +283,14 @@ impl HistoryFacts {
                 Attributes::ActivityTaskFailedEventAttributes(a) => {
                     let close = ActivityClose::Failed {
                         failure: failure_or_unknown(a.failure.as_ref(), ev.event_id),
-                        retry_state: retry_state_name(a.retry_state),
+                        retry_state: RetryState::from_proto(a.retry_state),
                     };
                     facts.close_activity(a.scheduled_event_id, close, ev.event_id, at);
                 }
                 Attributes::ActivityTaskTimedOutEventAttributes(a) => {
                     let close = ActivityClose::TimedOut {
                         failure: failure_or_unknown(a.failure.as_ref(), ev.event_id),
-                        retry_state: retry_state_name(a.retry_state),
+                        retry_state: RetryState::from_proto(a.retry_state),
                     };
                     facts.close_activity(a.scheduled_event_id, close, ev.event_id, at);
                 }
@@ -327,10 +370,48 @@ fn failure_or_unknown(f: Option<&Failure>, event_id: i64) -> ObservedFailure {
         })
 }
 
-fn retry_state_name(state: i32) -> String {
-    RetryState::try_from(state)
-        .map(|s| s.as_str_name().trim_start_matches("RETRY_STATE_").to_owned())
-        .unwrap_or_else(|_| state.to_string())
+/// Why an activity was not retried any further, as the server records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RetryState {
+    /// The retry policy's attempts ran out.
+    MaximumAttemptsReached,
+    /// The failure was non-retryable (flag or policy type).
+    NonRetryableFailure,
+    /// A timeout (schedule-to-close) left no time to retry.
+    Timeout,
+    /// No retry policy applies.
+    RetryPolicyNotSet,
+    /// Cancellation was requested.
+    CancelRequested,
+    /// Still retrying.
+    InProgress,
+    /// The server failed internally.
+    InternalServerError,
+    /// The server did not say.
+    Unspecified,
+}
+
+impl RetryState {
+    fn from_proto(state: i32) -> Self {
+        match ProtoRetryState::try_from(state).unwrap_or(ProtoRetryState::Unspecified) {
+            ProtoRetryState::MaximumAttemptsReached => Self::MaximumAttemptsReached,
+            ProtoRetryState::NonRetryableFailure => Self::NonRetryableFailure,
+            ProtoRetryState::Timeout => Self::Timeout,
+            ProtoRetryState::RetryPolicyNotSet => Self::RetryPolicyNotSet,
+            ProtoRetryState::CancelRequested => Self::CancelRequested,
+            ProtoRetryState::InProgress => Self::InProgress,
+            ProtoRetryState::InternalServerError => Self::InternalServerError,
+            ProtoRetryState::Unspecified => Self::Unspecified,
+        }
+    }
+}
+
+impl std::fmt::Display for RetryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_value(self).ok();
+        f.write_str(text.as_ref().and_then(|v| v.as_str()).unwrap_or("UNSPECIFIED"))
+    }
 }
 
 /// "outer: cause: cause" — a workflow failing on an activity error says little on its own.
@@ -349,4 +430,67 @@ fn first_json(p: Option<&Payloads>) -> serde_json::Value {
     p.and_then(|p| p.payloads.first())
         .and_then(|p| serde_json::from_slice(&p.data).ok())
         .unwrap_or(serde_json::Value::Null)
+}
+
+/// The scenario workflow's history and its children's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Histories {
+    /// The workflow the runner started.
+    pub root: HistoryFacts,
+    /// Its child workflows.
+    pub children: Vec<HistoryFacts>,
+}
+
+impl Histories {
+    /// Every history, root first.
+    pub fn all(&self) -> impl Iterator<Item = &HistoryFacts> {
+        std::iter::once(&self.root).chain(&self.children)
+    }
+
+    /// Every scheduled activity of every history.
+    pub fn activities(&self) -> impl Iterator<Item = &ActivityExecution> {
+        self.all().flat_map(|h| &h.activities)
+    }
+
+    /// Attempts per activity type, summed over executions.
+    pub fn attempts_of(&self, activity_type: &str) -> u32 {
+        self.activities()
+            .filter(|a| a.activity_type == activity_type)
+            .map(|a| a.attempts)
+            .sum()
+    }
+}
+
+/// A history that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the history of {workflow_id}: {source}")]
+pub struct HistoryError {
+    /// The workflow.
+    pub workflow_id: String,
+    /// The client's error.
+    #[source]
+    pub source: temporalio_client::errors::WorkflowInteractionError,
+}
+
+/// Reads the workflow's history and its children's.
+pub async fn read_histories(client: &Client, workflow_id: &str) -> Result<Histories, HistoryError> {
+    let root = read_history(client, workflow_id).await?;
+    let mut children = Vec::new();
+    for child in &root.children {
+        children.push(read_history(client, &child.workflow_id).await?);
+    }
+    Ok(Histories { root, children })
+}
+
+async fn read_history(client: &Client, workflow_id: &str) -> Result<HistoryFacts, HistoryError> {
+    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
+    let events = handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .map_err(|source| HistoryError {
+            workflow_id: workflow_id.to_owned(),
+            source,
+        })?;
+    Ok(HistoryFacts::from_events(workflow_id, &events))
 }

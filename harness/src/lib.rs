@@ -1,24 +1,31 @@
 //! temporal-chaos: chaos and failure-injection tests for Temporal workflows.
 //!
-//! The flow runs one way: a scenario file ([`scenario`]) becomes a validated [`plan::Plan`]; a
-//! [`target::Cluster`] is started or reached; the [`runner`] starts each workflow with its
-//! [`faults::FaultPlan`] in a header, which the [`inject`] interceptors apply inside the
-//! [`worker`], while [`infra`] faults act on the server, the worker process and its network;
-//! [`verify`] checks the expectations against the [`history`]; [`report`] writes HTML, JSON,
-//! Markdown and JUnit with links to the Temporal Web UI. Beside that flow: [`load`] (many
-//! workflows, every one accounted for) and [`doctor`] (is a cluster fit to run scenarios).
+//! The flow runs one way (see `ARCHITECTURE.md`): a scenario file ([`scenario`]) becomes a
+//! validated [`plan::Plan`] of [`faults`] and [`infra`] faults; a [`session::Session`] opens a
+//! [`target::Cluster`] and runs the harness's [`worker`] (whose [`inject`] interceptors apply fault
+//! plans); the [`runner`] starts each workflow and observes it; [`history`] reads what the server
+//! recorded; [`verify`] checks the expectations against it; [`report`] writes HTML, JSON, Markdown
+//! and JUnit with links to the Temporal Web UI. [`suite`] (`chaos run`) and [`load`] (`chaos
+//! load`) own whole runs; [`doctor`] checks a cluster. Shared below every stage: [`error`],
+//! [`failure`], [`kind`] (declaring a fault kind once) and [`wait`].
 
 pub mod doctor;
+pub mod error;
+pub mod failure;
 pub mod faults;
 pub mod history;
 pub mod infra;
 pub mod inject;
+pub mod kind;
 pub mod load;
 pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod session;
+pub mod suite;
 pub mod target;
 pub mod verify;
+pub mod wait;
 pub mod worker;
 pub mod workflows;

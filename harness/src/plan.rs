@@ -3,7 +3,7 @@
 //! A [`Plan`] is the only thing the runner sees. It never holds an invalid combination
 //! (those are rejected by [`crate::scenario`] with positions), so later stages can trust it.
 
-use crate::{faults::FaultPlan, infra::InfraRule};
+use crate::{failure::FailureKind, faults::FaultPlan, infra::InfraRule};
 use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
@@ -145,51 +145,6 @@ impl std::fmt::Display for Outcome {
             Outcome::FallbackB => "fallback-B",
             Outcome::Failed => "failed",
             Outcome::Stuck => "stuck",
-        })
-    }
-}
-
-/// A failure kind seen in history: a timeout of some type or an application error type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// An activity timeout.
-    Timeout(TimeoutKind),
-    /// An application error of the given type ("" when untyped).
-    Error(String),
-}
-
-impl std::fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FailureKind::Timeout(t) => write!(f, "{t} timeout"),
-            FailureKind::Error(t) if t.is_empty() => f.write_str("untyped application error"),
-            FailureKind::Error(t) => write!(f, "application error {t}"),
-        }
-    }
-}
-
-/// Activity timeout types, as Temporal names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeoutKind {
-    /// One attempt ran longer than start-to-close.
-    StartToClose,
-    /// All attempts together ran longer than schedule-to-close.
-    ScheduleToClose,
-    /// No heartbeat arrived within the heartbeat timeout.
-    Heartbeat,
-    /// No worker picked the task up in time.
-    ScheduleToStart,
-}
-
-impl std::fmt::Display for TimeoutKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TimeoutKind::StartToClose => "start_to_close",
-            TimeoutKind::ScheduleToClose => "schedule_to_close",
-            TimeoutKind::Heartbeat => "heartbeat",
-            TimeoutKind::ScheduleToStart => "schedule_to_start",
         })
     }
 }

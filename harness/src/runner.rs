@@ -1,26 +1,29 @@
-//! Runs plans on a cluster: start each workflow with its fault plan, wait, read history, verify.
+//! Runs plans on a cluster: start each workflow with its fault plan, drive its infrastructure
+//! faults, wait for it to close, and read its histories. What the histories mean is for
+//! [`crate::verify`] to say; the runner only observes.
 
+use crate::wait::poll;
 use crate::{
     faults::HEADER_KEY,
-    history::HistoryFacts,
-    infra::{self, Capability, InfraControl, InfraEvent, InfraRule, Trigger, WorkerProcess, proxy::FaultProxy},
+    history::{Histories, HistoryError, read_histories},
+    infra::{
+        self, InfraControl, InfraError, InfraEvent, InfraOutcome, InfraRule, Trigger, WorkerProcess, proxy::FaultProxy,
+    },
     inject::plan_header,
     plan::{Plan, WorkflowSpec},
-    report::{CheckReport, ScenarioReport, event_link},
-    target::{Cluster, ui_link},
-    verify::{Histories, verify},
+    target::Cluster,
     workflows::{Orchestration, ResilientCall},
 };
-use futures::{StreamExt, stream};
-use indicatif::{ProgressBar, ProgressStyle};
+use futures::{Stream, StreamExt, stream};
 use std::{
     collections::HashMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
 use temporalio_client::{
-    Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowStartOptions,
-    WorkflowTerminateOptions, errors::WorkflowGetResultError, tonic::IntoRequest,
+    Client, UntypedWorkflow, WorkflowGetResultOptions, WorkflowStartOptions, WorkflowTerminateOptions,
+    errors::{WorkflowGetResultError, WorkflowStartError},
+    tonic::IntoRequest,
 };
 use temporalio_common::{
     HasWorkflowDefinition,
@@ -57,66 +60,87 @@ pub struct RunSettings {
     pub log_dir: PathBuf,
 }
 
-/// Runs every plan and returns one report per plan, in plan order. Plans without infrastructure
-/// faults run concurrently (up to `jobs`); the others run one at a time afterwards, since they
-/// pause, restart or cut off parts of the cluster that every scenario shares.
-pub async fn run_plans(cluster: &Cluster, plans: &[Plan], settings: &RunSettings) -> Vec<ScenarioReport> {
-    let bar = ProgressBar::new(plans.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    let run = |(index, plan)| run_shown(cluster, plan, settings, &bar, index);
+/// What running one plan produced: the plan as run, its workflow, and what the server recorded.
+#[derive(Debug)]
+pub struct Execution {
+    /// The plan as run (seed override and run tag applied, as the worker saw it).
+    pub plan: Plan,
+    /// Workflow id of the scenario's workflow.
+    pub workflow_id: String,
+    /// Its run id, once started.
+    pub run_id: Option<String>,
+    /// Its histories and its children's, once read.
+    pub histories: Option<Histories>,
+    /// What each infrastructure fault did.
+    pub infra_events: Vec<InfraEvent>,
+    /// A problem that kept the scenario from running or from being observed.
+    pub error: Option<RunError>,
+}
+
+/// Why a scenario could not run or be observed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The network fault proxy did not start.
+    #[error("cannot start the fault proxy: {0}")]
+    Proxy(#[source] std::io::Error),
+    /// The scenario's worker process did not start.
+    #[error(transparent)]
+    Worker(#[from] InfraError),
+    /// The server refused to start the workflow.
+    #[error("cannot start workflow {workflow_id}: {source}")]
+    Start {
+        /// The workflow id.
+        workflow_id: String,
+        /// The client's error.
+        #[source]
+        source: WorkflowStartError,
+    },
+    /// The histories could not be read.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+/// Runs every plan; yields `(index in plans, execution)` as each finishes. Plans without
+/// infrastructure faults run concurrently (up to `jobs`); the others run one at a time
+/// afterwards, since they pause, restart or cut off parts of the cluster that every scenario shares.
+pub fn run_plans<'a>(
+    cluster: &'a Cluster,
+    plans: &'a [Plan],
+    settings: &'a RunSettings,
+) -> impl Stream<Item = (usize, Execution)> + 'a {
+    let run = move |(index, plan): (usize, &'a Plan)| async move { (index, run_one(cluster, plan, settings).await) };
     let (shared, exclusive): (Vec<_>, Vec<_>) = plans.iter().enumerate().partition(|(_, p)| p.infra.is_empty());
-    let mut reports: Vec<(usize, ScenarioReport)> = stream::iter(shared.into_iter().map(run))
+    stream::iter(shared.into_iter().map(run))
         .buffer_unordered(settings.jobs.max(1))
-        .collect()
-        .await;
-    reports.extend(
-        stream::iter(exclusive.into_iter().map(run))
-            .buffered(1)
-            .collect::<Vec<_>>()
-            .await,
-    );
-    bar.finish_and_clear();
-    reports.sort_by_key(|(i, _)| *i);
-    reports.into_iter().map(|(_, r)| r).collect()
+        .chain(stream::iter(exclusive.into_iter().map(run)).buffered(1))
 }
 
-/// [`run_one`], with a line on the progress display when done.
-async fn run_shown(
-    cluster: &Cluster,
-    plan: &Plan,
-    settings: &RunSettings,
-    bar: &ProgressBar,
-    index: usize,
-) -> (usize, ScenarioReport) {
-    let report = run_one(cluster, plan, settings).await;
-    let mark = if report.passed { "ok  " } else { "FAIL" };
-    bar.println(format!(
-        "{mark} {} ({}, {})",
-        report.name,
-        report.outcome.map_or_else(|| "no outcome".into(), |o| o.to_string()),
-        report.duration_ms.map_or_else(|| "-".into(), |d| format!("{d} ms"))
-    ));
-    bar.inc(1);
-    (index, report)
-}
-
-/// Runs and verifies one plan. Never fails: problems become the report's `error`.
+/// Runs one plan. Never fails: problems become the execution's `error`.
 ///
 /// Plans with infrastructure faults get their own worker process (behind a fault proxy) and task
 /// queue, so that the worker can be killed or cut off without touching other scenarios.
-pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> ScenarioReport {
+pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Execution {
+    let mut execution = Execution {
+        plan: as_run(plan, settings),
+        workflow_id: format!("{}-{}", plan.name, settings.run_id),
+        run_id: None,
+        histories: None,
+        infra_events: Vec::new(),
+        error: None,
+    };
     if plan.infra.is_empty() {
-        return execute(cluster, plan, settings, &settings.task_queue, None).await;
+        if let Err(e) = execute(cluster, &mut execution, &settings.task_queue, None).await {
+            execution.error = Some(e);
+        }
+        return execution;
     }
     let task_queue = format!("{}-{}", settings.task_queue, plan.name);
     let proxy = match FaultProxy::start(cluster.address.clone()).await {
         Ok(p) => p,
-        Err(e) => return failed_to_start(plan, settings, format!("cannot start the fault proxy: {e}")),
+        Err(e) => {
+            execution.error = Some(RunError::Proxy(e));
+            return execution;
+        }
     };
     let log = settings.log_dir.join(format!("worker-{}.log", plan.name));
     let worker = WorkerProcess::new(
@@ -127,73 +151,39 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> 
         log,
     );
     if let Err(e) = worker.start().await {
-        return failed_to_start(plan, settings, e);
+        execution.error = Some(e.into());
+        return execution;
     }
     let ctl = InfraControl {
         server: cluster.server(),
         worker: Some(&worker),
         proxy: Some(&proxy),
     };
-    let report = execute(cluster, plan, settings, &task_queue, Some(&ctl)).await;
+    if let Err(e) = execute(cluster, &mut execution, &task_queue, Some(&ctl)).await {
+        execution.error = Some(e);
+    }
     let _ = worker.kill().await;
-    report
+    execution
 }
 
-fn new_report(plan: &Plan, settings: &RunSettings) -> ScenarioReport {
-    ScenarioReport {
-        name: plan.name.clone(),
-        description: plan.description.clone(),
-        source: plan.source.clone(),
-        workflow: plan.workflow.kind().into(),
-        workflow_id: format!("{}-{}", plan.name, settings.run_id),
-        run_id: None,
-        outcome: None,
-        result: None,
-        attempts: Default::default(),
-        duration_ms: None,
-        passed: false,
-        error: None,
-        link: None,
-        faults: plan
-            .faults
-            .rules
-            .iter()
-            .map(|r| r.describe())
-            .chain(plan.infra.iter().map(|r| r.describe()))
-            .collect(),
-        fault_rules: plan.faults.rules.clone(),
-        infra_events: Vec::new(),
-        checks: Vec::new(),
-        history: None,
+/// The plan as the worker sees it: the run's seed override and run tag applied.
+fn as_run(plan: &Plan, settings: &RunSettings) -> Plan {
+    let mut plan = plan.clone();
+    if let Some(seed) = settings.seed {
+        plan.faults.seed = seed;
     }
-}
-
-fn failed_to_start(plan: &Plan, settings: &RunSettings, error: String) -> ScenarioReport {
-    ScenarioReport {
-        error: Some(error),
-        ..new_report(plan, settings)
-    }
+    plan.faults.run_tag = settings.run_id.clone();
+    plan
 }
 
 async fn execute(
     cluster: &Cluster,
-    plan: &Plan,
-    settings: &RunSettings,
+    execution: &mut Execution,
     task_queue: &str,
     infra: Option<&InfraControl<'_>>,
-) -> ScenarioReport {
-    let mut report = new_report(plan, settings);
-    let workflow_id = report.workflow_id.clone();
-    let mut faults = plan.faults.clone();
-    if let Some(seed) = settings.seed {
-        faults.seed = seed;
-    }
-    faults.run_tag = settings.run_id.clone();
-    // Verification must see the plan as the worker does (seed override, run tag).
-    let plan = &Plan {
-        faults: faults.clone(),
-        ..plan.clone()
-    };
+) -> Result<(), RunError> {
+    let plan = &execution.plan;
+    let workflow_id = execution.workflow_id.clone();
     let deadline = plan
         .expect
         .time_budget
@@ -201,7 +191,7 @@ async fn execute(
     let options = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.clone())
         .execution_timeout(deadline)
         .header(Header {
-            fields: HashMap::from([(HEADER_KEY.to_owned(), plan_header(&faults))]),
+            fields: HashMap::from([(HEADER_KEY.to_owned(), plan_header(&plan.faults))]),
         })
         .static_summary(format!("temporal-chaos scenario {}", plan.name))
         .build();
@@ -210,18 +200,7 @@ async fn execute(
         WorkflowSpec::Orchestration(input) => start(client, Orchestration::run, input.clone(), options).await,
         WorkflowSpec::Resilient(input) => start(client, ResilientCall::run, input.clone(), options).await,
     };
-    let run_id = match started {
-        Ok(run_id) => run_id,
-        Err(e) => {
-            report.error = Some(e);
-            return report;
-        }
-    };
-    report.link = cluster
-        .ui_url
-        .as_deref()
-        .map(|ui| ui_link(ui, &cluster.namespace, &workflow_id, &run_id));
-    report.run_id = Some(run_id);
+    execution.run_id = Some(started?);
     let began = Instant::now();
     let closed = Notify::new();
     let waiting = async {
@@ -241,39 +220,9 @@ async fn execute(
         }
     };
     let ((), events) = futures::join!(waiting, driving);
-    let histories = match read_histories(client, &workflow_id).await {
-        Ok(h) => h,
-        Err(e) => {
-            report.error = Some(format!("cannot read the history of {workflow_id}: {e}"));
-            return report;
-        }
-    };
-    let mut checks = verify(plan, &histories);
-    checks.extend(events.iter().map(InfraEvent::check));
-    report.infra_events = events;
-    report.outcome = Some(histories.outcome());
-    report.result = histories.result_value();
-    report.duration_ms = histories.root.duration().map(|d| d.as_millis() as u64);
-    for act in histories.activities() {
-        *report.attempts.entry(act.activity_type.clone()).or_default() += act.attempts;
-    }
-    report.passed = !checks.is_empty() && checks.iter().all(|c| c.passed);
-    report.checks = checks
-        .into_iter()
-        .map(|check| {
-            let link = check.evidence.as_ref().and_then(|ev| {
-                let run = histories.all().find(|h| h.workflow_id == ev.workflow_id)?;
-                let ui = cluster.ui_url.as_deref()?;
-                Some(event_link(
-                    &ui_link(ui, &cluster.namespace, &run.workflow_id, &run.run_id),
-                    ev.event_id,
-                ))
-            });
-            CheckReport { check, link }
-        })
-        .collect();
-    report.history = Some(histories);
-    report
+    execution.infra_events = events;
+    execution.histories = Some(read_histories(client, &workflow_id).await?);
+    Ok(())
 }
 
 /// Waits for the rule's trigger, then applies it; gives up if the workflow closes first.
@@ -291,55 +240,55 @@ async fn drive(
         rule: rule.describe(),
         started_ms: None,
         ended_ms: None,
-        outcome: Err(why),
+        outcome: InfraOutcome::NotTriggered(why),
     };
-    let triggered = tokio::select! {
-        fired = wait_trigger(&rule.trigger, client, namespace, workflow_id, began) => fired,
+    tokio::select! {
+        () = wait_trigger(&rule.trigger, client, namespace, workflow_id, began) => {}
         _ = closed.notified() => {
             return not_fired(format!("the workflow closed before the trigger ({}) fired", rule.trigger));
         }
     };
-    match triggered {
-        Ok(()) => infra::apply(rule, ctl, began).await,
-        Err(e) => not_fired(e),
-    }
+    infra::apply(rule, ctl, began).await
 }
 
 /// Resolves when the trigger fires: at a time, or when the server reports the attempt started.
-async fn wait_trigger(
-    trigger: &Trigger,
-    client: &Client,
-    namespace: &str,
-    workflow_id: &str,
-    began: Instant,
-) -> Result<(), String> {
+async fn wait_trigger(trigger: &Trigger, client: &Client, namespace: &str, workflow_id: &str, began: Instant) {
     match trigger {
         Trigger::After(d) => {
             tokio::time::sleep_until((began + *d).into()).await;
-            Ok(())
         }
         Trigger::AttemptStarted { activity, attempt } => {
-            let mut svc = client.connection().workflow_service();
-            loop {
-                let request = DescribeWorkflowExecutionRequest {
-                    namespace: namespace.to_owned(),
-                    execution: Some(WorkflowExecution {
-                        workflow_id: workflow_id.to_owned(),
-                        run_id: String::new(),
-                    }),
-                };
-                if let Ok(resp) = svc.describe_workflow_execution(request.into_request()).await {
-                    let started = resp.into_inner().pending_activities.iter().any(|p| {
-                        p.activity_type.as_ref().is_some_and(|t| &t.name == activity)
-                            && (p.attempt as u32 > *attempt
-                                || (p.attempt as u32 == *attempt && p.state == PendingActivityState::Started as i32))
-                    });
-                    if started {
-                        return Ok(());
+            let svc = client.connection().workflow_service();
+            let started = poll(
+                TRIGGER_POLL,
+                None,
+                || (),
+                || {
+                    let mut svc = svc.clone();
+                    async move {
+                        let request = DescribeWorkflowExecutionRequest {
+                            namespace: namespace.to_owned(),
+                            execution: Some(WorkflowExecution {
+                                workflow_id: workflow_id.to_owned(),
+                                run_id: String::new(),
+                            }),
+                        };
+                        let pending = match svc.describe_workflow_execution(request.into_request()).await {
+                            Ok(resp) => resp.into_inner().pending_activities,
+                            Err(_) => return Ok(None),
+                        };
+                        let started = pending.iter().any(|p| {
+                            p.activity_type.as_ref().is_some_and(|t| &t.name == activity)
+                                && (p.attempt as u32 > *attempt
+                                    || (p.attempt as u32 == *attempt
+                                        && p.state == PendingActivityState::Started as i32))
+                        });
+                        Ok(started.then_some(()))
                     }
-                }
-                tokio::time::sleep(TRIGGER_POLL).await;
-            }
+                },
+            );
+            // Without a time limit, polling only ends with the answer.
+            let _: Result<(), ()> = started.await;
         }
     }
 }
@@ -350,16 +299,16 @@ pub(crate) async fn start<W>(
     workflow: W,
     input: W::Input,
     options: WorkflowStartOptions,
-) -> Result<String, String>
+) -> Result<String, RunError>
 where
     W: HasWorkflowDefinition,
     W::Input: Send,
 {
-    let id = options.workflow_id.clone();
+    let workflow_id = options.workflow_id.clone();
     let handle = client
         .start_workflow(workflow, input, options)
         .await
-        .map_err(|e| format!("cannot start workflow {id}: {e}"))?;
+        .map_err(|source| RunError::Start { workflow_id, source })?;
     Ok(handle.info().run_id.clone().unwrap_or_default())
 }
 
@@ -389,50 +338,4 @@ pub(crate) async fn wait_closed(client: &Client, workflow_id: &str, wait: Durati
     if let Err(e) = handle.terminate(reason).await {
         warn!(workflow_id, error = %e, "could not terminate");
     }
-}
-
-/// Reads the workflow's history and its children's.
-pub(crate) async fn read_histories(client: &Client, workflow_id: &str) -> Result<Histories, String> {
-    let root = read_history(client, workflow_id).await?;
-    let mut children = Vec::new();
-    for child in &root.children {
-        children.push(read_history(client, &child.workflow_id).await?);
-    }
-    Ok(Histories { root, children })
-}
-
-async fn read_history(client: &Client, workflow_id: &str) -> Result<HistoryFacts, String> {
-    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
-    let events = handle
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .into_events()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(HistoryFacts::from_events(workflow_id, &events))
-}
-
-/// Whether any plan restarts the server (the embedded server then keeps its state in a file).
-pub fn needs_persistent_server(plans: &[Plan]) -> bool {
-    plans
-        .iter()
-        .flat_map(|p| &p.infra)
-        .any(|r| r.action.fault().needs() == Capability::RestartServer)
-}
-
-/// One line per infrastructure fault the target cannot inject; checked before anything runs.
-pub fn unsupported(plans: &[Plan], capabilities: &[Capability], target: &str) -> Vec<String> {
-    plans
-        .iter()
-        .flat_map(|p| p.infra.iter().map(move |r| (p, r)))
-        .filter(|(_, r)| !capabilities.contains(&r.action.fault().needs()))
-        .map(|(p, r)| {
-            format!(
-                "{}: scenario `{}` needs {} (infra #{}), which the {target} target cannot do",
-                p.source.display(),
-                p.name,
-                r.action.fault().needs(),
-                r.id
-            )
-        })
-        .collect()
 }

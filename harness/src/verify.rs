@@ -3,9 +3,11 @@
 //! Every check says what was expected, what history shows, and the event that shows it.
 
 use crate::{
+    failure::FailureKind,
     faults::{AttemptKey, FaultPlan, FaultRule},
-    history::{ActivityClose, ActivityExecution, HistoryFacts, WorkflowClose},
-    plan::{FailureKind, Outcome, Plan},
+    history::{ActivityClose, Histories, WorkflowClose},
+    infra::{InfraEvent, InfraOutcome},
+    plan::{Outcome, Plan},
 };
 use serde::Serialize;
 
@@ -42,69 +44,58 @@ impl Evidence {
     }
 }
 
-/// The scenario workflow's history and its children's.
-#[derive(Debug, Clone, Serialize)]
-pub struct Histories {
-    /// The workflow the runner started.
-    pub root: HistoryFacts,
-    /// Its child workflows.
-    pub children: Vec<HistoryFacts>,
-}
-
-impl Histories {
-    /// Every history, root first.
-    pub fn all(&self) -> impl Iterator<Item = &HistoryFacts> {
-        std::iter::once(&self.root).chain(&self.children)
-    }
-
-    /// Every scheduled activity of every history, with its history.
-    pub fn activities(&self) -> impl Iterator<Item = &ActivityExecution> {
-        self.all().flat_map(|h| &h.activities)
-    }
-
-    /// Attempts per activity type, summed over executions.
-    pub fn attempts_of(&self, activity_type: &str) -> u32 {
-        self.activities()
-            .filter(|a| a.activity_type == activity_type)
-            .map(|a| a.attempts)
-            .sum()
-    }
-
-    /// How the scenario's workflow ended, read from history.
-    pub fn outcome(&self) -> Outcome {
-        match &self.root.close {
-            Some(WorkflowClose::Completed { .. }) => {
-                let ran = |t: &str| self.root.activities.iter().any(|a| a.activity_type == t);
-                if ran("fallback_b") {
-                    Outcome::FallbackB
-                } else if ran("fallback_a") {
-                    Outcome::FallbackA
-                } else {
-                    Outcome::Completed
-                }
+/// How the scenario's workflow ended, read from history.
+pub fn outcome(h: &Histories) -> Outcome {
+    match &h.root.close {
+        Some(WorkflowClose::Completed { .. }) => {
+            let ran = |t: &str| h.root.activities.iter().any(|a| a.activity_type == t);
+            if ran("fallback_b") {
+                Outcome::FallbackB
+            } else if ran("fallback_a") {
+                Outcome::FallbackA
+            } else {
+                Outcome::Completed
             }
-            Some(WorkflowClose::Failed { .. }) => Outcome::Failed,
-            _ => Outcome::Stuck,
         }
-    }
-
-    /// The workflow's result value (the `value` field for the resilient workflow).
-    pub fn result_value(&self) -> Option<serde_json::Value> {
-        match &self.root.close {
-            Some(WorkflowClose::Completed { result }) => Some(result.get("value").cloned().unwrap_or(result.clone())),
-            _ => None,
-        }
+        Some(WorkflowClose::Failed { .. }) => Outcome::Failed,
+        _ => Outcome::Stuck,
     }
 }
 
-/// Verifies every expectation and that every fault left evidence of firing.
-pub fn verify(plan: &Plan, h: &Histories) -> Vec<Check> {
+/// The workflow's result value (the `value` field for the resilient workflow).
+pub fn result_value(h: &Histories) -> Option<serde_json::Value> {
+    match &h.root.close {
+        Some(WorkflowClose::Completed { result }) => Some(result.get("value").cloned().unwrap_or(result.clone())),
+        _ => None,
+    }
+}
+
+/// An infrastructure fault as a check: it passes when it was applied and undone without error.
+pub fn infra_check(event: &InfraEvent) -> Check {
+    let (passed, observed) = match (&event.outcome, event.started_ms, event.ended_ms) {
+        (InfraOutcome::Applied(what), Some(from), Some(to)) => {
+            (true, format!("{what} (from {from} ms to {to} ms after start)"))
+        }
+        (InfraOutcome::Applied(what), ..) => (true, what.clone()),
+        (InfraOutcome::NotTriggered(why) | InfraOutcome::Failed(why), ..) => (false, why.clone()),
+    };
+    Check {
+        name: format!("infra #{} applied", event.id),
+        passed,
+        expected: event.rule.clone(),
+        observed,
+        evidence: None,
+    }
+}
+/// Verifies every expectation, that every fault left evidence of firing, and that every
+/// infrastructure fault was applied.
+pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent]) -> Vec<Check> {
     let root = &h.root;
     let close_evidence = Evidence::at(&root.workflow_id, root.close_event_id);
     let mut checks = Vec::new();
     let e = &plan.expect;
     if let Some(expected) = e.outcome {
-        let observed = h.outcome();
+        let observed = outcome(h);
         checks.push(Check {
             name: "outcome".into(),
             passed: observed == expected,
@@ -117,7 +108,7 @@ pub fn verify(plan: &Plan, h: &Histories) -> Vec<Check> {
         }
     }
     if let Some(expected) = &e.result {
-        let observed = h.result_value();
+        let observed = result_value(h);
         checks.push(Check {
             name: "result".into(),
             passed: observed.as_ref().is_some_and(|o| json_equal(o, expected)),
@@ -173,6 +164,7 @@ pub fn verify(plan: &Plan, h: &Histories) -> Vec<Check> {
     for rule in &plan.faults.rules {
         checks.push(fault_fired(rule, &plan.faults, h));
     }
+    checks.extend(infra.iter().map(infra_check));
     checks
 }
 
@@ -183,7 +175,7 @@ fn fmt_ms(d: std::time::Duration) -> String {
 fn describe_close(h: &Histories) -> String {
     match &h.root.close {
         None => "still running (stuck)".into(),
-        Some(WorkflowClose::Completed { .. }) => h.outcome().to_string(),
+        Some(WorkflowClose::Completed { .. }) => outcome(h).to_string(),
         Some(WorkflowClose::Failed { message, .. }) => format!("failed: {message}"),
         Some(WorkflowClose::TimedOut) => "stuck: workflow timed out".into(),
         Some(WorkflowClose::Terminated) => "stuck: workflow terminated".into(),
@@ -299,7 +291,7 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
             if !fired.contains(&attempt) {
                 continue;
             }
-            if fault.explains(failure, &marker) {
+            if fault.explains(&failure.kind, &failure.message, &marker) {
                 proof.get_or_insert((act, failure.event_id, format!("attempt {attempt}: {}", failure.message)));
             } else {
                 contradiction.get_or_insert((
@@ -478,7 +470,7 @@ mod tests {
             root: fallback_b_history(),
             children: vec![],
         };
-        verify(&plan(expect, faults), &h)
+        verify(&plan(expect, faults), &h, &[])
     }
 
     #[test]

@@ -75,3 +75,25 @@ pub async fn run_worker_until<F: Future>(client: Client, task_queue: &str, until
     })?;
     Ok(output)
 }
+
+/// Why `chaos worker` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The cluster could not be reached.
+    #[error(transparent)]
+    Target(#[from] crate::target::TargetError),
+    /// The worker could not start or died.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// `chaos worker`: connects and runs the chaos worker on `task_queue` until SIGINT or SIGTERM.
+pub async fn serve(conn: &crate::target::ConnectionSettings, task_queue: &str) -> Result<(), ServeError> {
+    let endpoint = conn.resolve()?;
+    let (client, _) = crate::target::connect(&endpoint).await?;
+    eprintln!(
+        "chaos worker polling task queue `{task_queue}` on {}; Ctrl-C to stop",
+        endpoint.address
+    );
+    Ok(run_worker_until(client, task_queue, crate::wait::stop_signal()).await?)
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::repo;
+use common::{missing_tool, repo};
 use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
@@ -24,11 +24,7 @@ fn chromium(test: &str) -> Option<PathBuf> {
     {
         Some(bin)
     } else {
-        // Written to the real stderr: the test harness hides a captured eprintln! of a passing test.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: no Chromium (install Debian's `chromium` or set CHAOS_CHROMIUM)"
-        );
+        missing_tool(test, "no Chromium (install Debian's `chromium` or set CHAOS_CHROMIUM)");
         None
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{chaos, chaos_command, dev_server, repo, text};
+use common::{chaos, chaos_command, dev_server, missing_tool, repo, text};
 use serde_json::Value;
 use std::{
     path::{Path, PathBuf},
@@ -165,15 +165,6 @@ fn an_unreachable_server_is_a_clear_error() {
     assert!(stderr.contains("cannot reach Temporal at 127.0.0.1:9"), "{stderr}");
 }
 
-/// Says a test skipped, on the real stderr: the test harness would hide a captured `eprintln!`.
-fn skipped(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED shipped_scenarios_all_pass_on_testcontainers: {why}"
-    );
-}
-
 /// Whether a Docker daemon answers; the testcontainers suite needs one.
 fn docker_answers() -> bool {
     Command::new("docker")
@@ -190,14 +181,19 @@ fn containers_of(image: &str) -> usize {
     text(&out.stdout).lines().count()
 }
 
+const TESTCONTAINERS: &str = "shipped_scenarios_all_pass_on_testcontainers";
+
 #[test]
 fn shipped_scenarios_all_pass_on_testcontainers() {
     if !docker_answers() {
-        skipped("no Docker daemon answers (`docker info` failed)");
+        missing_tool(TESTCONTAINERS, "no Docker daemon answers (`docker info` failed)");
         return;
     }
     let Ok(image) = std::env::var("CHAOS_TEMPORAL_IMAGE") else {
-        skipped("CHAOS_TEMPORAL_IMAGE is not set (build a local image with compose/dev/build-image.sh; .ci/run does)");
+        missing_tool(
+            TESTCONTAINERS,
+            "CHAOS_TEMPORAL_IMAGE is not set (build a local image with compose/dev/build-image.sh; .ci/run does)",
+        );
         return;
     };
     let before = containers_of(&image);

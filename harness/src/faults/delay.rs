@@ -1,29 +1,22 @@
 //! `delay`: the attempt sleeps before the activity runs; longer than a timeout, it times out.
 
-use super::{ActivityFault, AttemptContext, FaultFields, FieldError};
-use crate::{history::ObservedFailure, plan::FailureKind};
+use super::{ActivityFault, AttemptContext};
+use crate::{error::FieldError, failure::FailureKind, kind::duration_schema};
 use futures::future::{BoxFuture, FutureExt};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use temporalio_sdk::activities::ActivityError;
 
-/// Sleeps `duration`, without heartbeating, then lets the activity run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Sleeps, without heartbeating, before the activity runs: a slow dependency. Longer than the
+/// attempt's timeout, the server times the attempt out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DelayFault {
-    /// How long to sleep.
+    /// How long to sleep, e.g. "2s".
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "duration_schema")]
     pub duration: Duration,
-}
-
-impl DelayFault {
-    pub(super) const FIELDS: &'static [&'static str] = &["duration"];
-
-    pub(super) fn from_fields(f: &FaultFields) -> Result<Self, FieldError> {
-        let duration = f
-            .duration
-            .ok_or_else(|| FieldError::new("kind", "kind `delay` needs a `duration`, e.g. \"2s\""))?;
-        Ok(Self { duration })
-    }
 }
 
 impl ActivityFault for DelayFault {
@@ -36,11 +29,18 @@ impl ActivityFault for DelayFault {
     }
 
     /// A delay leaves a trace only when it pushed the attempt past a timeout.
-    fn explains(&self, failure: &ObservedFailure, _marker: &str) -> bool {
-        matches!(failure.kind, FailureKind::Timeout(_))
+    fn explains(&self, kind: &FailureKind, _message: &str, _marker: &str) -> bool {
+        matches!(kind, FailureKind::Timeout(_))
     }
 
     fn explains_completed_attempt(&self, took: Duration) -> bool {
         took >= self.duration
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.duration.is_zero() {
+            return Err(FieldError::new("duration", "duration must be greater than zero"));
+        }
+        Ok(())
     }
 }

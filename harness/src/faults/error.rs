@@ -1,35 +1,30 @@
 //! `error`: the attempt fails with an application error of a chosen type.
 
-use super::{ActivityFault, AttemptContext, FaultFields, FieldError};
-use crate::{history::ObservedFailure, plan::FailureKind};
+use super::{ActivityFault, AttemptContext};
+use crate::failure::FailureKind;
 use futures::future::{BoxFuture, FutureExt};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use temporalio_sdk::{ApplicationFailure, activities::ActivityError};
 
-/// Fails the attempt with `ApplicationFailure { type: error_type, non_retryable }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Fails the attempt with an application error (`ApplicationFailure`) of a chosen type, as a
+/// failing downstream service would.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorFault {
-    /// Message of the failure (the rule's marker is put in front).
+    /// Message of the failure; the rule's marker `[chaos fault #N]` is put in front.
+    #[serde(default = "default_message")]
     pub message: String,
-    /// Application error type, matched by retry policies and fallbacks.
+    /// Application error type, matched by retry policies (`non_retryable_types`) and fallbacks.
+    #[serde(rename = "type")]
     pub error_type: String,
     /// Marks the failure itself non-retryable, whatever the retry policy says.
+    #[serde(default)]
     pub non_retryable: bool,
 }
 
-impl ErrorFault {
-    pub(super) const FIELDS: &'static [&'static str] = &["message", "type", "non_retryable"];
-
-    pub(super) fn from_fields(f: &FaultFields) -> Result<Self, FieldError> {
-        Ok(Self {
-            message: f.message.clone().unwrap_or_else(|| "injected error".into()),
-            error_type: f
-                .error_type
-                .clone()
-                .ok_or_else(|| FieldError::new("kind", "kind `error` needs a `type` (the application error type)"))?,
-            non_retryable: f.non_retryable.unwrap_or(false),
-        })
-    }
+fn default_message() -> String {
+    "injected error".into()
 }
 
 impl ActivityFault for ErrorFault {
@@ -46,7 +41,11 @@ impl ActivityFault for ErrorFault {
         format!("error {}{retry}", self.error_type)
     }
 
-    fn explains(&self, failure: &ObservedFailure, marker: &str) -> bool {
-        failure.kind == FailureKind::Error(self.error_type.clone()) && failure.message.contains(marker)
+    fn explains(&self, kind: &FailureKind, message: &str, marker: &str) -> bool {
+        *kind == FailureKind::Error(self.error_type.clone()) && message.contains(marker)
+    }
+
+    fn stops_retries(&self, non_retryable_types: &[String]) -> bool {
+        self.non_retryable || non_retryable_types.contains(&self.error_type)
     }
 }

@@ -1,8 +1,9 @@
 //! `hang`: the attempt never finishes and never heartbeats, so the server times it out.
 
-use super::{ActivityFault, AttemptContext, FaultFields, FieldError};
-use crate::{history::ObservedFailure, plan::FailureKind};
+use super::{ActivityFault, AttemptContext};
+use crate::failure::FailureKind;
 use futures::future::{BoxFuture, FutureExt};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 use temporalio_sdk::{ApplicationFailure, activities::ActivityError};
@@ -15,17 +16,11 @@ const RELEASE_AFTER_DEADLINE: Duration = Duration::from_secs(1);
 /// Upper bound when the attempt has no known deadline.
 const MAX_HANG: Duration = Duration::from_secs(600);
 
-/// Blocks the attempt until the server has given up on it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Blocks the attempt, without heartbeating, until the server has given up on it: a stuck
+/// dependency or a deadlock. The server times the attempt out (heartbeat or start-to-close).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HangFault {}
-
-impl HangFault {
-    pub(super) const FIELDS: &'static [&'static str] = &[];
-
-    pub(super) fn from_fields(_: &FaultFields) -> Result<Self, FieldError> {
-        Ok(Self {})
-    }
-}
 
 impl ActivityFault for HangFault {
     fn inject<'a>(&'a self, at: &'a AttemptContext) -> BoxFuture<'a, Result<(), ActivityError>> {
@@ -45,7 +40,7 @@ impl ActivityFault for HangFault {
         "hang".into()
     }
 
-    fn explains(&self, failure: &ObservedFailure, _marker: &str) -> bool {
-        matches!(failure.kind, FailureKind::Timeout(_))
+    fn explains(&self, kind: &FailureKind, _message: &str, _marker: &str) -> bool {
+        matches!(kind, FailureKind::Timeout(_))
     }
 }

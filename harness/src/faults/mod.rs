@@ -1,7 +1,9 @@
 //! Activity fault kinds and the plan that carries them to the worker.
 //!
-//! Each fault kind lives in its own file and implements [`ActivityFault`], Toxiproxy-style: one
-//! small interface per kind. Adding a kind means one new file plus one [`FaultAction`] variant.
+//! Each fault kind lives in its own file: one serde struct (its fields are its configuration, its
+//! doc comments its documentation) implementing [`ActivityFault`], Toxiproxy-style. Adding a kind
+//! means one new file plus one line in the [`FaultAction`] list below; the scenario parser and the
+//! scenario reference are derived from the declaration ([`crate::kind`]).
 //!
 //! A [`FaultPlan`] is serialised into a workflow header ([`HEADER_KEY`]) when the runner starts a
 //! workflow, so any worker process that executes the activities (in-process or deployed
@@ -17,7 +19,7 @@ pub use error::ErrorFault;
 pub use hang::HangFault;
 pub use panic::{PanicFault, quiet_injected_panics};
 
-use crate::history::ObservedFailure;
+use crate::{error::FieldError, failure::FailureKind, kind::kinds};
 use futures::future::BoxFuture;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
@@ -167,12 +169,12 @@ pub enum AttemptSelector {
 
 impl AttemptSelector {
     /// Parses the text forms `all`, `N`, `N..M` and `from N`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SelectorError> {
         let t = text.trim();
-        let number = |s: &str| -> Result<u32, String> {
+        let number = |s: &str| -> Result<u32, SelectorError> {
             match s.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => Ok(n),
-                _ => Err(format!("`{}` is not an attempt number (1 or more)", s.trim())),
+                _ => Err(SelectorError::NotAnAttempt(s.trim().to_owned())),
             }
         };
         if t == "all" {
@@ -185,13 +187,13 @@ impl AttemptSelector {
         } else if let Some((a, b)) = t.split_once("..") {
             let (from, to) = (number(a)?, number(b.trim_start_matches('='))?);
             if to < from {
-                return Err(format!("range `{t}` is empty"));
+                return Err(SelectorError::Empty(t.to_owned()));
             }
             Ok(Self::Range { from, to: Some(to) })
         } else {
             number(t)
                 .map(|n| Self::List(vec![n]))
-                .map_err(|_| format!("`{t}` is not an attempt selector: use \"all\", [1, 2], \"2..4\" or \"from 3\""))
+                .map_err(|_| SelectorError::Unrecognised(t.to_owned()))
         }
     }
 
@@ -248,119 +250,54 @@ pub trait ActivityFault: Send + Sync {
     /// Short description for reports, e.g. `delay 2s`.
     fn describe(&self) -> String;
 
-    /// Whether `failure` (what history recorded for an attempt this fault fired on) is what
-    /// this fault produces. `marker` is the rule's marker.
-    fn explains(&self, failure: &ObservedFailure, marker: &str) -> bool;
+    /// Whether a failure of `kind` with `message`, recorded in history for an attempt this fault
+    /// fired on, is what this fault produces. `marker` is the rule's marker.
+    fn explains(&self, kind: &FailureKind, message: &str, marker: &str) -> bool;
 
     /// Whether a last attempt that this fault fired on may still have completed, having taken
     /// `took` from start to close. Only faults that slow an attempt down allow that.
     fn explains_completed_attempt(&self, _took: std::time::Duration) -> bool {
         false
     }
-}
 
-/// The fault kinds a scenario can use, tagged by `kind` in files and headers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FaultAction {
-    /// Fail the attempt with an application error.
-    Error(ErrorFault),
-    /// Sleep before running the activity.
-    Delay(DelayFault),
-    /// Never finish and never heartbeat, until the server has timed the attempt out.
-    Hang(HangFault),
-    /// Panic inside the activity.
-    Panic(PanicFault),
-}
-
-impl FaultAction {
-    /// The kind's implementation.
-    pub fn fault(&self) -> &dyn ActivityFault {
-        match self {
-            FaultAction::Error(f) => f,
-            FaultAction::Delay(f) => f,
-            FaultAction::Hang(f) => f,
-            FaultAction::Panic(f) => f,
-        }
+    /// Whether, firing on an attempt, this fault ends all retries (given the retry policy's
+    /// non-retryable error types).
+    fn stops_retries(&self, _non_retryable_types: &[String]) -> bool {
+        false
     }
 
-    /// Names of the kinds, as written in scenario files.
-    pub const KINDS: &'static [&'static str] = &["error", "delay", "hang", "panic"];
-
-    /// Builds the action of kind `kind` from a fault entry's kind-specific fields, rejecting
-    /// fields that the kind does not use.
-    pub fn from_fields(kind: &str, fields: &FaultFields) -> Result<Self, FieldError> {
-        let (allowed, build): (&[&str], Builder) = match kind {
-            "error" => (ErrorFault::FIELDS, |f| ErrorFault::from_fields(f).map(Self::Error)),
-            "delay" => (DelayFault::FIELDS, |f| DelayFault::from_fields(f).map(Self::Delay)),
-            "hang" => (HangFault::FIELDS, |f| HangFault::from_fields(f).map(Self::Hang)),
-            "panic" => (PanicFault::FIELDS, |f| PanicFault::from_fields(f).map(Self::Panic)),
-            other => {
-                return Err(FieldError::new(
-                    "kind",
-                    format!(
-                        "unknown fault kind `{other}`, expected one of: {}",
-                        Self::KINDS.join(", ")
-                    ),
-                ));
-            }
-        };
-        if let Some(extra) = fields.present().into_iter().find(|f| !allowed.contains(f)) {
-            return Err(FieldError::new(
-                extra,
-                format!("`{extra}` does not apply to fault kind `{kind}`"),
-            ));
-        }
-        build(fields)
+    /// Checks what the field types alone cannot (e.g. a duration above zero).
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
     }
 }
 
-/// Builds one kind of [`FaultAction`] from its fields.
-type Builder = fn(&FaultFields) -> Result<FaultAction, FieldError>;
-
-/// Kind-specific fields of a fault entry, already type-checked by the scenario parser.
-#[derive(Debug, Default, Clone)]
-pub struct FaultFields {
-    /// `message`
-    pub message: Option<String>,
-    /// `type`
-    pub error_type: Option<String>,
-    /// `non_retryable`
-    pub non_retryable: Option<bool>,
-    /// `duration`
-    pub duration: Option<std::time::Duration>,
-}
-
-impl FaultFields {
-    fn present(&self) -> Vec<&'static str> {
-        [
-            ("message", self.message.is_some()),
-            ("type", self.error_type.is_some()),
-            ("non_retryable", self.non_retryable.is_some()),
-            ("duration", self.duration.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect()
+kinds! {
+    /// The fault kinds a scenario can use, tagged by `kind` in files and headers.
+    pub enum FaultAction: dyn ActivityFault {
+        /// Fail the attempt with an application error.
+        "error" => Error(ErrorFault),
+        /// Sleep before running the activity.
+        "delay" => Delay(DelayFault),
+        /// Never finish and never heartbeat, until the server has timed the attempt out.
+        "hang" => Hang(HangFault),
+        /// Panic inside the activity.
+        "panic" => Panic(PanicFault),
     }
 }
 
-/// A problem with one field of a fault entry; the scenario parser adds the position.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldError {
-    /// Field name as written in the file (`kind` for problems of the entry as a whole).
-    pub field: &'static str,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl FieldError {
-    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
-    }
+/// An attempt selector that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// Not a whole number of 1 or more.
+    #[error("`{0}` is not an attempt number (1 or more)")]
+    NotAnAttempt(String),
+    /// A range whose end is before its start.
+    #[error("range `{0}` is empty")]
+    Empty(String),
+    /// Not one of the forms.
+    #[error("`{0}` is not an attempt selector: use \"all\", [1, 2], \"2..4\" or \"from 3\"")]
+    Unrecognised(String),
 }
 
 #[cfg(test)]
@@ -384,9 +321,19 @@ mod tests {
         let from = AttemptSelector::parse("from 2").unwrap();
         assert!(!from.matches(1) && from.matches(200));
         assert_eq!(AttemptSelector::parse("4"), Ok(AttemptSelector::List(vec![4])));
-        assert!(AttemptSelector::parse("3..1").unwrap_err().contains("empty"));
+        assert!(
+            AttemptSelector::parse("3..1")
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
         assert!(AttemptSelector::parse("0").is_err());
-        assert!(AttemptSelector::parse("sometimes").unwrap_err().contains("\"all\""));
+        assert!(
+            AttemptSelector::parse("sometimes")
+                .unwrap_err()
+                .to_string()
+                .contains("\"all\"")
+        );
     }
 
     #[test]

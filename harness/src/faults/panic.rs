@@ -1,26 +1,24 @@
 //! `panic`: the activity panics; the SDK turns the panic into a retryable failure.
 
-use super::{ActivityFault, AttemptContext, FaultFields, FieldError};
-use crate::history::ObservedFailure;
+use super::{ActivityFault, AttemptContext};
+use crate::failure::FailureKind;
 use futures::future::{BoxFuture, FutureExt};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use temporalio_sdk::activities::ActivityError;
 
-/// Panics with `message` inside the attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Panics inside the activity: a bug in the activity code. The SDK turns the panic into a
+/// retryable failure. Only the harness's own (Rust SDK) worker can do this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PanicFault {
-    /// Panic message (the rule's marker is put in front).
+    /// Panic message; the rule's marker `[chaos fault #N]` is put in front.
+    #[serde(default = "default_message")]
     pub message: String,
 }
 
-impl PanicFault {
-    pub(super) const FIELDS: &'static [&'static str] = &["message"];
-
-    pub(super) fn from_fields(f: &FaultFields) -> Result<Self, FieldError> {
-        Ok(Self {
-            message: f.message.clone().unwrap_or_else(|| "injected panic".into()),
-        })
-    }
+fn default_message() -> String {
+    "injected panic".into()
 }
 
 impl ActivityFault for PanicFault {
@@ -34,8 +32,8 @@ impl ActivityFault for PanicFault {
     }
 
     /// The SDK reports a caught panic as an untyped failure "Activity function panicked: ...".
-    fn explains(&self, failure: &ObservedFailure, marker: &str) -> bool {
-        failure.message.contains("panicked") && failure.message.contains(marker)
+    fn explains(&self, _kind: &FailureKind, message: &str, marker: &str) -> bool {
+        message.contains("panicked") && message.contains(marker)
     }
 }
 

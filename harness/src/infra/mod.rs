@@ -1,8 +1,9 @@
 //! Infrastructure faults: the server paused or restarted, the worker crashed, the network broken.
 //!
-//! One file per kind, each behind [`InfraFault`]. Scenarios with infrastructure faults run one at
-//! a time (they hit the whole cluster), each with its own worker process so that the worker can be
-//! killed, or its connection to the frontend broken through a [`proxy::FaultProxy`].
+//! One file per kind, each one serde struct behind [`InfraFault`]; adding a kind is one new file
+//! plus one line in the [`InfraAction`] list below (see [`crate::kind`]). Each scenario with
+//! infrastructure faults gets its own worker process so that the worker can be killed, or its
+//! connection to the frontend broken through a [`proxy::FaultProxy`].
 
 mod network;
 pub mod proxy;
@@ -11,13 +12,13 @@ mod server_restart;
 mod worker_crash;
 mod worker_process;
 
-pub use network::{NetworkFault, NetworkMode};
+pub use network::NetworkFault;
 pub use server_pause::ServerPause;
 pub use server_restart::ServerRestart;
 pub use worker_crash::WorkerCrash;
 pub use worker_process::WorkerProcess;
 
-use crate::{faults::FieldError, verify::Check};
+use crate::kind::{Kinds, kinds};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::{fmt, time::Duration};
@@ -66,11 +67,11 @@ impl fmt::Display for Capability {
 /// Control over the server process, offered by targets that own it.
 pub trait ServerControl: Send + Sync {
     /// Freezes the server (SIGSTOP, `docker pause`).
-    fn pause(&self) -> BoxFuture<'_, Result<(), String>>;
+    fn pause(&self) -> BoxFuture<'_, Result<(), InfraError>>;
     /// Thaws it.
-    fn resume(&self) -> BoxFuture<'_, Result<(), String>>;
+    fn resume(&self) -> BoxFuture<'_, Result<(), InfraError>>;
     /// Stops the server, waits `down`, starts it again with its state, and waits until it is ready.
-    fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), String>>;
+    fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), InfraError>>;
     /// What this server can do.
     fn capabilities(&self) -> &'static [Capability];
     /// CPU time the server process has used so far, where it can be read.
@@ -95,23 +96,76 @@ pub trait InfraFault: Send + Sync {
     /// What the target must offer.
     fn needs(&self) -> Capability;
     /// Applies the fault for `duration` and undoes it; returns what was done, for the report.
-    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, String>>;
+    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, InfraError>>;
     /// Short description, e.g. `server_pause`.
     fn describe(&self) -> String;
+    /// Checks what the field types alone cannot.
+    fn validate(&self) -> Result<(), crate::error::FieldError> {
+        Ok(())
+    }
+}
+
+/// Errors of infrastructure faults, and of the processes and servers they act on.
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    /// The target (or this use of it) cannot do what the fault needs.
+    #[error("this target does not offer {0} here")]
+    Unsupported(Capability),
+    /// Pausing, resuming or restarting the server failed.
+    #[error(transparent)]
+    Server(Box<dyn std::error::Error + Send + Sync>),
+    /// A network fault saw no traffic to act on.
+    #[error("no worker traffic crossed the proxy during the fault ({0})")]
+    NoTraffic(String),
+    /// The worker process could not be started, or exited.
+    #[error("{what}; see {log}")]
+    Worker {
+        /// What happened.
+        what: String,
+        /// The worker's log file.
+        log: String,
+    },
+}
+
+/// A command-line infrastructure fault (`KIND after D for D2`) that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimedRuleError {
+    /// Not of the form.
+    #[error("`{0}`: write KIND after DURATION for DURATION, e.g. \"server_pause after 5s for 3s\"")]
+    Form(String),
+    /// A duration that does not parse.
+    #[error("`{text}`: {reason}")]
+    Duration {
+        /// The text.
+        text: String,
+        /// Why.
+        reason: String,
+    },
+    /// A kind that does not exist or needs fields.
+    #[error(
+        "`{0}` is not an infrastructure fault kind without fields; use one of: server_pause, server_restart, worker_crash"
+    )]
+    Kind(String),
 }
 
 impl Trigger {
     /// Parses `KIND after D for D2` (the command-line form of a timed infrastructure fault), e.g.
-    /// `server_pause after 5s for 3s`.
-    pub fn parse_timed(text: &str, id: usize) -> Result<InfraRule, String> {
-        let usage =
-            || format!("`{text}`: write KIND after DURATION for DURATION, e.g. \"server_pause after 5s for 3s\"");
+    /// `server_pause after 5s for 3s`. Kinds with fields of their own (network) need a scenario file.
+    pub fn parse_timed(text: &str, id: usize) -> Result<InfraRule, TimedRuleError> {
         let words: Vec<&str> = text.split_whitespace().collect();
         let [kind, "after", after, "for", duration] = words.as_slice() else {
-            return Err(usage());
+            return Err(TimedRuleError::Form(text.to_owned()));
         };
-        let parse = |d: &str| humantime::parse_duration(d).map_err(|e| format!("`{d}`: {e}"));
-        let action = InfraAction::from_fields(kind, &InfraFields::default()).map_err(|e| e.message)?;
+        let parse = |d: &str| {
+            humantime::parse_duration(d).map_err(|e| TimedRuleError::Duration {
+                text: d.to_owned(),
+                reason: e.to_string(),
+            })
+        };
+        let no_fields = toml::de::ValueDeserializer::parse("{}").expect("an empty inline table parses");
+        let action = InfraAction::parse(kind, no_fields)
+            .and_then(Result::ok)
+            .ok_or_else(|| TimedRuleError::Kind((*kind).to_owned()))?;
         Ok(InfraRule {
             id,
             trigger: Trigger::After(parse(after)?),
@@ -172,85 +226,21 @@ impl InfraRule {
     }
 }
 
-/// The infrastructure fault kinds, tagged by `kind` in scenario files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum InfraAction {
-    /// Freeze the server.
-    ServerPause(ServerPause),
-    /// Restart the server with its state.
-    ServerRestart(ServerRestart),
-    /// Kill the worker mid-activity and start a fresh one.
-    WorkerCrash(WorkerCrash),
-    /// Break the worker's connection to the frontend.
-    Network(NetworkFault),
-}
-
-impl InfraAction {
-    /// Names of the kinds, as written in scenario files.
-    pub const KINDS: &'static [&'static str] = &["server_pause", "server_restart", "worker_crash", "network"];
-
-    /// Builds the action of kind `kind` from its fields, rejecting fields the kind does not use.
-    pub fn from_fields(kind: &str, f: &InfraFields) -> Result<Self, FieldError> {
-        let network = kind == "network";
-        if !network && let Some(field) = f.network_field() {
-            return Err(FieldError::new(
-                field,
-                format!("`{field}` applies to kind `network` only"),
-            ));
-        }
-        Ok(match kind {
-            "server_pause" => Self::ServerPause(ServerPause {}),
-            "server_restart" => Self::ServerRestart(ServerRestart {}),
-            "worker_crash" => Self::WorkerCrash(WorkerCrash {}),
-            "network" => Self::Network(NetworkFault::from_fields(f)?),
-            other => {
-                return Err(FieldError::new(
-                    "kind",
-                    format!(
-                        "unknown infrastructure fault kind `{other}`, expected one of: {}",
-                        Self::KINDS.join(", ")
-                    ),
-                ));
-            }
-        })
-    }
-
-    /// The kind's implementation.
-    pub fn fault(&self) -> &dyn InfraFault {
-        match self {
-            InfraAction::ServerPause(f) => f,
-            InfraAction::ServerRestart(f) => f,
-            InfraAction::WorkerCrash(f) => f,
-            InfraAction::Network(f) => f,
-        }
+kinds! {
+    /// The infrastructure fault kinds, tagged by `kind` in scenario files.
+    pub enum InfraAction: dyn InfraFault {
+        /// Freeze the server.
+        "server_pause" => ServerPause(ServerPause),
+        /// Restart the server with its state.
+        "server_restart" => ServerRestart(ServerRestart),
+        /// Kill the worker mid-activity and start a fresh one.
+        "worker_crash" => WorkerCrash(WorkerCrash),
+        /// Break the worker's connection to the frontend.
+        "network" => Network(NetworkFault),
     }
 }
 
-/// Kind-specific fields of an `[[infra]]` entry, already type-checked by the scenario parser.
-#[derive(Debug, Default, Clone)]
-pub struct InfraFields {
-    /// `mode` (network)
-    pub mode: Option<String>,
-    /// `latency` (network latency)
-    pub latency: Option<Duration>,
-    /// `jitter` (network latency)
-    pub jitter: Option<Duration>,
-}
-
-impl InfraFields {
-    fn network_field(&self) -> Option<&'static str> {
-        [
-            ("mode", self.mode.is_some()),
-            ("latency", self.latency.is_some()),
-            ("jitter", self.jitter.is_some()),
-        ]
-        .into_iter()
-        .find_map(|(name, set)| set.then_some(name))
-    }
-}
-
-/// What happened when a rule was applied; becomes an "infra #N applied" check.
+/// What happened when a rule was applied; verification turns it into an "infra #N applied" check.
 #[derive(Debug, Clone, Serialize)]
 pub struct InfraEvent {
     /// Rule id.
@@ -261,25 +251,20 @@ pub struct InfraEvent {
     pub started_ms: Option<u64>,
     /// Milliseconds from workflow start to the fault's end.
     pub ended_ms: Option<u64>,
-    /// What was done, or why it could not be.
-    pub outcome: Result<String, String>,
+    /// What was done, or why it was not.
+    pub outcome: InfraOutcome,
 }
 
-impl InfraEvent {
-    /// The event as a check: it passes when the fault was applied and undone without error.
-    pub fn check(&self) -> Check {
-        Check {
-            name: format!("infra #{} applied", self.id),
-            passed: self.outcome.is_ok(),
-            expected: self.rule.clone(),
-            observed: match (&self.outcome, self.started_ms, self.ended_ms) {
-                (Ok(what), Some(from), Some(to)) => format!("{what} (from {from} ms to {to} ms after start)"),
-                (Ok(what), ..) => what.clone(),
-                (Err(why), ..) => why.clone(),
-            },
-            evidence: None,
-        }
-    }
+/// What became of an infrastructure fault.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum InfraOutcome {
+    /// Applied and undone; what was done.
+    Applied(String),
+    /// Its trigger never fired (e.g. the workflow closed first).
+    NotTriggered(String),
+    /// Applying or undoing it failed.
+    Failed(String),
 }
 
 /// Applies a rule whose trigger has just fired and records what happened; `began` is when the
@@ -287,7 +272,10 @@ impl InfraEvent {
 /// paused server is always resumed.
 pub async fn apply(rule: &InfraRule, ctl: &InfraControl<'_>, began: std::time::Instant) -> InfraEvent {
     let started_ms = Some(began.elapsed().as_millis() as u64);
-    let outcome = rule.action.fault().apply(ctl, rule.duration).await;
+    let outcome = match rule.action.fault().apply(ctl, rule.duration).await {
+        Ok(what) => InfraOutcome::Applied(what),
+        Err(e) => InfraOutcome::Failed(e.to_string()),
+    };
     InfraEvent {
         id: rule.id,
         rule: rule.describe(),

@@ -3,6 +3,7 @@
 //! Existing crates were considered: `noxious` (a Toxiproxy port) last changed in 2021 and is a
 //! server with a REST API; an in-process proxy with a mode switch is all the harness needs.
 
+use super::NetworkFault;
 use rand::Rng;
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -19,24 +20,6 @@ use tokio::{
     task::JoinSet,
 };
 
-/// What the proxy does to traffic right now.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ProxyMode {
-    /// Forward untouched.
-    Pass,
-    /// Delay each chunk by `latency` ± `jitter`.
-    Latency {
-        /// Base delay.
-        latency: Duration,
-        /// Random spread.
-        jitter: Duration,
-    },
-    /// Reset open connections and refuse new ones.
-    Reset,
-    /// Keep connections open, forward nothing.
-    Blackhole,
-}
-
 /// Counters of what the proxy did, for evidence in reports.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProxyStats {
@@ -48,6 +31,9 @@ pub struct ProxyStats {
     pub dropped: u64,
 }
 
+/// The fault applied to traffic right now; `None` forwards untouched.
+type Mode = Option<NetworkFault>;
+
 #[derive(Default)]
 struct Counters {
     delayed: AtomicU64,
@@ -58,7 +44,7 @@ struct Counters {
 /// A running proxy on a free loopback port; stops when dropped.
 pub struct FaultProxy {
     local: SocketAddr,
-    mode: watch::Sender<ProxyMode>,
+    mode: watch::Sender<Mode>,
     counters: Arc<Counters>,
     tasks: Mutex<JoinSet<()>>,
 }
@@ -68,7 +54,7 @@ impl FaultProxy {
     pub async fn start(upstream: String) -> std::io::Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let local = listener.local_addr()?;
-        let (mode, rx) = watch::channel(ProxyMode::Pass);
+        let (mode, rx) = watch::channel(None);
         let counters = Arc::new(Counters::default());
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(listener, upstream, rx, counters.clone()));
@@ -85,9 +71,9 @@ impl FaultProxy {
         self.local.to_string()
     }
 
-    /// Switches the mode for all connections, open and new.
-    pub fn set_mode(&self, mode: ProxyMode) {
-        self.mode.send_replace(mode);
+    /// Applies `fault` to all connections, open and new; `None` forwards untouched.
+    pub fn set_fault(&self, fault: Option<NetworkFault>) {
+        self.mode.send_replace(fault);
     }
 
     /// Counters so far.
@@ -108,16 +94,11 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: String,
-    mode: watch::Receiver<ProxyMode>,
-    counters: Arc<Counters>,
-) {
+async fn accept_loop(listener: TcpListener, upstream: String, mode: watch::Receiver<Mode>, counters: Arc<Counters>) {
     // Connections die with the accept loop when the proxy is dropped.
     let mut connections = JoinSet::new();
     while let Ok((client, _)) = listener.accept().await {
-        if *mode.borrow() == ProxyMode::Reset {
+        if matches!(*mode.borrow(), Some(NetworkFault::Reset {})) {
             refuse(client, &counters);
             continue;
         }
@@ -142,7 +123,7 @@ fn refuse(stream: TcpStream, counters: &Counters) {
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut mode: watch::Receiver<ProxyMode>,
+    mut mode: watch::Receiver<Mode>,
     counters: Arc<Counters>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -153,7 +134,7 @@ async fn pipe(
                 Ok(n) => n,
             },
             changed = mode.changed() => {
-                if changed.is_err() || *mode.borrow() == ProxyMode::Reset {
+                if changed.is_err() || matches!(*mode.borrow(), Some(NetworkFault::Reset {})) {
                     counters.reset.fetch_add(1, Ordering::Relaxed);
                     if let Ok(stream) = from.reunite(to) {
                         let _ = stream.set_zero_linger();
@@ -165,8 +146,8 @@ async fn pipe(
         };
         let current = *mode.borrow();
         match current {
-            ProxyMode::Pass => {}
-            ProxyMode::Latency { latency, jitter } => {
+            None => {}
+            Some(NetworkFault::Latency { latency, jitter }) => {
                 let spread = jitter.as_millis() as i64;
                 let offset = if spread > 0 {
                     rand::rng().random_range(-spread..=spread)
@@ -177,11 +158,11 @@ async fn pipe(
                 counters.delayed.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
-            ProxyMode::Blackhole => {
+            Some(NetworkFault::Blackhole {}) => {
                 counters.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            ProxyMode::Reset => {
+            Some(NetworkFault::Reset {}) => {
                 counters.reset.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -225,24 +206,24 @@ mod tests {
         let proxy = FaultProxy::start(echo().await).await.unwrap();
         assert_eq!(round_trip(&proxy.address()).await.unwrap(), b"ping");
 
-        proxy.set_mode(ProxyMode::Latency {
+        proxy.set_fault(Some(NetworkFault::Latency {
             latency: Duration::from_millis(150),
             jitter: Duration::ZERO,
-        });
+        }));
         let began = Instant::now();
         round_trip(&proxy.address()).await.unwrap();
         assert!(began.elapsed() >= Duration::from_millis(300), "two delayed chunks");
         assert!(proxy.stats().delayed >= 2);
 
-        proxy.set_mode(ProxyMode::Blackhole);
+        proxy.set_fault(Some(NetworkFault::Blackhole {}));
         assert!(round_trip(&proxy.address()).await.is_err(), "nothing comes back");
         assert!(proxy.stats().dropped >= 1);
 
-        proxy.set_mode(ProxyMode::Reset);
+        proxy.set_fault(Some(NetworkFault::Reset {}));
         assert!(round_trip(&proxy.address()).await.is_err(), "refused");
         assert!(proxy.stats().reset >= 1);
 
-        proxy.set_mode(ProxyMode::Pass);
+        proxy.set_fault(None);
         assert_eq!(round_trip(&proxy.address()).await.unwrap(), b"ping");
     }
 }

@@ -1,12 +1,15 @@
 //! `worker_crash`: the worker process is killed (SIGKILL) and a fresh one starts after the duration.
 
-use super::{Capability, InfraControl, InfraFault};
+use super::{Capability, InfraControl, InfraError, InfraFault};
 use futures::future::{BoxFuture, FutureExt};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Kills the worker mid-activity; the server times the attempt out and retries it elsewhere.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Kills the worker process (SIGKILL) mid-activity and starts a fresh one after the duration;
+/// the server times the attempt out and retries it on the new worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerCrash {}
 
 impl InfraFault for WorkerCrash {
@@ -14,11 +17,9 @@ impl InfraFault for WorkerCrash {
         Capability::CrashWorker
     }
 
-    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, String>> {
+    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, InfraError>> {
         async move {
-            let worker = ctl
-                .worker
-                .ok_or("there is no worker process to crash here (the worker is in-process)")?;
+            let worker = ctl.worker.ok_or(InfraError::Unsupported(Capability::CrashWorker))?;
             let killed = worker.kill().await?;
             tokio::time::sleep(duration).await;
             let started = worker.start().await?;

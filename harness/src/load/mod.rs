@@ -7,22 +7,25 @@ pub use report::{Latency, LoadReport};
 
 use crate::{
     faults::{AttemptKey, AttemptSelector, ErrorFault, FaultAction, FaultPlan, FaultRule, HEADER_KEY},
-    infra::{self, InfraControl, InfraRule, Trigger},
+    history::{ActivityClose, Histories, HistoryError, read_histories},
+    infra::{self, Capability, InfraControl, InfraOutcome, InfraRule, TimedRuleError, Trigger},
     inject::plan_header,
     plan::{ActivitySettings, OrchestrationInput, ResilientInput, RetrySettings},
-    runner::{read_histories, start, wait_closed},
+    runner::{RunError, start, wait_closed},
+    session::{Session, SessionError, SessionOptions},
     target::Cluster,
-    verify::Histories,
+    wait::poll,
     workflows::{Orchestration, ResilientCall},
 };
 use futures::{StreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::{
     collections::{BTreeMap, HashMap},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
-use temporalio_client::{WorkflowCountOptions, WorkflowStartOptions};
+use temporalio_client::{WorkflowCountOptions, WorkflowStartOptions, errors::ClientError};
 use temporalio_common::protos::temporal::api::common::v1::Header;
 use tokio::sync::Mutex;
 
@@ -39,6 +42,120 @@ pub enum Mix {
     Orchestration,
     /// Only the resilient workflow (one risky activity).
     Resilient,
+}
+
+/// `chaos load`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadOptions {
+    /// The cluster and where reports go.
+    #[command(flatten)]
+    pub session: SessionOptions,
+    /// Workflows to start.
+    #[arg(long, default_value_t = 100)]
+    pub workflows: usize,
+    /// Chance that any activity attempt fails with a retryable `LoadFault` error.
+    #[arg(long, default_value_t = 0.2)]
+    pub fault_rate: f64,
+    /// Starts per second at most (default: as fast as --concurrency allows).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Workflows in flight at most.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// Seed of the fault schedule; the same seed replays the same faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Which workflows to start.
+    #[arg(long, value_enum, default_value = "both")]
+    pub mix: Mix,
+    /// An infrastructure fault during the run, as `KIND after D for D2` (server_pause or
+    /// server_restart), e.g. "server_pause after 5s for 3s". Repeatable.
+    #[arg(long)]
+    pub infra: Vec<String>,
+}
+
+/// Why a load run could not run or report.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `--fault-rate` outside [0, 1].
+    #[error("--fault-rate must be between 0 and 1")]
+    FaultRate,
+    /// An `--infra` that does not parse.
+    #[error("--infra {0}")]
+    Infra(#[from] TimedRuleError),
+    /// An `--infra` kind that needs a worker process, which a load run does not have.
+    #[error("--infra `{0}`: chaos load takes server_pause or server_restart (its worker is in-process)")]
+    InProcessWorker(String),
+    /// The session could not be opened or was interrupted.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The report could not be written.
+    #[error("cannot write the load report under {path}: {source}")]
+    Write {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs a load: opens a session, starts the workflows, accounts for every one, prints the
+/// summary and writes the report; returns it and its folder.
+pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), LoadError> {
+    if !(0.0..=1.0).contains(&options.fault_rate) {
+        return Err(LoadError::FaultRate);
+    }
+    let mut infra = Vec::new();
+    for (i, text) in options.infra.iter().enumerate() {
+        let rule = Trigger::parse_timed(text, i + 1)?;
+        if matches!(
+            rule.action.fault().needs(),
+            Capability::CrashWorker | Capability::NetworkProxy
+        ) {
+            return Err(LoadError::InProcessWorker(text.clone()));
+        }
+        infra.push(rule);
+    }
+    let restarts = infra
+        .iter()
+        .any(|r| r.action.fault().needs() == Capability::RestartServer);
+    let session = Session::open(&options.session, "chaos-load", restarts).await?;
+    let settings = LoadSettings {
+        workflows: options.workflows,
+        rate: options.rate,
+        concurrency: options.concurrency,
+        fault_rate: options.fault_rate,
+        seed: options.seed,
+        mix: options.mix,
+        task_queue: session.task_queue.clone(),
+        run_id: session.run_id.clone(),
+        infra,
+    };
+    let outcome = match session.require(
+        &settings.infra,
+        |r| r.action.fault().needs(),
+        |r, target| {
+            format!(
+                "--infra `{}` needs {}, which the {target} target cannot do",
+                r.describe(),
+                r.action.fault().needs()
+            )
+        },
+    ) {
+        Ok(()) => session.run(run(&session.cluster, &settings)).await,
+        Err(e) => Err(e),
+    };
+    let dir = session.log_dir.clone();
+    session.close().await;
+    let report = outcome?;
+    print!("{}", report.markdown());
+    report.write(&dir).map_err(|source| LoadError::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    eprintln!("load report written to {}", dir.display());
+    Ok((report, dir))
 }
 
 /// A load run's shape.
@@ -150,22 +267,28 @@ pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
             }
         })
         .buffer_unordered(settings.concurrency.max(1))
-        .collect::<Vec<Result<Started, String>>>();
+        .collect::<Vec<Result<Started, RunError>>>();
     let (outcomes, infra_events) = futures::join!(starting, infra);
     let wall = began.elapsed();
     bar.finish_and_clear();
     let cpu_after = (process_cpu(), cluster.server().and_then(|s| s.cpu_time()));
     let (started, start_errors): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
     let started: Vec<Started> = started.into_iter().filter_map(Result::ok).collect();
-    let start_errors: Vec<String> = start_errors.into_iter().filter_map(Result::err).collect();
+    let start_errors: Vec<String> = start_errors
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|e| e.to_string())
+        .collect();
     let visibility = count_by_status(cluster, &settings.task_queue, started.len()).await;
-    let histories: Vec<Result<Histories, String>> = stream::iter(&started)
+    let histories: Vec<Result<Histories, HistoryError>> = stream::iter(&started)
         .map(|s| read_histories(&cluster.client, &s.workflow_id))
         .buffer_unordered(16)
         .collect()
         .await;
     let mut report = report::build(settings, &faults, wall, &started, &start_errors, visibility, &histories);
-    report.passed &= infra_events.iter().all(|e| e.outcome.is_ok());
+    report.passed &= infra_events
+        .iter()
+        .all(|e| matches!(e.outcome, InfraOutcome::Applied(_)));
     report.infra_events = infra_events;
     let spent = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| b.saturating_sub(a).as_secs_f64());
     report.harness_cpu_s = spent(cpu_before.0, cpu_after.0);
@@ -180,7 +303,7 @@ fn process_cpu() -> Option<Duration> {
     Some(tv(usage.user_time()) + tv(usage.system_time()))
 }
 
-async fn start_one(cluster: &Cluster, settings: &LoadSettings, i: usize, header: Header) -> Result<Started, String> {
+async fn start_one(cluster: &Cluster, settings: &LoadSettings, i: usize, header: Header) -> Result<Started, RunError> {
     let orchestration = match settings.mix {
         Mix::Both => i.is_multiple_of(2),
         Mix::Orchestration => true,
@@ -221,30 +344,44 @@ async fn count_by_status(
     cluster: &Cluster,
     task_queue: &str,
     expected: usize,
-) -> Result<BTreeMap<String, u64>, String> {
+) -> Result<BTreeMap<String, u64>, ClientError> {
     // Only the workflows the run started, not their children.
     let query = format!(
         "TaskQueue = '{task_queue}' AND (WorkflowType = 'Orchestration' OR WorkflowType = 'ResilientCall') \
          GROUP BY ExecutionStatus"
     );
-    let give_up = Instant::now() + Duration::from_secs(20);
-    loop {
+    let count = || async {
         let counted = cluster
             .client
             .count_workflows(query.clone(), WorkflowCountOptions::default())
-            .await
-            .map_err(|e| format!("visibility count failed: {e}"))?;
-        let groups: BTreeMap<String, u64> = counted
-            .groups()
-            .iter()
-            .map(|g| (g.get::<String>(0).unwrap_or_else(|| "?".into()), g.count() as u64))
-            .collect();
+            .await?;
+        Ok::<BTreeMap<String, u64>, ClientError>(
+            counted
+                .groups()
+                .iter()
+                .map(|g| (g.get::<String>(0).unwrap_or_else(|| "?".into()), g.count() as u64))
+                .collect(),
+        )
+    };
+    let settled = |groups: &BTreeMap<String, u64>| {
         let total: u64 = groups.values().sum();
-        let running = groups.get("Running").copied().unwrap_or(0);
-        if (total as usize >= expected && running == 0) || Instant::now() > give_up {
-            return Ok(groups);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        total as usize >= expected && groups.get("Running").copied().unwrap_or(0) == 0
+    };
+    let waited = poll(
+        Duration::from_millis(500),
+        Some(Duration::from_secs(20)),
+        || None,
+        || async {
+            let groups = count().await.map_err(Some)?;
+            Ok(settled(&groups).then_some(groups))
+        },
+    )
+    .await;
+    match waited {
+        Ok(groups) => Ok(groups),
+        Err(Some(e)) => Err(e),
+        // Visibility did not catch up: what it shows now is the answer (missing ones count as lost).
+        Err(None) => count().await,
     }
 }
 
@@ -264,7 +401,7 @@ pub fn account_faults(plan: &FaultPlan, h: &Histories) -> (u64, Vec<String>) {
             let fires = plan.firing(&key).next().is_some();
             fired += u64::from(fires);
             let last = attempt == act.attempts;
-            let completed = matches!(act.close, Some(crate::history::ActivityClose::Completed));
+            let completed = matches!(act.close, Some(ActivityClose::Completed));
             // Attempts before the last one failed (that is why there was a next one).
             let consistent = if last { fires != completed } else { fires };
             if !consistent {

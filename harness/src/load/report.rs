@@ -2,7 +2,11 @@
 //! workflow (lost or stuck ones fail the run). Written as `load.json`, `load.md`, `load.html`.
 
 use super::{LoadSettings, Started, account_faults};
-use crate::{faults::FaultPlan, history::WorkflowClose, infra::InfraEvent, verify::Histories};
+use crate::{
+    faults::FaultPlan,
+    history::{CloseStatus, Histories, HistoryError},
+    infra::{InfraEvent, InfraOutcome},
+};
 use minijinja::{Environment, context};
 use serde::Serialize;
 use std::{collections::BTreeMap, fmt::Write, path::Path, time::Duration};
@@ -38,7 +42,7 @@ pub struct LoadReport {
     /// Workflows by status, as visibility counts them.
     pub visibility: BTreeMap<String, u64>,
     /// Workflows by how their history ends.
-    pub outcomes: BTreeMap<String, u64>,
+    pub outcomes: BTreeMap<CloseStatus, u64>,
     /// Started but unknown to visibility.
     pub lost: u64,
     /// Not closed as completed or failed by their deadline (running, timed out, terminated).
@@ -67,8 +71,8 @@ pub(super) fn build(
     wall: Duration,
     started: &[Started],
     start_errors: &[String],
-    visibility: Result<BTreeMap<String, u64>, String>,
-    histories: &[Result<Histories, String>],
+    visibility: Result<BTreeMap<String, u64>, temporalio_client::errors::ClientError>,
+    histories: &[Result<Histories, HistoryError>],
 ) -> LoadReport {
     let mut errors: Vec<String> = start_errors.to_vec();
     let (mut outcomes, mut attempts) = (BTreeMap::new(), BTreeMap::new());
@@ -77,20 +81,12 @@ pub(super) fn build(
         let h = match h {
             Ok(h) => h,
             Err(e) => {
-                errors.push(e.clone());
+                errors.push(e.to_string());
                 continue;
             }
         };
-        let status = match &h.root.close {
-            Some(WorkflowClose::Completed { .. }) => "completed",
-            Some(WorkflowClose::Failed { .. }) => "failed",
-            Some(WorkflowClose::TimedOut) => "timed_out",
-            Some(WorkflowClose::Terminated) => "terminated",
-            Some(WorkflowClose::Canceled) => "canceled",
-            Some(WorkflowClose::ContinuedAsNew) => "continued_as_new",
-            None => "running",
-        };
-        *outcomes.entry(status.to_owned()).or_insert(0u64) += 1;
+        let status = h.root.close.as_ref().map_or(CloseStatus::Running, |c| c.status());
+        *outcomes.entry(status).or_insert(0u64) += 1;
         for act in h.activities() {
             *attempts.entry(act.activity_type.clone()).or_insert(0u64) += u64::from(act.attempts);
         }
@@ -111,13 +107,13 @@ pub(super) fn build(
             (v, lost)
         }
         Err(e) => {
-            errors.push(e);
+            errors.push(format!("visibility count failed: {e}"));
             (BTreeMap::new(), started.len() as u64)
         }
     };
     let stuck = outcomes
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "completed" | "failed"))
+        .filter(|(k, _)| !matches!(k, CloseStatus::Completed | CloseStatus::Failed))
         .map(|(_, n)| n)
         .sum();
     let first_start = started.iter().map(|s| s.began).min();
@@ -214,12 +210,12 @@ impl LoadReport {
         }
         for e in &self.infra_events {
             let what = match &e.outcome {
-                Ok(done) => format!(
+                InfraOutcome::Applied(done) => format!(
                     "{done} (from {} ms to {} ms)",
                     e.started_ms.unwrap_or(0),
                     e.ended_ms.unwrap_or(0)
                 ),
-                Err(why) => format!("FAILED: {why}"),
+                InfraOutcome::NotTriggered(why) | InfraOutcome::Failed(why) => format!("FAILED: {why}"),
             };
             let _ = writeln!(out, "- infra {}: {what}", e.rule);
         }
@@ -251,7 +247,7 @@ impl LoadReport {
     }
 }
 
-fn fmt_map(m: &BTreeMap<String, u64>) -> String {
+fn fmt_map<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
     if m.is_empty() {
         return "-".into();
     }

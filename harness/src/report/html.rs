@@ -3,8 +3,8 @@
 
 use super::{RunReport, ScenarioReport};
 use crate::{
+    failure::FailureKind,
     history::{ActivityClose, ActivityExecution},
-    plan::FailureKind,
 };
 use minijinja::{Environment, context};
 use serde::Serialize;

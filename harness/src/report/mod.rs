@@ -11,9 +11,12 @@ pub mod webhook;
 
 use crate::{
     faults::FaultRule,
+    history::Histories,
     infra::InfraEvent,
     plan::Outcome,
-    verify::{Check, Histories},
+    runner::Execution,
+    target::ui_link,
+    verify::{self, Check},
 };
 use serde::Serialize;
 use std::{
@@ -100,6 +103,65 @@ pub struct ScenarioReport {
     pub checks: Vec<CheckReport>,
     /// The facts read from the histories (root and children).
     pub history: Option<Histories>,
+}
+
+impl ScenarioReport {
+    /// The report of one execution and its verified checks; `ui` is the Web UI base URL, for
+    /// links to the workflow and to the events that checks point at.
+    pub fn new(execution: Execution, checks: Vec<Check>, ui: Option<&str>, namespace: &str) -> Self {
+        let Execution {
+            plan,
+            workflow_id,
+            run_id,
+            histories,
+            infra_events,
+            error,
+        } = execution;
+        let link_to = |workflow_id: &str, run_id: &str| ui.map(|ui| ui_link(ui, namespace, workflow_id, run_id));
+        let mut attempts = BTreeMap::new();
+        for act in histories.iter().flat_map(Histories::activities) {
+            *attempts.entry(act.activity_type.clone()).or_default() += act.attempts;
+        }
+        let checks: Vec<CheckReport> = checks
+            .into_iter()
+            .map(|check| {
+                let link = check.evidence.as_ref().and_then(|ev| {
+                    let run = histories.as_ref()?.all().find(|h| h.workflow_id == ev.workflow_id)?;
+                    Some(event_link(&link_to(&run.workflow_id, &run.run_id)?, ev.event_id))
+                });
+                CheckReport { check, link }
+            })
+            .collect();
+        Self {
+            name: plan.name.clone(),
+            description: plan.description.clone(),
+            source: plan.source.clone(),
+            workflow: plan.workflow.kind().into(),
+            link: run_id.as_deref().and_then(|r| link_to(&workflow_id, r)),
+            workflow_id,
+            run_id,
+            outcome: histories.as_ref().map(verify::outcome),
+            result: histories.as_ref().and_then(verify::result_value),
+            attempts,
+            duration_ms: histories
+                .as_ref()
+                .and_then(|h| h.root.duration())
+                .map(|d| d.as_millis() as u64),
+            passed: error.is_none() && !checks.is_empty() && checks.iter().all(|c| c.check.passed),
+            error: error.map(|e| e.to_string()),
+            faults: plan
+                .faults
+                .rules
+                .iter()
+                .map(|r| r.describe())
+                .chain(plan.infra.iter().map(|r| r.describe()))
+                .collect(),
+            fault_rules: plan.faults.rules,
+            infra_events,
+            checks,
+            history: histories,
+        }
+    }
 }
 
 /// A check with its UI link.

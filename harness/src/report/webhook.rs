@@ -3,8 +3,30 @@
 use super::RunReport;
 use std::time::Duration;
 
-/// POSTs `report.json` to `url`. Webhook URLs often carry a token, so errors name only the host.
-pub async fn post(url: &str, report: &RunReport) -> Result<(), String> {
+/// A report the webhook did not take. Webhook URLs often carry a token, so errors name only the host.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// No answer.
+    #[error("cannot POST the report to {host}: {source}")]
+    Send {
+        /// The webhook's host.
+        host: String,
+        /// Why (with the URL removed).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer other than 2xx.
+    #[error("{host} answered {status} to the report POST")]
+    Refused {
+        /// The webhook's host.
+        host: String,
+        /// Its answer.
+        status: reqwest::StatusCode,
+    },
+}
+
+/// POSTs `report.json` to `url`.
+pub async fn post(url: &str, report: &RunReport) -> Result<(), WebhookError> {
     let host = reqwest::Url::parse(url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -15,10 +37,16 @@ pub async fn post(url: &str, report: &RunReport) -> Result<(), String> {
         .json(report)
         .send()
         .await
-        .map_err(|e| format!("cannot POST the report to {host}: {}", e.without_url()))?;
+        .map_err(|e| WebhookError::Send {
+            host: host.clone(),
+            source: e.without_url(),
+        })?;
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(format!("{host} answered {} to the report POST", response.status()))
+        Err(WebhookError::Refused {
+            host,
+            status: response.status(),
+        })
     }
 }

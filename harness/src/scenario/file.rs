@@ -1,5 +1,10 @@
 //! The scenario file as written: TOML shapes with spans, before any meaning is checked.
+//!
+//! `[[fault]]` and `[[infra]]` entries are read in two parts: the fields every entry has (here)
+//! and the fields of its kind (declared by the kind itself, see [`crate::kind`]).
 
+use crate::kind::duration_schema;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
@@ -19,10 +24,6 @@ pub(super) struct ScenarioFile {
     pub activity: ActivitySection,
     #[serde(default)]
     pub fallback: FallbackSection,
-    #[serde(default, rename = "fault")]
-    pub faults: Vec<Spanned<FaultSection>>,
-    #[serde(default)]
-    pub infra: Vec<Spanned<InfraSection>>,
     pub expect: Spanned<ExpectSection>,
 }
 
@@ -59,18 +60,23 @@ pub(super) struct FallbackSection {
     pub b_error_types: Option<Spanned<Vec<String>>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields every `[[fault]]` entry has, whatever its kind.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FaultSection {
+pub(super) struct FaultCommon {
+    /// Activity type the fault targets, or "*" for any.
+    #[schemars(with = "String")]
     pub activity: Spanned<String>,
+    /// Attempts it targets: "all" (the default), a number, a list like [1, 2], "2..4" or "from 3".
+    #[schemars(with = "Option<String>")]
     pub attempts: Option<Spanned<AttemptsField>>,
+    /// The fault kind, one of those below.
+    #[schemars(with = "String")]
     pub kind: Spanned<String>,
+    /// Chance to fire on a targeted attempt, in (0, 1]; always when absent. Decisions are seeded
+    /// by the scenario's `seed`, so a seed replays the same faults.
+    #[schemars(with = "Option<f64>")]
     pub probability: Option<Spanned<f64>>,
-    pub message: Option<Spanned<String>>,
-    #[serde(rename = "type")]
-    pub error_type: Option<Spanned<String>>,
-    pub non_retryable: Option<Spanned<bool>>,
-    pub duration: Option<Spanned<String>>,
 }
 
 /// `attempts = [1, 2]`, `attempts = 3` or `attempts = "2..4"`.
@@ -93,15 +99,23 @@ pub(super) struct ExpectSection {
     pub time_budget: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields every `[[infra]]` entry has, whatever its kind.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct InfraSection {
+pub(super) struct InfraCommon {
+    /// The infrastructure fault kind, one of those below.
+    #[schemars(with = "String")]
     pub kind: Spanned<String>,
+    /// Trigger: start when this activity's attempt (`attempt`) starts.
+    #[schemars(with = "Option<String>")]
     pub activity: Option<Spanned<String>>,
+    /// With `activity`: the attempt whose start triggers the fault (default 1).
+    #[schemars(with = "Option<u32>")]
     pub attempt: Option<Spanned<u32>>,
+    /// Trigger: start this long after the workflow started, e.g. "2s".
+    #[schemars(schema_with = "duration_schema")]
     pub after: Option<Spanned<String>>,
+    /// How long the fault lasts, e.g. "3s".
+    #[schemars(schema_with = "duration_schema")]
     pub duration: Spanned<String>,
-    pub mode: Option<Spanned<String>>,
-    pub latency: Option<Spanned<String>>,
-    pub jitter: Option<Spanned<String>>,
 }

@@ -4,8 +4,12 @@
 //! where the file parses; contradictions between fields are problems too.
 
 mod diagnostic;
+mod entry;
 mod file;
+mod reference;
 mod validate;
+
+pub use reference::reference;
 
 pub use diagnostic::Diagnostic;
 
@@ -14,7 +18,12 @@ mod tests;
 
 use crate::plan::Plan;
 use diagnostic::Diagnostics;
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use toml::{
+    Spanned,
+    de::{DeTable, DeValue, ValueDeserializer},
+};
 
 /// Reads and validates one scenario file.
 pub fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
@@ -32,14 +41,26 @@ pub fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
 /// Validates scenario text as if read from `path`.
 pub fn parse(path: &Path, source: &str) -> Result<Plan, Vec<Diagnostic>> {
     let mut diags = Diagnostics::new(path, source);
-    let raw: file::ScenarioFile = match toml::from_str(source) {
+    let document = match DeTable::parse(source) {
+        Ok(document) => document,
+        Err(e) => {
+            diags.error(e.span().unwrap_or(0..0), e.message().trim().to_owned());
+            return Err(diags.items);
+        }
+    };
+    let span = document.span();
+    let mut table = document.into_inner();
+    let faults = entry::take(&mut table, "fault", &mut diags);
+    let infra = entry::take(&mut table, "infra", &mut diags);
+    let deserializer = ValueDeserializer::from(Spanned::new(span, DeValue::Table(table)));
+    let raw = match file::ScenarioFile::deserialize(deserializer) {
         Ok(raw) => raw,
         Err(e) => {
             diags.error(e.span().unwrap_or(0..0), e.message().trim().to_owned());
             return Err(diags.items);
         }
     };
-    let plan = validate::validate(path, raw, &mut diags);
+    let plan = validate::validate(path, raw, &faults, &infra, &mut diags);
     match plan {
         Some(plan) if diags.items.is_empty() => Ok(plan),
         _ => Err(diags.items),

@@ -2,8 +2,9 @@
 
 use super::{load_all, parse};
 use crate::{
+    failure::{FailureKind, TimeoutKind},
     faults::{AttemptSelector, FaultAction},
-    plan::{FailureKind, Outcome, TimeoutKind, WorkflowSpec},
+    plan::{Outcome, WorkflowSpec},
 };
 use std::{path::Path, time::Duration};
 
@@ -179,7 +180,7 @@ fn duplicate_names_across_files_are_rejected() {
 
 #[test]
 fn infra_faults_are_validated() {
-    use crate::infra::{InfraAction, NetworkMode, Trigger};
+    use crate::infra::{InfraAction, NetworkFault, Trigger};
     let base = "name = \"i\"\nworkflow = \"resilient\"\n[input]\nvalue = 1\n[expect]\noutcome = \"completed\"\n";
     let ok = format!(
         "{base}[[infra]]\nkind = \"network\"\nmode = \"latency\"\nlatency = \"200ms\"\nafter = \"0s\"\nduration = \"1s\"\n"
@@ -189,7 +190,7 @@ fn infra_faults_are_validated() {
     assert_eq!(rule.trigger, Trigger::After(Duration::ZERO));
     assert!(matches!(
         &rule.action,
-        InfraAction::Network(n) if n.mode == NetworkMode::Latency { latency: Duration::from_millis(200), jitter: Duration::ZERO }
+        InfraAction::Network(n) if *n == NetworkFault::Latency { latency: Duration::from_millis(200), jitter: Duration::ZERO }
     ));
     let crash =
         format!("{base}[[infra]]\nkind = \"worker_crash\"\nactivity = \"risky\"\nattempt = 2\nduration = \"1s\"\n");
@@ -210,9 +211,11 @@ fn infra_faults_are_validated() {
     );
     assert!(
         problems("kind = \"worker_crash\"\nafter = \"1s\"\nmode = \"reset\"\nduration = \"1s\"\n")[0]
-            .contains("`mode` applies to kind `network` only")
+            .contains("`mode` does not apply to infrastructure fault kind `worker_crash`")
     );
-    assert!(problems("kind = \"network\"\nafter = \"1s\"\nduration = \"1s\"\n")[0].contains("needs a `mode`"));
+    assert!(
+        problems("kind = \"network\"\nafter = \"1s\"\nduration = \"1s\"\n")[0].contains("kind `network` needs `mode`")
+    );
     assert!(
         problems("kind = \"network\"\nmode = \"reset\"\nlatency = \"1s\"\nafter = \"1s\"\nduration = \"1s\"\n")[0]
             .contains("`latency` applies to mode `latency` only")

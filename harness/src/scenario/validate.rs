@@ -2,21 +2,28 @@
 
 use super::{
     diagnostic::Diagnostics,
-    file::{ActivitySection, AttemptsField, FaultSection, InfraSection, RetrySection, ScenarioFile},
+    entry::{self, Entry, Parsed},
+    file::{ActivitySection, AttemptsField, FaultCommon, InfraCommon, RetrySection, ScenarioFile},
 };
 use crate::{
-    faults::{AttemptSelector, FaultAction, FaultFields, FaultPlan, FaultRule, FieldError},
-    infra::{InfraAction, InfraFields, InfraRule, Trigger},
+    failure::{FailureKind, TimeoutKind},
+    faults::{AttemptSelector, FaultAction, FaultPlan, FaultRule},
+    infra::{InfraAction, InfraRule, Trigger},
     plan::{
-        ActivitySettings, Expectations, FailureKind, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings,
-        TimeoutKind, WorkflowSpec,
+        ActivitySettings, Expectations, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings, WorkflowSpec,
     },
 };
-use std::{ops::Range, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 use toml::Spanned;
 
 /// Builds the plan, or records problems and returns what it could (`None` when unusable).
-pub(super) fn validate(path: &Path, raw: ScenarioFile, d: &mut Diagnostics<'_>) -> Option<Plan> {
+pub(super) fn validate(
+    path: &Path,
+    raw: ScenarioFile,
+    fault_entries: &[Entry<'_>],
+    infra_entries: &[Entry<'_>],
+    d: &mut Diagnostics<'_>,
+) -> Option<Plan> {
     let name = raw.name.get_ref().clone();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         d.error(
@@ -26,12 +33,11 @@ pub(super) fn validate(path: &Path, raw: ScenarioFile, d: &mut Diagnostics<'_>) 
     }
     let activity = activity_settings(&raw, d);
     let workflow = workflow_spec(&raw, activity, d)?;
-    let faults = fault_plan(&raw, &workflow, d);
-    let infra = raw
-        .infra
+    let faults = fault_plan(&raw, fault_entries, &workflow, d);
+    let infra = infra_entries
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| infra_rule(i + 1, r.get_ref(), &workflow, d))
+        .filter_map(|(i, r)| infra_rule(i + 1, r, &workflow, d))
         .collect();
     let expect = expectations(&raw, &workflow, &faults, d);
     Some(Plan {
@@ -177,13 +183,17 @@ fn workflow_spec(raw: &ScenarioFile, activity: ActivitySettings, d: &mut Diagnos
     }
 }
 
-fn fault_plan(raw: &ScenarioFile, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> FaultPlan {
+fn fault_plan(
+    raw: &ScenarioFile,
+    entries: &[Entry<'_>],
+    workflow: &WorkflowSpec,
+    d: &mut Diagnostics<'_>,
+) -> FaultPlan {
     let max_attempts = max_attempts(workflow);
-    let rules = raw
-        .faults
+    let rules = entries
         .iter()
         .enumerate()
-        .filter_map(|(i, f)| fault_rule(i + 1, f.get_ref(), workflow, max_attempts, d))
+        .filter_map(|(i, f)| fault_rule(i + 1, f, workflow, max_attempts, d))
         .collect();
     FaultPlan {
         seed: raw.seed.unwrap_or(0),
@@ -204,18 +214,19 @@ fn max_attempts(workflow: &WorkflowSpec) -> Option<u32> {
 
 fn fault_rule(
     id: usize,
-    f: &FaultSection,
+    entry: &Entry<'_>,
     workflow: &WorkflowSpec,
     max_attempts: Option<u32>,
     d: &mut Diagnostics<'_>,
 ) -> Option<FaultRule> {
+    let Parsed { common: f, action } = entry::parse::<FaultCommon, FaultAction>(entry, "fault kind", |c| &c.kind, d)?;
     let activity = f.activity.get_ref();
     known_activity(workflow, &f.activity, true, d);
     let attempts = match &f.attempts {
         None => AttemptSelector::All,
         Some(a) => match a.get_ref() {
-            AttemptsField::One(n) => AttemptSelector::parse(&n.to_string()),
-            AttemptsField::Text(t) => AttemptSelector::parse(t),
+            AttemptsField::One(n) => AttemptSelector::parse(&n.to_string()).map_err(|e| e.to_string()),
+            AttemptsField::Text(t) => AttemptSelector::parse(t).map_err(|e| e.to_string()),
             AttemptsField::List(l) if l.is_empty() || l.contains(&0) => {
                 Err("attempt lists need at least one attempt number, each 1 or more".to_owned())
             }
@@ -247,27 +258,12 @@ fn fault_rule(
             None
         }
     });
-    let fields = FaultFields {
-        message: f.message.as_ref().map(|m| m.get_ref().clone()),
-        error_type: f.error_type.as_ref().map(|t| t.get_ref().clone()),
-        non_retryable: f.non_retryable.as_ref().map(|n| *n.get_ref()),
-        duration: duration(&f.duration, d),
-    };
-    let spans = [
-        ("message", f.message.as_ref().map(Spanned::span)),
-        ("type", f.error_type.as_ref().map(Spanned::span)),
-        ("non_retryable", f.non_retryable.as_ref().map(Spanned::span)),
-        ("duration", f.duration.as_ref().map(Spanned::span)),
-    ];
-    let action = FaultAction::from_fields(f.kind.get_ref(), &fields)
-        .map_err(|e| field_error(d, e, &spans, f.kind.span()))
-        .ok()?;
     Some(FaultRule {
         id,
         activity: activity.clone(),
         attempts,
         probability,
-        action,
+        action: action?,
     })
 }
 
@@ -346,14 +342,8 @@ fn failure_kind(text: &Spanned<String>, settings: &ActivitySection, d: &mut Diag
 
 /// The attempt at which a rule stops all retries for sure, if it does.
 fn stops_retries_at(rule: &FaultRule, non_retryable_types: &[String]) -> Option<u32> {
-    match &rule.action {
-        FaultAction::Error(e)
-            if rule.probability.is_none() && (e.non_retryable || non_retryable_types.contains(&e.error_type)) =>
-        {
-            Some(rule.attempts.first())
-        }
-        _ => None,
-    }
+    (rule.probability.is_none() && rule.action.fault().stops_retries(non_retryable_types))
+        .then(|| rule.attempts.first())
 }
 
 fn expectations(
@@ -451,7 +441,9 @@ fn uses_scenario_settings(workflow: &WorkflowSpec, activity: &str) -> bool {
     }
 }
 
-fn infra_rule(id: usize, r: &InfraSection, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> Option<InfraRule> {
+fn infra_rule(id: usize, entry: &Entry<'_>, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> Option<InfraRule> {
+    let Parsed { common: r, action } =
+        entry::parse::<InfraCommon, InfraAction>(entry, "infrastructure fault kind", |c| &c.kind, d)?;
     let trigger = match (&r.activity, &r.after) {
         (Some(activity), None) => {
             known_activity(workflow, activity, false, d);
@@ -488,35 +480,13 @@ fn infra_rule(id: usize, r: &InfraSection, workflow: &WorkflowSpec, d: &mut Diag
             return None;
         }
     };
-    let fields = InfraFields {
-        mode: r.mode.as_ref().map(|m| m.get_ref().clone()),
-        latency: duration(&r.latency, d),
-        jitter: any_duration(&r.jitter, d),
-    };
-    let spans = [
-        ("mode", r.mode.as_ref().map(Spanned::span)),
-        ("latency", r.latency.as_ref().map(Spanned::span)),
-        ("jitter", r.jitter.as_ref().map(Spanned::span)),
-    ];
-    let action = InfraAction::from_fields(r.kind.get_ref(), &fields)
-        .map_err(|e| field_error(d, e, &spans, r.kind.span()))
-        .ok()?;
     let duration = duration(&Some(r.duration.clone()), d)?;
     Some(InfraRule {
         id,
         trigger,
         duration,
-        action,
+        action: action?,
     })
-}
-
-/// Reports a kind's field error at that field, or at `kind` when the field is not in the file.
-fn field_error(d: &mut Diagnostics<'_>, e: FieldError, spans: &[(&str, Option<Range<usize>>)], kind: Range<usize>) {
-    let at = spans
-        .iter()
-        .find(|(name, _)| *name == e.field)
-        .and_then(|(_, span)| span.clone());
-    d.error(at.unwrap_or(kind), e.message);
 }
 
 /// Whether `activity` is one of the workflow's activity types (or `*` where `wildcard` allows

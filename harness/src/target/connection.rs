@@ -2,7 +2,7 @@
 //! `temporal.toml` profiles (via the SDK's envconfig), overridden by flags.
 
 use super::TargetError;
-use std::{fmt, path::PathBuf};
+use std::{collections::HashMap, fmt, path::PathBuf};
 use temporalio_client::{
     ClientOptions, Connection, ConnectionOptions,
     envconfig::{ClientConfigProfile, DataSource, LoadClientConfigProfileOptions},
@@ -78,11 +78,16 @@ impl fmt::Debug for Endpoint {
 impl ConnectionSettings {
     /// Environment and profile, then flags on top.
     pub fn resolve(&self) -> Result<Endpoint, TargetError> {
+        self.resolve_in(None)
+    }
+
+    /// [`Self::resolve`] with `env` in place of the process environment (`None`: the real one).
+    fn resolve_in(&self, env: Option<&HashMap<String, String>>) -> Result<Endpoint, TargetError> {
         let bad = |reason: String| TargetError::BadConnectionSettings { reason };
         let mut options = LoadClientConfigProfileOptions::default();
         options.config_file_profile = self.profile.clone();
         let mut profile =
-            temporalio_common::envconfig::load_client_config_profile(options, None).map_err(|e| bad(e.to_string()))?;
+            temporalio_common::envconfig::load_client_config_profile(options, env).map_err(|e| bad(e.to_string()))?;
         if let Some(a) = &self.address {
             profile.address = Some(a.clone());
         }
@@ -147,4 +152,144 @@ impl Endpoint {
 pub(super) async fn open(endpoint: &Endpoint, identity: String) -> Result<Connection, String> {
     let options = endpoint.connection_options(identity)?;
     Connection::connect(options).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CLI config file with two profiles, and an environment pointing at it.
+    fn env_with_profiles(dir: &std::path::Path, vars: &[(&str, &str)]) -> HashMap<String, String> {
+        let file = dir.join("temporal.toml");
+        std::fs::write(
+            &file,
+            "[profile.default]\naddress = \"profile-host:7233\"\nnamespace = \"profile-ns\"\n\n\
+             [profile.cloud]\naddress = \"cloud-host:7233\"\nnamespace = \"cloud-ns\"\napi_key = \"profile-key\"\n",
+        )
+        .unwrap();
+        let mut env: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        env.insert("TEMPORAL_CONFIG_FILE".into(), file.display().to_string());
+        env
+    }
+
+    #[test]
+    fn defaults_without_environment_or_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = HashMap::new();
+        env.insert(
+            "TEMPORAL_CONFIG_FILE".into(),
+            dir.path().join("absent.toml").display().to_string(),
+        );
+        let e = ConnectionSettings::default().resolve_in(Some(&env)).unwrap();
+        assert_eq!(
+            (e.address.as_str(), e.namespace.as_str(), e.tls()),
+            ("localhost:7233", "default", false)
+        );
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_with_profiles(dir.path(), &[]);
+        let e = ConnectionSettings::default().resolve_in(Some(&env)).unwrap();
+        assert_eq!(
+            (e.address.as_str(), e.namespace.as_str()),
+            ("profile-host:7233", "profile-ns")
+        );
+
+        let env = env_with_profiles(dir.path(), &[("TEMPORAL_ADDRESS", "env-host:7233")]);
+        let e = ConnectionSettings::default().resolve_in(Some(&env)).unwrap();
+        assert_eq!(
+            (e.address.as_str(), e.namespace.as_str()),
+            ("env-host:7233", "profile-ns")
+        );
+
+        let flags = ConnectionSettings {
+            address: Some("flag-host:7233".into()),
+            namespace: Some("flag-ns".into()),
+            ..Default::default()
+        };
+        let e = flags.resolve_in(Some(&env)).unwrap();
+        assert_eq!(
+            (e.address.as_str(), e.namespace.as_str()),
+            ("flag-host:7233", "flag-ns")
+        );
+    }
+
+    #[test]
+    fn a_named_profile_is_used_and_a_missing_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_with_profiles(dir.path(), &[]);
+        let cloud = ConnectionSettings {
+            profile: Some("cloud".into()),
+            ..Default::default()
+        };
+        let e = cloud.resolve_in(Some(&env)).unwrap();
+        assert_eq!(e.address, "cloud-host:7233");
+        assert!(e.tls(), "an API key turns TLS on");
+        let missing = ConnectionSettings {
+            profile: Some("nope".into()),
+            ..Default::default()
+        };
+        let err = missing.resolve_in(Some(&env)).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn api_key_turns_tls_on_unless_tls_is_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_with_profiles(dir.path(), &[("TEMPORAL_API_KEY", "env-key")]);
+        let e = ConnectionSettings::default().resolve_in(Some(&env)).unwrap();
+        assert!(e.tls());
+        assert_eq!(e.profile.api_key.as_deref(), Some("env-key"));
+        let flag_key = ConnectionSettings {
+            api_key: Some("flag-key".into()),
+            tls: Some(false),
+            ..Default::default()
+        };
+        let e = flag_key.resolve_in(Some(&env)).unwrap();
+        assert_eq!(e.profile.api_key.as_deref(), Some("flag-key"));
+        assert!(!e.tls(), "--tls false wins over the API key");
+    }
+
+    #[test]
+    fn tls_files_turn_tls_on_and_flags_override_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_with_profiles(
+            dir.path(),
+            &[
+                ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "/env/ca.pem"),
+                ("TEMPORAL_TLS_SERVER_NAME", "env-name"),
+            ],
+        );
+        let flags = ConnectionSettings {
+            tls_ca_path: Some("/flag/ca.pem".into()),
+            ..Default::default()
+        };
+        let e = flags.resolve_in(Some(&env)).unwrap();
+        assert!(e.tls());
+        let tls = e.profile.tls.as_ref().unwrap();
+        assert!(
+            matches!(&tls.server_ca_cert, Some(DataSource::Path(p)) if p == "/flag/ca.pem"),
+            "{tls:?}"
+        );
+        assert_eq!(
+            tls.server_name.as_deref(),
+            Some("env-name"),
+            "unset flags keep the environment's"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let settings = ConnectionSettings {
+            api_key: Some("sekret-key".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{settings:?}").contains("sekret"));
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_with_profiles(dir.path(), &[]);
+        let e = settings.resolve_in(Some(&env)).unwrap();
+        assert!(!format!("{e:?}").contains("sekret"));
+    }
 }

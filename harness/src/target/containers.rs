@@ -5,9 +5,9 @@
 
 use super::{
     TargetError, TargetSettings,
-    dev_server::{DevPorts, on_fresh_ports, start_dev_args, state_dir, wait_ready},
+    dev_server::{DevPorts, ServerError, on_fresh_ports, start_dev_args, state_dir, wait_ready},
 };
-use crate::infra::{Capability, ServerControl};
+use crate::infra::{Capability, InfraError, ServerControl};
 use futures::future::{BoxFuture, FutureExt};
 use std::{path::PathBuf, time::Duration};
 use testcontainers::{
@@ -37,8 +37,8 @@ impl ContainerServer {
     /// Starts the container and waits until the frontend and UI answer.
     pub async fn start(settings: &TargetSettings, namespace: &str, persist: bool) -> Result<Self, TargetError> {
         let image = settings.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
-        let fail = |reason: String| TargetError::ServerStart {
-            reason,
+        let fail = |reason: ServerError| TargetError::ServerStart {
+            reason: Box::new(reason),
             log: format!("the container's output (`docker logs`) while it runs; image {image}"),
         };
         let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
@@ -50,7 +50,13 @@ impl ContainerServer {
     }
 
     /// One start attempt on `ports`.
-    async fn start_on(name: &str, tag: &str, ports: DevPorts, namespace: &str, persist: bool) -> Result<Self, String> {
+    async fn start_on(
+        name: &str,
+        tag: &str,
+        ports: DevPorts,
+        namespace: &str,
+        persist: bool,
+    ) -> Result<Self, ServerError> {
         let state_dir = persist.then(|| state_dir(&ports));
         let db_file = state_dir.as_ref().map(|_| format!("{STATE_MOUNT}/temporal.db"));
         let mut request = GenericImage::new(name, tag)
@@ -59,14 +65,16 @@ impl ContainerServer {
             .with_network("host")
             .with_env_var("USER", "temporal");
         if let Some(dir) = &state_dir {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             request = request.with_mount(Mount::bind_mount(dir.display().to_string(), STATE_MOUNT));
         }
-        let container = request.start().await.map_err(|e| {
-            format!(
-                "{e}. Is a Docker daemon running, and is the image available? Without network access, build a \
-                 local one with compose/dev/build-image.sh and pass it with --image or {IMAGE_ENV}"
-            )
+        let container = request.start().await.map_err(|source| ServerError::Docker {
+            action: "run (is a Docker daemon running, and is the image available? Without network access, build a \
+                     local one with compose/dev/build-image.sh and pass it with --image or CHAOS_TEMPORAL_IMAGE)",
+            source,
         })?;
         let server = Self {
             container,
@@ -82,10 +90,10 @@ impl ContainerServer {
         }
     }
 
-    async fn wait(&self) -> Result<(), String> {
+    async fn wait(&self) -> Result<(), ServerError> {
         wait_ready(&self.ports, || async {
             match self.container.is_running().await {
-                Ok(false) => Err("the container exited; see `docker logs` of a rerun".into()),
+                Ok(false) => Err(ServerError::ContainerExited),
                 _ => Ok(()),
             }
         })
@@ -102,43 +110,26 @@ impl ContainerServer {
 }
 
 impl ServerControl for ContainerServer {
-    fn pause(&self) -> BoxFuture<'_, Result<(), String>> {
-        async move {
-            self.container
-                .pause()
-                .await
-                .map_err(|e| format!("docker pause failed: {e}"))
-        }
-        .boxed()
+    fn pause(&self) -> BoxFuture<'_, Result<(), InfraError>> {
+        async move { Ok(self.container.pause().await.map_err(docker("pause"))?) }.boxed()
     }
 
-    fn resume(&self) -> BoxFuture<'_, Result<(), String>> {
-        async move {
-            self.container
-                .unpause()
-                .await
-                .map_err(|e| format!("docker unpause failed: {e}"))
-        }
-        .boxed()
+    fn resume(&self) -> BoxFuture<'_, Result<(), InfraError>> {
+        async move { Ok(self.container.unpause().await.map_err(docker("unpause"))?) }.boxed()
     }
 
-    fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), String>> {
+    fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), InfraError>> {
         async move {
             if self.state_dir.is_none() {
-                return Err(
-                    "the container was started without a state volume, so a restart would lose its state".into(),
-                );
+                return Err(ServerError::NoState.into());
             }
             self.container
                 .stop_with_timeout(Some(10))
                 .await
-                .map_err(|e| format!("docker stop failed: {e}"))?;
+                .map_err(docker("stop"))?;
             tokio::time::sleep(down).await;
-            self.container
-                .start()
-                .await
-                .map_err(|e| format!("docker start failed: {e}"))?;
-            self.wait().await
+            self.container.start().await.map_err(docker("start"))?;
+            Ok(self.wait().await?)
         }
         .boxed()
     }
@@ -150,4 +141,9 @@ impl ServerControl for ContainerServer {
             &Capability::ALL_BUT_RESTART
         }
     }
+}
+
+/// Maps a testcontainers error of `action` to a [`ServerError`].
+fn docker(action: &'static str) -> impl FnOnce(testcontainers::TestcontainersError) -> ServerError {
+    move |source| ServerError::Docker { action, source }
 }

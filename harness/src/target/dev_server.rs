@@ -1,9 +1,10 @@
 //! What the embedded and testcontainers targets share: both run `temporal server start-dev`.
 
+use crate::wait::poll;
 use std::{
     net::{Ipv4Addr, TcpListener},
     path::PathBuf,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// How long the server may take to answer before the start counts as failed.
@@ -77,50 +78,132 @@ pub(super) fn state_dir(ports: &DevPorts) -> PathBuf {
     base.join(format!("temporal-chaos-{}-{}", std::process::id(), ports.grpc))
 }
 
+/// What went wrong with a dev server the harness runs (process or container).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// No free loopback port could be found.
+    #[error("no free loopback port: {0}")]
+    NoPort(#[source] std::io::Error),
+    /// A file or folder for the server could not be made.
+    #[error("cannot create {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server process could not be run.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The executable.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server exited while starting.
+    #[error("it exited with {status}: {tail}")]
+    Exited {
+        /// Exit status.
+        status: String,
+        /// The last lines of its log.
+        tail: String,
+    },
+    /// The container stopped while starting.
+    #[error("the container exited; see `docker logs` of a rerun")]
+    ContainerExited,
+    /// Ports did not open in time.
+    #[error("not ready after {0} s")]
+    NotReady(u64),
+    /// Docker refused an operation.
+    #[error("docker {action} failed: {source}")]
+    Docker {
+        /// What was asked (`pause`, `start`, ...).
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: testcontainers::TestcontainersError,
+    },
+    /// A signal could not be sent to the server process.
+    #[error("cannot send {signal} to the server: {source}")]
+    Signal {
+        /// The signal.
+        signal: nix::sys::signal::Signal,
+        /// Why.
+        #[source]
+        source: nix::Error,
+    },
+    /// The server is not running.
+    #[error("the server is not running")]
+    NotRunning,
+    /// A restart was asked of a server without kept state.
+    #[error("the server was started without a state file, so a restart would lose its state")]
+    NoState,
+    /// Every start attempt failed.
+    #[error("{last} (after {attempts} attempts on fresh ports)")]
+    Attempts {
+        /// The last attempt's error.
+        last: Box<ServerError>,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+impl From<ServerError> for crate::infra::InfraError {
+    fn from(e: ServerError) -> Self {
+        crate::infra::InfraError::Server(Box::new(e))
+    }
+}
+
 /// Runs `start` on fresh ports until it succeeds, a few times at most. Free ports are picked and
 /// released, so another process (another dev server starting at the same moment, say) can take
 /// one before this server binds it; the server then exits at once and a retry fixes it.
-pub(super) async fn on_fresh_ports<T, F, Fut>(mut start: F) -> Result<T, String>
+pub(super) async fn on_fresh_ports<T, F, Fut>(mut start: F) -> Result<T, ServerError>
 where
     F: FnMut(DevPorts) -> Fut,
-    Fut: Future<Output = Result<T, String>>,
+    Fut: Future<Output = Result<T, ServerError>>,
 {
     const ATTEMPTS: u32 = 3;
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        let ports = DevPorts::free().map_err(|e| format!("no free port: {e}"))?;
+    let mut attempt = 1;
+    loop {
+        let ports = DevPorts::free().map_err(ServerError::NoPort)?;
         match start(ports).await {
             Ok(server) => return Ok(server),
-            Err(e) => {
-                tracing::warn!(attempt, "the dev server did not start: {e}; trying fresh ports");
-                last = e;
+            Err(e) if attempt == ATTEMPTS => {
+                return Err(ServerError::Attempts {
+                    last: Box::new(e),
+                    attempts: ATTEMPTS,
+                });
             }
+            Err(e) => tracing::warn!(attempt, "the dev server did not start: {e}; trying fresh ports"),
         }
+        attempt += 1;
     }
-    Err(format!("{last} (after {ATTEMPTS} attempts on fresh ports)"))
 }
 
 /// Waits until the frontend and the UI accept connections; `alive` reports a server that died.
-pub(super) async fn wait_ready<F, Fut>(ports: &DevPorts, mut alive: F) -> Result<(), String>
+pub(super) async fn wait_ready<F, Fut>(ports: &DevPorts, mut alive: F) -> Result<(), ServerError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), ServerError>>,
 {
-    let started = Instant::now();
-    loop {
-        alive().await?;
-        let grpc = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, ports.grpc))
+    let open = |port| async move {
+        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
             .await
-            .is_ok();
-        let ui = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, ports.ui))
-            .await
-            .is_ok();
-        if grpc && ui {
-            return Ok(());
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(format!("not ready after {} s", READY_TIMEOUT.as_secs()));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .is_ok()
+    };
+    poll(
+        Duration::from_millis(100),
+        Some(READY_TIMEOUT),
+        || ServerError::NotReady(READY_TIMEOUT.as_secs()),
+        || {
+            let alive = alive();
+            async move {
+                alive.await?;
+                Ok((open(ports.grpc).await && open(ports.ui).await).then_some(()))
+            }
+        },
+    )
+    .await
 }

@@ -2,9 +2,9 @@
 
 use super::{
     TargetError, TargetSettings,
-    dev_server::{DevPorts, on_fresh_ports, start_dev_args, state_dir, wait_ready},
+    dev_server::{DevPorts, ServerError, on_fresh_ports, start_dev_args, state_dir, wait_ready},
 };
-use crate::infra::{Capability, ServerControl};
+use crate::infra::{Capability, InfraError, ServerControl};
 use futures::future::{BoxFuture, FutureExt};
 use nix::{
     sys::signal::{Signal, kill},
@@ -57,13 +57,16 @@ impl EmbeddedServer {
     pub async fn start(settings: &TargetSettings, namespace: &str, persist: bool) -> Result<Self, TargetError> {
         let bin = find_temporal_binary(settings.temporal_bin.as_deref())?;
         let log = settings.log_dir.join("temporal-server.log");
-        let fail = |reason: String| TargetError::ServerStart {
-            reason,
+        let fail = |reason: ServerError| TargetError::ServerStart {
+            reason: Box::new(reason),
             log: log.display().to_string(),
         };
-        std::fs::create_dir_all(&settings.log_dir)
-            .map_err(|e| fail(format!("cannot create {}: {e}", settings.log_dir.display())))?;
-        std::fs::File::create(&log).map_err(|e| fail(format!("cannot create the log file: {e}")))?;
+        std::fs::File::create(&log).map_err(|source| {
+            fail(ServerError::Io {
+                path: log.clone(),
+                source,
+            })
+        })?;
         let server = on_fresh_ports(|ports| Self::start_on(&bin, &log, ports, namespace, persist))
             .await
             .map_err(fail)?;
@@ -72,16 +75,21 @@ impl EmbeddedServer {
     }
 
     /// One start attempt on `ports`; the log file is appended to.
-    async fn start_on(bin: &Path, log: &Path, ports: DevPorts, namespace: &str, persist: bool) -> Result<Self, String> {
-        let open = || {
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(log)
-                .map_err(|e| e.to_string())
+    async fn start_on(
+        bin: &Path,
+        log: &Path,
+        ports: DevPorts,
+        namespace: &str,
+        persist: bool,
+    ) -> Result<Self, ServerError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ServerError::Io { path, source }
         };
+        let open = || std::fs::OpenOptions::new().append(true).open(log).map_err(io(log));
         let state_dir = persist.then(|| state_dir(&ports));
         if let Some(dir) = &state_dir {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
         let db_file = state_dir.as_ref().map(|d| d.join("temporal.db").display().to_string());
         let mut cmd = Command::new(bin);
@@ -108,16 +116,21 @@ impl EmbeddedServer {
     }
 
     /// Starts the process and waits until it is ready.
-    async fn spawn(&self) -> Result<(), String> {
+    async fn spawn(&self) -> Result<(), ServerError> {
         let child = {
-            let mut cmd = self.command.lock().map_err(|e| e.to_string())?;
-            cmd.spawn()
-                .map_err(|e| format!("cannot run {:?}: {e}", cmd.as_std().get_program()))?
+            let mut cmd = self.command.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cmd.spawn().map_err(|source| ServerError::Spawn {
+                program: cmd.as_std().get_program().to_string_lossy().into_owned(),
+                source,
+            })?
         };
         *self.child.lock().await = Some(child);
         wait_ready(&self.ports, || async {
             match self.child.lock().await.as_mut().map(Child::try_wait) {
-                Some(Ok(Some(status))) => Err(format!("it exited with {status}: {}", tail(&self.log))),
+                Some(Ok(Some(status))) => Err(ServerError::Exited {
+                    status: status.to_string(),
+                    tail: tail(&self.log),
+                }),
                 _ => Ok(()),
             }
         })
@@ -134,26 +147,26 @@ impl EmbeddedServer {
         }
     }
 
-    async fn signal(&self, signal: Signal) -> Result<(), String> {
+    async fn signal(&self, signal: Signal) -> Result<(), InfraError> {
         let guard = self.child.lock().await;
-        let pid = guard.as_ref().and_then(Child::id).ok_or("the server is not running")?;
-        kill(Pid::from_raw(pid as i32), signal).map_err(|e| format!("cannot send {signal} to the server: {e}"))
+        let pid = guard.as_ref().and_then(Child::id).ok_or(ServerError::NotRunning)?;
+        Ok(kill(Pid::from_raw(pid as i32), signal).map_err(|source| ServerError::Signal { signal, source })?)
     }
 }
 
 impl ServerControl for EmbeddedServer {
-    fn pause(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn pause(&self) -> BoxFuture<'_, Result<(), InfraError>> {
         self.signal(Signal::SIGSTOP).boxed()
     }
 
-    fn resume(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn resume(&self) -> BoxFuture<'_, Result<(), InfraError>> {
         self.signal(Signal::SIGCONT).boxed()
     }
 
-    fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), String>> {
+    fn restart(&self, down: Duration) -> BoxFuture<'_, Result<(), InfraError>> {
         async move {
             if self.state_dir.is_none() {
-                return Err("the server was started without a state file, so a restart would lose its state".into());
+                return Err(ServerError::NoState.into());
             }
             if let Some(mut child) = self.child.lock().await.take() {
                 // SIGTERM lets the server flush its state; then make sure it is gone.
@@ -168,7 +181,7 @@ impl ServerControl for EmbeddedServer {
                 }
             }
             tokio::time::sleep(down).await;
-            self.spawn().await
+            Ok(self.spawn().await?)
         }
         .boxed()
     }

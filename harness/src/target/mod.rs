@@ -7,6 +7,7 @@ mod embedded;
 
 pub use connection::{ConnectionSettings, Endpoint};
 pub use containers::{ContainerServer, DEFAULT_IMAGE, IMAGE_ENV};
+pub use dev_server::ServerError;
 pub use embedded::{EmbeddedServer, find_temporal_binary};
 
 use crate::infra::{Capability, ServerControl};
@@ -29,10 +30,11 @@ pub enum TargetError {
         searched: String,
     },
     /// The embedded server process could not start or did not become ready.
-    #[error("the embedded Temporal server did not start: {reason}\n  server log: {log}")]
+    #[error("the Temporal dev server did not start: {reason}\n  server log: {log}")]
     ServerStart {
         /// What went wrong.
-        reason: String,
+        #[source]
+        reason: Box<ServerError>,
         /// Log file with the server's output.
         log: String,
     },

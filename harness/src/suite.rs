@@ -1,0 +1,250 @@
+//! `chaos run` as one library call: scenario files → plans → a [`Session`] → the [`runner`] →
+//! [`verify`] → reports (and the webhook). The command line only maps the result to an exit code.
+
+use crate::{
+    infra::Capability,
+    plan::Plan,
+    report::{self, ReportFormat, RunReport, ScenarioReport, Summary, webhook},
+    runner::{self, RunSettings},
+    scenario::{self, Diagnostic},
+    session::{Session, SessionError, SessionOptions},
+    verify,
+    wait::stop_signal,
+};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// How to run a suite, besides its scenario files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SuiteOptions {
+    /// The cluster and where reports go.
+    #[command(flatten)]
+    pub session: SessionOptions,
+    /// POST the JSON report to this URL when the run ends.
+    #[arg(long, env = "CHAOS_WEBHOOK_URL", hide_env_values = true)]
+    pub webhook: Option<String>,
+    /// Seed for probabilistic faults, overriding each scenario's own.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Scenarios in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub jobs: usize,
+    /// Keep the started server (and so the report links) up until Ctrl-C.
+    #[arg(long)]
+    pub keep_server: bool,
+}
+
+/// The original project's demo set, in its README's order (`chaos demo`).
+pub const DEMO_SCENARIOS: [&str; 5] = [
+    "01-orchestration-success.toml",
+    "02-retries-exhausted-fallback.toml",
+    "03-plain-success.toml",
+    "04-timeout-then-success.toml",
+    "05-timeout-fallback.toml",
+];
+
+/// Why a suite could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    /// Scenario files with problems; nothing was run.
+    #[error("{}", Problems(.0))]
+    Scenarios(Vec<Diagnostic>),
+    /// The session could not be opened or was interrupted.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+struct Problems<'a>(&'a [Diagnostic]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            writeln!(f, "{p}")?;
+        }
+        write!(f, "{} problem(s) in scenario files; nothing was run", self.0.len())
+    }
+}
+
+/// A report that did not reach one of its destinations.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The report files could not be written.
+    #[error("cannot write reports under {path}: {source}")]
+    Files {
+        /// The reports folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The webhook refused the report or could not be reached.
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
+}
+
+/// A finished suite: its report, where it was written, and what did not get delivered.
+pub struct SuiteOutcome {
+    /// The report.
+    pub report: RunReport,
+    /// The folder the report files are in, when they were written.
+    pub dir: Option<PathBuf>,
+    /// Destinations the report did not reach.
+    pub undelivered: Vec<DeliveryError>,
+}
+
+/// Runs the scenarios under `paths`: prints progress and the Markdown summary, writes every
+/// report format, posts the webhook, and (with `keep_server`) keeps the server up until Ctrl-C
+/// after calling `published` with the written report.
+pub async fn run(
+    paths: &[PathBuf],
+    options: &SuiteOptions,
+    published: impl FnOnce(&RunReport, &Path),
+) -> Result<SuiteOutcome, SuiteError> {
+    let began = Instant::now();
+    let plans = scenario::load_all(paths).map_err(SuiteError::Scenarios)?;
+    let session = Session::open(&options.session, "chaos", restarts_server(&plans)).await?;
+    let result = run_in(&session, &plans, options, began).await;
+    let outcome = match result {
+        Ok(report) => Ok(deliver(report, options, published).await),
+        Err(e) => Err(e),
+    };
+    if let Ok(o) = &outcome
+        && options.keep_server
+        && o.dir.is_some()
+        && session.cluster.server().is_some()
+    {
+        eprintln!(
+            "keeping the server up: UI at {}; press Ctrl-C to stop",
+            session.cluster.ui_url.as_deref().unwrap_or("-")
+        );
+        stop_signal().await;
+    }
+    session.close().await;
+    outcome
+}
+
+async fn run_in(
+    session: &Session,
+    plans: &[Plan],
+    options: &SuiteOptions,
+    began: Instant,
+) -> Result<RunReport, SuiteError> {
+    session.require(
+        plans.iter().flat_map(|p| p.infra.iter().map(move |r| (p, r))),
+        |(_, r)| r.action.fault().needs(),
+        |(p, r), target| {
+            format!(
+                "{}: scenario `{}` needs {} (infra #{}), which the {target} target cannot do",
+                p.source.display(),
+                p.name,
+                r.action.fault().needs(),
+                r.id
+            )
+        },
+    )?;
+    let settings = RunSettings {
+        task_queue: session.task_queue.clone(),
+        run_id: session.run_id.clone(),
+        seed: options.seed,
+        jobs: options.jobs,
+        log_dir: session.log_dir.clone(),
+    };
+    let cluster = &session.cluster;
+    let bar = progress(plans.len());
+    let finished = runner::run_plans(cluster, plans, &settings).map(|(index, execution)| {
+        let checks = match &execution.histories {
+            Some(h) => verify::verify(&execution.plan, h, &execution.infra_events),
+            None => Vec::new(),
+        };
+        let report = ScenarioReport::new(execution, checks, cluster.ui_url.as_deref(), &cluster.namespace);
+        bar.println(format!(
+            "{} {} ({}, {})",
+            if report.passed { "ok  " } else { "FAIL" },
+            report.name,
+            report.outcome.map_or_else(|| "no outcome".into(), |o| o.to_string()),
+            report.duration_ms.map_or_else(|| "-".into(), |d| format!("{d} ms"))
+        ));
+        bar.inc(1);
+        (index, report)
+    });
+    let mut scenarios: Vec<(usize, ScenarioReport)> = session.run(finished.collect()).await?;
+    bar.finish_and_clear();
+    scenarios.sort_by_key(|(i, _)| *i);
+    let scenarios: Vec<ScenarioReport> = scenarios.into_iter().map(|(_, r)| r).collect();
+    let passed = scenarios.iter().filter(|s| s.passed).count();
+    Ok(RunReport {
+        run_id: session.run_id.clone(),
+        started_at: chrono::Utc::now().to_rfc3339(),
+        duration_ms: began.elapsed().as_millis() as u64,
+        target: cluster.target.name().into(),
+        address: cluster.address.clone(),
+        namespace: cluster.namespace.clone(),
+        ui_url: cluster.ui_url.clone(),
+        server_version: cluster.server_version.clone(),
+        task_queue: session.task_queue.clone(),
+        seed: options.seed,
+        summary: Summary {
+            total: scenarios.len(),
+            passed,
+            failed: scenarios.len() - passed,
+        },
+        scenarios,
+    })
+}
+
+/// Prints the summary, writes the report files and posts the webhook.
+async fn deliver(report: RunReport, options: &SuiteOptions, published: impl FnOnce(&RunReport, &Path)) -> SuiteOutcome {
+    print!("{}", ReportFormat::Markdown.render(&report));
+    let mut undelivered = Vec::new();
+    let reports = &options.session.reports;
+    let dir = match report::write_all(reports, &report) {
+        Ok(dir) => {
+            eprintln!("reports written to {}", dir.display());
+            published(&report, &dir);
+            Some(dir)
+        }
+        Err(source) => {
+            undelivered.push(DeliveryError::Files {
+                path: reports.clone(),
+                source,
+            });
+            None
+        }
+    };
+    // An empty value (an unset platform variable) means no webhook.
+    if let Some(url) = options.webhook.as_deref().filter(|u| !u.trim().is_empty()) {
+        match webhook::post(url, &report).await {
+            Ok(()) => eprintln!("report posted to the webhook"),
+            Err(e) => undelivered.push(e.into()),
+        }
+    }
+    SuiteOutcome {
+        report,
+        dir,
+        undelivered,
+    }
+}
+
+/// Whether any plan restarts the server (the embedded server then keeps its state in a file).
+fn restarts_server(plans: &[Plan]) -> bool {
+    plans
+        .iter()
+        .flat_map(|p| &p.infra)
+        .any(|r| r.action.fault().needs() == Capability::RestartServer)
+}
+
+fn progress(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
