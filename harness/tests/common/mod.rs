@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests. Each test crate uses a subset of them.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::{
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},

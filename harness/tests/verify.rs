@@ -1,0 +1,87 @@
+//! Verification against a fixed history: every expectation, the evidence of each failed check,
+//! and faults that did not fire.
+
+mod common;
+
+use common::fixture::{FAULT, fallback_b_history, fallback_b_plan};
+use temporal_chaos::{
+    history::Histories,
+    verify::{Check, Evidence, verify},
+};
+
+fn run(expect: &str, faults: &str) -> Vec<Check> {
+    let h = Histories {
+        root: fallback_b_history("wf-1"),
+        children: vec![],
+    };
+    verify(&fallback_b_plan("p", expect, faults), &h, &[])
+}
+
+#[test]
+fn history_facts_are_read() {
+    let h = fallback_b_history("wf-1");
+    assert_eq!(h.activities.len(), 2);
+    assert_eq!(h.activities[0].attempts, 3);
+    assert_eq!(h.activities[0].close_event_id, Some(4));
+    assert_eq!(h.duration(), Some(std::time::Duration::from_secs(7)));
+}
+
+#[test]
+fn matching_expectations_all_pass() {
+    let checks = run(
+        "outcome = \"fallback-B\"\nresult = 0\nattempts = { risky = 3 }\nfailure = \"error:ServiceUnavailable\"\ntime_budget = \"10s\"",
+        FAULT,
+    );
+    assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+    let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "outcome",
+            "fallback after retries ended",
+            "result",
+            "attempts[risky]",
+            "failure",
+            "time_budget",
+            "fault #1 fired"
+        ]
+    );
+}
+
+#[test]
+fn a_wrong_expectation_names_expected_observed_and_event() {
+    let checks = run(
+        "outcome = \"fallback-B\"\nattempts = { risky = 2 }\ntime_budget = \"5s\"",
+        FAULT,
+    );
+    let bad: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
+    assert_eq!(bad.len(), 2, "{checks:#?}");
+    assert_eq!((bad[0].expected.as_str(), bad[0].observed.as_str()), ("2", "3"));
+    assert_eq!(
+        bad[0].evidence,
+        Some(Evidence {
+            workflow_id: "wf-1".into(),
+            event_id: 4
+        })
+    );
+    assert_eq!(bad[1].name, "time_budget");
+    assert_eq!(bad[1].observed, "took 7000 ms");
+}
+
+#[test]
+fn a_fault_that_never_fired_fails() {
+    let late = "[[fault]]\nactivity = \"risky\"\nattempts = [3]\nkind = \"hang\"\n";
+    let checks = run("outcome = \"fallback-B\"", &format!("{FAULT}{late}"));
+    let fired: Vec<&Check> = checks.iter().filter(|c| c.name.starts_with("fault")).collect();
+    assert!(fired[0].passed);
+    // Fault #2 targets attempt 3, which did run, but history shows an application error there.
+    assert!(
+        !fired[1].passed && fired[1].observed.contains("not this fault"),
+        "{:?}",
+        fired[1]
+    );
+    let never = "[[fault]]\nactivity = \"fallback_a\"\nkind = \"hang\"\n";
+    let checks = run("outcome = \"fallback-B\"", never);
+    let c = checks.iter().find(|c| c.name == "fault #1 fired").unwrap();
+    assert!(!c.passed && c.observed.starts_with("never fired"), "{c:?}");
+}
