@@ -9,10 +9,11 @@
 #              else creates "default").
 #
 # Used as the entrypoint of compose/temporal/admin-tools.Dockerfile, which is
-# built by both compose/docker-compose.yml (two one-shot services: "schema",
-# then "namespace" once the frontend is healthy) and render.yaml (one
-# background worker running both steps, then idling so Render does not
-# restart it in a loop).
+# built by both compose/docker-compose.yml (a one-shot service running both
+# steps, then exiting) and render.yaml (a background worker running both
+# steps, then idling so Render does not restart it in a loop). The Temporal
+# roles meanwhile wait for the schema (wait-for-schema.sh), so the frontend
+# the "namespace" step waits for comes up once the "schema" step is done.
 #
 # Every step is safe to re-run: setup-schema -v 0.0 leaves an already newer
 # schema alone, update-schema only applies missing versions, the index is only
