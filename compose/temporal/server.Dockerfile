@@ -22,9 +22,10 @@ ARG TEMPORAL_VERSION=1.31.0
 FROM temporalio/admin-tools:${TEMPORAL_VERSION} AS schema
 FROM temporalio/server:${TEMPORAL_VERSION}
 
-# psql for wait-for-schema.sh (the server image is Alpine, user temporal).
-# hadolint ignore=DL3018
+# psql for wait-for-schema.sh (the server image is Alpine and runs as user
+# temporal). The Alpine package is not pinned: it follows the base image.
 USER root
+# hadolint ignore=DL3018
 RUN apk add --no-cache postgresql-client
 USER temporal
 

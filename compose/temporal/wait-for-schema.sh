@@ -51,8 +51,8 @@ wait_seconds="${SCHEMA_WAIT_SECONDS:-900}"
 max_delay="${SCHEMA_WAIT_MAX_DELAY:-30}"
 
 # Newest vX.Y directory name without the "v".
-expected="$(ls "${versions_dir}" 2>/dev/null | sed -n 's/^v\([0-9][0-9]*\.[0-9][0-9]*\)$/\1/p' \
-    | sort -t. -k1,1n -k2,2n | tail -n 1)"
+expected="$(for dir in "${versions_dir}"/v*; do [ -d "${dir}" ] && basename "${dir}"; done \
+    | sed -n 's/^v\([0-9][0-9]*\.[0-9][0-9]*\)$/\1/p' | sort -t. -k1,1n -k2,2n | tail -n 1)"
 if [ -z "${expected}" ]; then
     log "ERROR: no vX.Y schema directories in ${versions_dir}; cannot tell which schema version to wait for"
     exit 1
