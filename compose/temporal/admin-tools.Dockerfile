@@ -1,7 +1,7 @@
 # Temporal admin-tools image plus our idempotent bootstrap script
 # (setup-temporal.sh): schema creation/upgrade for PostgreSQL and Elasticsearch,
 # then the default namespace. Built by compose/docker-compose.yml
-# (temporal-schema-setup, temporal-create-namespace) and by the
+# (the temporal-schema-setup one-shot service) and by the
 # temporal-schema-setup worker in render.yaml (build context: compose/temporal).
 #
 # The 1.30+ admin-tools image ships temporal, temporal-sql-tool,

@@ -1,18 +1,20 @@
 #!/bin/sh
 # Idempotent bootstrap of a self-hosted Temporal cluster:
 #
-#   schema     create/upgrade the PostgreSQL persistence schema
-#              (temporal-sql-tool, plugin postgres12) and the Elasticsearch
-#              visibility template + index (temporal-elasticsearch-tool);
+#   schema     create/upgrade the Elasticsearch visibility template + index
+#              (temporal-elasticsearch-tool), then the PostgreSQL persistence
+#              schema (temporal-sql-tool, plugin postgres12), whose version
+#              the Temporal roles wait for;
 #   namespace  wait for the frontend, then create the namespace the chaos
 #              worker uses (there is no auto-setup image any more, so nobody
 #              else creates "default").
 #
 # Used as the entrypoint of compose/temporal/admin-tools.Dockerfile, which is
-# built by both compose/docker-compose.yml (two one-shot services: "schema",
-# then "namespace" once the frontend is healthy) and render.yaml (one
-# background worker running both steps, then idling so Render does not
-# restart it in a loop).
+# built by both compose/docker-compose.yml (a one-shot service running both
+# steps, then exiting) and render.yaml (a background worker running both
+# steps, then idling so Render does not restart it in a loop). The Temporal
+# roles meanwhile wait for the schema (wait-for-schema.sh), so the frontend
+# the "namespace" step waits for comes up once the "schema" step is done.
 #
 # Every step is safe to re-run: setup-schema -v 0.0 leaves an already newer
 # schema alone, update-schema only applies missing versions, the index is only
@@ -92,16 +94,20 @@ step_schema() {
     wait_for "PostgreSQL at ${POSTGRES_SEEDS}:${DB_PORT}" \
         nc -z -w 3 "${POSTGRES_SEEDS}" "${DB_PORT}"
 
-    setup_sql_database "${DBNAME:-temporal}" \
-        "${SCHEMA_DIR}/postgresql/v12/temporal/versioned"
+    # Elasticsearch first: the Temporal roles start as soon as the SQL schema
+    # reaches their version (wait-for-schema.sh), and by then the visibility
+    # template and index must exist (a write to a missing index would make
+    # Elasticsearch create it without Temporal's mappings).
+    if [ "${ENABLE_ES:-true}" = "true" ]; then
+        step_elasticsearch
+    fi
+
     if [ -n "${VISIBILITY_DBNAME:-}" ]; then
         setup_sql_database "${VISIBILITY_DBNAME}" \
             "${SCHEMA_DIR}/postgresql/v12/visibility/versioned"
     fi
-
-    if [ "${ENABLE_ES:-true}" = "true" ]; then
-        step_elasticsearch
-    fi
+    setup_sql_database "${DBNAME:-temporal}" \
+        "${SCHEMA_DIR}/postgresql/v12/temporal/versioned"
 }
 
 step_elasticsearch() {

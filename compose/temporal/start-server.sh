@@ -3,7 +3,9 @@
 #
 # Used as the entrypoint of compose/temporal/server.Dockerfile, which both
 # compose/docker-compose.yml and render.yaml build, so the laptop stack and the
-# Render stack start Temporal exactly the same way.
+# Render stack start Temporal exactly the same way: work out the broadcast
+# address, wait for the database schema (wait-for-schema.sh), then exec
+# temporal-server.
 #
 # Everything else is configured through environment variables read by the
 # server's embedded config template (DB, POSTGRES_SEEDS, DB_PORT, POSTGRES_USER,
@@ -58,5 +60,10 @@ esac
 
 export BIND_ON_IP TEMPORAL_BROADCAST_ADDRESS
 log "roles=${TEMPORAL_SERVICES} bind=${BIND_ON_IP} broadcast=${TEMPORAL_BROADCAST_ADDRESS}"
+
+# Wait (bounded, logged) until the schema job has brought the database to the
+# version this server expects, instead of exiting on the server's own version
+# check and being restarted until the deploy times out.
+sh "$(dirname "$0")/chaos-wait-for-schema.sh"
 
 exec temporal-server start

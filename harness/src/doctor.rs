@@ -1,18 +1,27 @@
 //! `chaos doctor`: is this cluster fit to run scenarios? The original project's "how to verify the
 //! cluster is working" checklist, automated, each check with the fix to try.
 
-use crate::target::{Endpoint, connect};
+use crate::target::{Endpoint, TargetError, connect};
 use serde::Serialize;
-use std::{fmt::Write, time::Duration};
+use std::{
+    fmt::Write,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 use temporalio_client::{Client, WorkflowCountOptions, tonic::IntoRequest};
 use temporalio_common::protos::{
     grpc::health::v1::{HealthCheckRequest, health_check_response::ServingStatus},
     temporal::api::{
         enums::v1::TaskQueueType,
         taskqueue::v1::TaskQueue,
-        workflowservice::v1::{DescribeNamespaceRequest, DescribeTaskQueueRequest, GetSystemInfoRequest},
+        workflowservice::v1::{
+            DescribeNamespaceRequest, DescribeTaskQueueRequest, GetClusterInfoRequest, GetSystemInfoRequest,
+        },
     },
 };
+
+/// The frontend port when the address names none (Temporal's default gRPC port).
+const DEFAULT_FRONTEND_PORT: u16 = 7233;
 
 /// One line of the doctor's table.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +48,7 @@ pub struct DoctorSettings {
 
 /// Runs every check; later checks are marked failed with "skipped" when there is no connection.
 pub async fn examine(s: &DoctorSettings) -> Vec<DoctorCheck> {
-    let mut checks = Vec::new();
+    let mut checks = vec![reached(&s.endpoint.address).await];
     let client = match connect(&s.endpoint).await {
         Ok((client, _)) => {
             checks.push(pass(
@@ -61,6 +70,7 @@ pub async fn examine(s: &DoctorSettings) -> Vec<DoctorCheck> {
     if let Some(client) = &client {
         checks.push(health(client).await);
         checks.push(system_info(client).await);
+        checks.push(cluster_info(client).await);
         checks.push(namespace(client, &s.endpoint.namespace).await);
         checks.push(visibility(client).await);
         if let Some(tq) = &s.task_queue {
@@ -116,13 +126,140 @@ async fn system_info(client: &Client) -> DoctorCheck {
     let result = svc
         .get_system_info(GetSystemInfoRequest::default().into_request())
         .await
-        .map(|r| format!("server {}", r.into_inner().server_version))
+        .map(|r| {
+            let info = r.into_inner();
+            let enabled = info
+                .capabilities
+                .and_then(|c| serde_json::to_value(c).ok())
+                .and_then(|v| v.as_object().cloned())
+                .map(|o| {
+                    o.into_iter()
+                        .filter(|(_, on)| on == &serde_json::Value::Bool(true))
+                        .map(|(name, _)| name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            format!("server {}; capabilities: {}", info.server_version, or_none(enabled))
+        })
         .map_err(|e| e.message().to_owned());
     check(
         "server version",
         result,
         "the frontend answers but not GetSystemInfo; check the server version (>= 1.20)",
     )
+}
+
+async fn cluster_info(client: &Client) -> DoctorCheck {
+    let mut svc = client.connection().workflow_service();
+    let result = svc
+        .get_cluster_info(GetClusterInfoRequest::default().into_request())
+        .await
+        .map(|r| {
+            let c = r.into_inner();
+            format!(
+                "cluster `{}` (id {}), persistence {}, visibility {}, {} history shard(s)",
+                c.cluster_name,
+                or_none(c.cluster_id),
+                or_none(c.persistence_store),
+                or_none(c.visibility_store),
+                c.history_shard_count
+            )
+        })
+        .map_err(|e| e.message().to_owned());
+    check(
+        "cluster",
+        result,
+        "the frontend answers but not GetClusterInfo; look at the frontend's logs",
+    )
+}
+
+fn or_none(text: String) -> String {
+    if text.is_empty() { "none".into() } else { text }
+}
+
+/// Which socket address `address` (`host:port`, or an `http(s)://` URL) resolves to and accepts TCP
+/// on: the first resolved address that accepts a connection, the one a gRPC client reaches first.
+async fn reached(address: &str) -> DoctorCheck {
+    const FIX: &str = "TEMPORAL_ADDRESS / --address must be the frontend's gRPC host:port; on Render that is \
+        the temporal-frontend service's internal host name with port 7233 (docs/deploy-render.md, \
+        \"The frontend address\")";
+    let authority = address
+        .split_once("://")
+        .map_or(address, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let target = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{DEFAULT_FRONTEND_PORT}")
+    };
+    let resolved: Vec<SocketAddr> = match tokio::net::lookup_host(&target).await {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => return check("address", Err(format!("`{target}` does not resolve: {e}")), FIX),
+    };
+    let mut refused = Vec::new();
+    for addr in &resolved {
+        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => {
+                let others: Vec<String> = resolved
+                    .iter()
+                    .filter(|a| *a != addr)
+                    .map(ToString::to_string)
+                    .collect();
+                let also = if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also resolves to {})", others.join(", "))
+                };
+                return pass("address", format!("`{target}` reached {addr}{also}"));
+            }
+            Ok(Err(e)) => refused.push(format!("{addr}: {e}")),
+            Err(_) => refused.push(format!("{addr}: no answer within 5 s")),
+        }
+    }
+    check(
+        "address",
+        Err(format!(
+            "`{target}` resolves, but nothing accepts TCP: {}",
+            refused.join("; ")
+        )),
+        FIX,
+    )
+}
+
+/// Connects to `endpoint` (frontend up and its namespace present), retrying with a backoff that
+/// starts at 1 s and doubles up to 30 s, and logging to stderr what it waits for. Gives up with the
+/// last error once `max_wait` has passed. For long-running processes (`chaos worker`) started
+/// alongside the cluster, which must not exit while the frontend or the namespace is still coming.
+pub async fn wait_for_cluster(endpoint: &Endpoint, max_wait: Duration) -> Result<(Client, String), TargetError> {
+    let began = Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match connect(endpoint).await {
+            Ok(connected) => return Ok(connected),
+            Err(e) => {
+                let left = max_wait.saturating_sub(began.elapsed());
+                if left.is_zero() {
+                    return Err(e);
+                }
+                let pause = delay.min(left);
+                eprintln!(
+                    "waiting for the Temporal frontend at {} and namespace `{}` (next try in {} s, giving up in {} s): {e}",
+                    endpoint.address,
+                    endpoint.namespace,
+                    pause.as_secs_f32().ceil(),
+                    left.as_secs()
+                );
+                tokio::time::sleep(pause).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 async fn namespace(client: &Client, namespace: &str) -> DoctorCheck {

@@ -1,12 +1,14 @@
 //! The deployment files: `render.yaml` and the compose topology validate against their schemas
-//! (kept in `../shared/schemas` beside the repository), and every cross-reference resolves.
+//! (kept in `../shared/schemas` beside the repository), every cross-reference resolves, both files
+//! describe the same cluster (service by service, after an explicit normalisation), and PgBouncer's
+//! pool fits the Temporal roles behind it in both.
 
 mod common;
 
 use common::repo;
 use serde_json::Value;
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, BTreeSet, HashSet},
     path::{Path, PathBuf},
 };
 
@@ -146,4 +148,536 @@ fn compose_validates_and_depends_on_existing_services() {
             assert_ne!(net, "bridge", "{name}: no bridge networks");
         }
     }
+}
+
+// ---- One model of the cluster, read from either file ------------------------------------------
+
+/// Stands for a value that is not in the file: a secret, or something entered at deploy time
+/// (`sync: false`, `generateValue`, `fromDatabase ... password`, `${VAR:-}` in compose).
+const SUPPLIED: &str = "<supplied at deploy>";
+
+/// Compose service names that are spelled differently in render.yaml (Render names are the
+/// canonical ones). `postgresql` is Render's managed database `temporal-db`; `chaos-run` (run on
+/// demand) is the twin of the `chaos-scenarios` cron job.
+const COMPOSE_TO_RENDER: &[(&str, &str)] = &[
+    ("postgresql", "temporal-db"),
+    ("pgbouncer", "temporal-pgbouncer"),
+    ("elasticsearch", "temporal-elasticsearch"),
+    ("chaos-run", "chaos-scenarios"),
+];
+
+/// Environment entries allowed to differ (or exist on one side only), each with its reason.
+/// Every entry must still be a real difference: a stale one fails the test too.
+const KNOWN_ENV_DIFFERENCES: &[(&str, &str, &str)] = &[
+    (
+        "temporal-frontend",
+        "PORT",
+        "Render only: names the port that fromService ... hostport refers to",
+    ),
+    ("temporal-ui", "PORT", "Render only: public traffic goes to $PORT"),
+    (
+        "temporal-ui",
+        "TEMPORAL_AUTH_ENABLED",
+        "compose publishes the UI on 127.0.0.1 only (login optional); on Render it is public (login required)",
+    ),
+    (
+        "temporal-schema-setup",
+        "IDLE_AFTER_SETUP",
+        "Render has no one-shot job type: the worker idles after setup instead of exiting",
+    ),
+    (
+        "temporal-elasticsearch",
+        "ES_JAVA_OPTS",
+        "heap sized for a laptop vs the Render standard plan",
+    ),
+    (
+        "temporal-elasticsearch",
+        "cluster.routing.allocation.disk.threshold_enabled",
+        "compose only: laptop disks are often nearly full",
+    ),
+    (
+        "chaos-scenarios",
+        "CHAOS_UI_URL",
+        "compose: the local UI; Render: the UI's public URL, entered in the dashboard",
+    ),
+];
+
+/// Start dependencies only compose has, with the reason.
+const KNOWN_COMPOSE_ONLY_DEPENDENCIES: &[(&str, &str, &str)] = &[(
+    "chaos-scenarios",
+    "chaos-worker",
+    "`docker compose run chaos-run` starts the worker it needs; on Render chaos-worker is always on",
+)];
+
+/// One service after normalisation.
+#[derive(Debug, Default)]
+struct Service {
+    /// `image <ref>` or `build <dockerfile> in <context>` (paths relative to the repository).
+    image: String,
+    /// Arguments replacing the image's CMD (empty: the image default).
+    command: Vec<String>,
+    /// Environment: literal values, `host(<service>)` / `<service>:<port>` for addresses of other
+    /// services, [`SUPPLIED`] for secrets and values entered at deploy time.
+    env: BTreeMap<String, String>,
+    /// Services it talks to / starts after.
+    depends: BTreeSet<String>,
+}
+
+type Topology = BTreeMap<String, Service>;
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    ["PASSWORD", "PWD", "SECRET"].iter().any(|s| key.contains(s))
+}
+
+/// Lexically normalised path relative to the repository (`./compose/../Dockerfile` -> `Dockerfile`).
+fn repo_path(path: &Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            _ => {}
+        }
+    }
+    if parts.is_empty() { ".".into() } else { parts.join("/") }
+}
+
+fn build(dockerfile: &Path, context: &Path) -> String {
+    format!("build {} in {}", repo_path(dockerfile), repo_path(context))
+}
+
+fn scalar(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// The cluster as render.yaml describes it. Databases become services with the settings the
+/// compose `postgres` image takes (`POSTGRES_USER`, `POSTGRES_DB`, `POSTGRES_PASSWORD`).
+fn render_topology(doc: &Value) -> Topology {
+    let list = |key: &str| doc[key].as_array().cloned().unwrap_or_default();
+    let databases = list("databases");
+    let services = list("services");
+    let groups = list("envVarGroups");
+    let find = |items: &[Value], name: &str| items.iter().find(|i| i["name"] == name).cloned();
+    let mut topology = Topology::new();
+    for db in &databases {
+        let name = scalar(&db["name"]);
+        let env = [
+            ("POSTGRES_USER", scalar(&db["user"])),
+            ("POSTGRES_DB", scalar(&db["databaseName"])),
+            ("POSTGRES_PASSWORD", SUPPLIED.to_owned()),
+        ];
+        topology.insert(
+            name,
+            Service {
+                image: format!("image postgres:{}", scalar(&db["postgresMajorVersion"])),
+                env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                ..Default::default()
+            },
+        );
+    }
+    for service in &services {
+        let name = scalar(&service["name"]);
+        let mut entries = Vec::new();
+        for env in service["envVars"].as_array().into_iter().flatten() {
+            match env.get("fromGroup").and_then(Value::as_str) {
+                Some(group) => {
+                    let group = find(&groups, group).unwrap_or_else(|| panic!("{name}: unknown group {group}"));
+                    entries.extend(group["envVars"].as_array().cloned().unwrap_or_default());
+                }
+                None => entries.push(env.clone()),
+            }
+        }
+        let mut out = Service {
+            image: match service["runtime"].as_str() {
+                Some("image") => format!("image {}", scalar(&service["image"]["url"])),
+                _ => build(
+                    Path::new(service["dockerfilePath"].as_str().unwrap_or("Dockerfile")),
+                    Path::new(service["dockerContext"].as_str().unwrap_or(".")),
+                ),
+            },
+            command: service["dockerCommand"]
+                .as_str()
+                .map(|c| c.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        for env in entries {
+            let key = scalar(&env["key"]);
+            let value = if let Some(v) = env.get("value") {
+                scalar(v)
+            } else if let Some(from) = env.get("fromDatabase") {
+                let db_name = scalar(&from["name"]);
+                let db = find(&databases, &db_name).unwrap_or_else(|| panic!("{name}/{key}: unknown database"));
+                match from["property"].as_str() {
+                    Some("host") => {
+                        out.depends.insert(db_name.clone());
+                        format!("host({db_name})")
+                    }
+                    // Render PostgreSQL listens on PostgreSQL's default port.
+                    Some("port") => "5432".into(),
+                    Some("database") => scalar(&db["databaseName"]),
+                    Some("user") => scalar(&db["user"]),
+                    Some("password") => SUPPLIED.into(),
+                    other => panic!("{name}/{key}: fromDatabase property {other:?} has no compose equivalent"),
+                }
+            } else if let Some(from) = env.get("fromService") {
+                let target = scalar(&from["name"]);
+                match (from["property"].as_str(), from.get("envVarKey")) {
+                    (Some("host"), _) => {
+                        out.depends.insert(target.clone());
+                        format!("host({target})")
+                    }
+                    (Some("hostport"), _) => {
+                        out.depends.insert(target.clone());
+                        // `hostport` is <host>:<the port named by the target's PORT variable>.
+                        let port = find(&services, &target)
+                            .and_then(|t| {
+                                t["envVars"]
+                                    .as_array()
+                                    .and_then(|e| e.iter().find(|e| e["key"] == "PORT").map(|e| scalar(&e["value"])))
+                            })
+                            .unwrap_or_else(|| "<no PORT>".into());
+                        format!("{target}:{port}")
+                    }
+                    (None, Some(_)) => SUPPLIED.into(),
+                    (other, _) => panic!("{name}/{key}: fromService property {other:?} has no compose equivalent"),
+                }
+            } else {
+                // sync: false or generateValue.
+                SUPPLIED.into()
+            };
+            out.env.insert(key, value);
+        }
+        topology.insert(name, out);
+    }
+    topology
+}
+
+/// The cluster as compose/docker-compose.yml describes it, with Render's service names.
+fn compose_topology(doc: &Value) -> Topology {
+    let services = doc["services"].as_object().expect("compose: services");
+    let canonical = |name: &str| {
+        COMPOSE_TO_RENDER
+            .iter()
+            .find(|(c, _)| *c == name)
+            .map_or(name, |(_, r)| r)
+            .to_owned()
+    };
+    let compose_dir = Path::new("compose");
+    services
+        .iter()
+        .map(|(name, service)| {
+            let image = match service.get("build") {
+                Some(b) => {
+                    let context = compose_dir.join(b["context"].as_str().unwrap_or("."));
+                    build(
+                        &context.join(b["dockerfile"].as_str().unwrap_or("Dockerfile")),
+                        &context,
+                    )
+                }
+                // Render's database is managed: compare the major version it runs.
+                None if name == "postgresql" => {
+                    let image = scalar(&service["image"]);
+                    let major = image
+                        .rsplit_once(':')
+                        .map_or("", |(_, tag)| tag.split('.').next().unwrap_or(""));
+                    format!("image postgres:{major}")
+                }
+                None => format!("image {}", scalar(&service["image"])),
+            };
+            let command = match &service["command"] {
+                Value::Array(a) => a.iter().map(scalar).collect(),
+                Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+                _ => vec![],
+            };
+            let env = service["environment"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, v)| {
+                    let v = scalar(v);
+                    let value = if let Some(default) = v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+                        // ${VAR:-default}: secrets and empty defaults are supplied by the user.
+                        let default = default.split_once(":-").map_or("", |(_, d)| d);
+                        if is_secret_key(key) || default.is_empty() {
+                            SUPPLIED.to_owned()
+                        } else {
+                            default.to_owned()
+                        }
+                    } else if is_secret_key(key) {
+                        SUPPLIED.to_owned()
+                    } else if services.contains_key(&v) {
+                        format!("host({})", canonical(&v))
+                    } else if let Some((host, port)) = v.split_once(':').filter(|(h, _)| services.contains_key(*h)) {
+                        format!("{}:{port}", canonical(host))
+                    } else {
+                        v
+                    };
+                    (key.clone(), value)
+                })
+                .collect();
+            let depends = match &service["depends_on"] {
+                Value::Object(o) => o.keys().map(|k| canonical(k)).collect(),
+                Value::Array(a) => a.iter().map(|d| canonical(&scalar(d))).collect(),
+                _ => BTreeSet::new(),
+            };
+            (
+                canonical(name),
+                Service {
+                    image,
+                    command,
+                    env,
+                    depends,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Every difference between the two descriptions, each naming the service and the field.
+fn differences(render: &Topology, compose: &Topology) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in render.keys().filter(|n| !compose.contains_key(*n)) {
+        out.push(format!("{name}: in render.yaml, missing from compose"));
+    }
+    for name in compose.keys().filter(|n| !render.contains_key(*n)) {
+        out.push(format!("{name}: in compose, missing from render.yaml"));
+    }
+    for (name, r) in render {
+        let Some(c) = compose.get(name) else { continue };
+        if r.image != c.image {
+            out.push(format!(
+                "{name}: image: render.yaml `{}`, compose `{}`",
+                r.image, c.image
+            ));
+        }
+        if r.command != c.command {
+            out.push(format!(
+                "{name}: command: render.yaml {:?}, compose {:?}",
+                r.command, c.command
+            ));
+        }
+        let keys: BTreeSet<&String> = r.env.keys().chain(c.env.keys()).collect();
+        for key in keys {
+            let (rv, cv) = (r.env.get(key), c.env.get(key));
+            let known = KNOWN_ENV_DIFFERENCES.iter().any(|(s, k, _)| s == name && k == key);
+            if rv != cv && !known {
+                let show = |v: Option<&String>| v.map_or("(not set)".to_owned(), |v| format!("`{v}`"));
+                out.push(format!(
+                    "{name}: env {key}: render.yaml {}, compose {}",
+                    show(rv),
+                    show(cv)
+                ));
+            } else if rv == cv && known {
+                out.push(format!(
+                    "{name}: env {key} is listed in KNOWN_ENV_DIFFERENCES but is the same in both files"
+                ));
+            }
+        }
+        let compose_only: BTreeSet<&String> = c
+            .depends
+            .difference(&r.depends)
+            .filter(|d| {
+                !KNOWN_COMPOSE_ONLY_DEPENDENCIES
+                    .iter()
+                    .any(|(s, dep, _)| s == name && dep == *d)
+            })
+            .collect();
+        let render_only: BTreeSet<&String> = r.depends.difference(&c.depends).collect();
+        if !compose_only.is_empty() || !render_only.is_empty() {
+            out.push(format!(
+                "{name}: start dependencies: only render.yaml {render_only:?}, only compose {compose_only:?}"
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn compose_and_render_describe_the_same_cluster() {
+    let (render, compose) = (
+        render_topology(&yaml("render.yaml")),
+        compose_topology(&yaml("compose/docker-compose.yml")),
+    );
+    let diff = differences(&render, &compose);
+    assert!(
+        diff.is_empty(),
+        "compose/docker-compose.yml and render.yaml differ:\n{}",
+        diff.join("\n")
+    );
+    // The comparison really covers the Temporal roles and the schema job.
+    for role in [
+        "temporal-frontend",
+        "temporal-history",
+        "temporal-matching",
+        "temporal-worker",
+    ] {
+        assert_eq!(
+            render[role].env["TEMPORAL_SERVICES"],
+            role.trim_start_matches("temporal-")
+        );
+        assert!(render[role].env.len() >= 20, "{role}: {:?}", render[role].env);
+        assert!(
+            render[role].image.contains("server.Dockerfile"),
+            "{}",
+            render[role].image
+        );
+    }
+    assert_eq!(
+        render["temporal-schema-setup"].env["TEMPORAL_SETUP_STEPS"],
+        "schema namespace"
+    );
+    assert_eq!(
+        render["temporal-schema-setup"].depends,
+        ["temporal-db", "temporal-elasticsearch", "temporal-frontend"]
+            .map(String::from)
+            .into()
+    );
+}
+
+#[test]
+fn a_drift_between_compose_and_render_is_named() {
+    let render = render_topology(&yaml("render.yaml"));
+    let mut doc = yaml("compose/docker-compose.yml");
+    let history = &mut doc["services"]["temporal-history"];
+    history["environment"]["NUM_HISTORY_SHARDS"] = "8".into();
+    history["environment"].as_object_mut().unwrap().remove("ES_VIS_INDEX");
+    history["depends_on"].as_object_mut().unwrap().remove("pgbouncer");
+    doc["services"]["temporal-ui"]["image"] = "temporalio/ui:2.40.0".into();
+    doc["services"]["temporal-frontend"]["environment"]["PORT"] = "7233".into();
+    let diff = differences(&render, &compose_topology(&doc));
+    let expected = [
+        "temporal-history: env NUM_HISTORY_SHARDS: render.yaml `4`, compose `8`",
+        "temporal-history: env ES_VIS_INDEX: render.yaml `temporal_visibility_v1`, compose (not set)",
+        "temporal-history: start dependencies: only render.yaml {\"temporal-pgbouncer\"}, only compose {}",
+        "temporal-ui: image: render.yaml `image temporalio/ui:2.49.1`, compose `image temporalio/ui:2.40.0`",
+        "temporal-frontend: env PORT is listed in KNOWN_ENV_DIFFERENCES but is the same in both files",
+    ];
+    for e in expected {
+        assert!(diff.iter().any(|d| d == e), "missing `{e}` in:\n{}", diff.join("\n"));
+    }
+    assert_eq!(diff.len(), expected.len(), "{}", diff.join("\n"));
+}
+
+// ---- PgBouncer and the roles' connection pools ------------------------------------------------
+
+/// What is wrong with PgBouncer's settings for the Temporal roles behind it: Temporal's postgres12
+/// plugin (lib/pq) needs session pooling, and in session mode every client connection a role holds
+/// pins a server connection, so the pool must hold every role's `SQL_MAX_CONNS`.
+fn pool_problems(topology: &Topology) -> Vec<String> {
+    const PGBOUNCER: &str = "temporal-pgbouncer";
+    let mut problems = Vec::new();
+    let Some(bouncer) = topology.get(PGBOUNCER) else {
+        return vec![format!("no {PGBOUNCER} service")];
+    };
+    // Defaults: PgBouncer's (pool_mode session, default_pool_size 20, max_client_conn 100) and the
+    // server's embedded config template (SQL_MAX_CONNS / SQL_MAX_IDLE_CONNS 20).
+    let number = |service: &str, env: &BTreeMap<String, String>, key: &str, default: u32| -> u32 {
+        env.get(key).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{service}: {key} = `{v}` is not a number"))
+        })
+    };
+    let mode = bouncer.env.get("POOL_MODE").map_or("session", String::as_str);
+    if mode != "session" {
+        problems.push(format!(
+            "{PGBOUNCER}: POOL_MODE is `{mode}`; Temporal's postgres12 plugin (lib/pq) needs `session` \
+             (unnamed prepared statements break across server connections in transaction mode)"
+        ));
+    }
+    let behind = format!("host({PGBOUNCER})");
+    let mut total = 0;
+    let mut roles = Vec::new();
+    for (name, service) in topology {
+        if service.env.get("POSTGRES_SEEDS") != Some(&behind) {
+            continue;
+        }
+        let max = number(name, &service.env, "SQL_MAX_CONNS", 20);
+        let idle = number(name, &service.env, "SQL_MAX_IDLE_CONNS", 20);
+        if idle > max {
+            problems.push(format!("{name}: SQL_MAX_IDLE_CONNS {idle} > SQL_MAX_CONNS {max}"));
+        }
+        total += max;
+        roles.push(name.clone());
+    }
+    let expected = [
+        "temporal-frontend",
+        "temporal-history",
+        "temporal-matching",
+        "temporal-worker",
+    ];
+    if roles != expected {
+        problems.push(format!("roles behind {PGBOUNCER}: {roles:?}, expected {expected:?}"));
+    }
+    let pool = number(PGBOUNCER, &bouncer.env, "DEFAULT_POOL_SIZE", 20);
+    if pool < total {
+        problems.push(format!(
+            "{PGBOUNCER}: DEFAULT_POOL_SIZE {pool} < {total}, the sum of the roles' SQL_MAX_CONNS"
+        ));
+    }
+    let max_db = number(PGBOUNCER, &bouncer.env, "MAX_DB_CONNECTIONS", 0);
+    if max_db != 0 && max_db < total {
+        problems.push(format!("{PGBOUNCER}: MAX_DB_CONNECTIONS {max_db} < {total}"));
+    }
+    let clients = number(PGBOUNCER, &bouncer.env, "MAX_CLIENT_CONN", 100);
+    if clients < total {
+        problems.push(format!("{PGBOUNCER}: MAX_CLIENT_CONN {clients} < {total}"));
+    }
+    problems
+}
+
+#[test]
+fn pgbouncer_pools_in_session_mode_with_room_for_every_role_in_both_files() {
+    for (file, topology) in [
+        ("render.yaml", render_topology(&yaml("render.yaml"))),
+        (
+            "compose/docker-compose.yml",
+            compose_topology(&yaml("compose/docker-compose.yml")),
+        ),
+    ] {
+        let problems = pool_problems(&topology);
+        assert!(problems.is_empty(), "{file}:\n{}", problems.join("\n"));
+    }
+}
+
+#[test]
+fn the_pool_check_rejects_transaction_mode_and_a_small_pool() {
+    let mut doc = yaml("render.yaml");
+    for service in doc["services"].as_array_mut().unwrap() {
+        if service["name"] == "temporal-pgbouncer" {
+            for env in service["envVars"].as_array_mut().unwrap() {
+                match env["key"].as_str() {
+                    Some("POOL_MODE") => env["value"] = "transaction".into(),
+                    Some("DEFAULT_POOL_SIZE") => env["value"] = "30".into(),
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Without SQL_MAX_CONNS each role takes the template default (20): 80 in all.
+    let group = &mut doc["envVarGroups"][0]["envVars"];
+    group
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["key"] != "SQL_MAX_CONNS" && e["key"] != "SQL_MAX_IDLE_CONNS");
+    let problems = pool_problems(&render_topology(&doc));
+    let expected = [
+        "temporal-pgbouncer: POOL_MODE is `transaction`; Temporal's postgres12 plugin (lib/pq) needs `session` \
+         (unnamed prepared statements break across server connections in transaction mode)",
+        "temporal-pgbouncer: DEFAULT_POOL_SIZE 30 < 80, the sum of the roles' SQL_MAX_CONNS",
+        "temporal-pgbouncer: MAX_DB_CONNECTIONS 50 < 80",
+        "temporal-pgbouncer: MAX_CLIENT_CONN 100 < 80",
+    ];
+    for e in &expected[..3] {
+        assert!(
+            problems.iter().any(|p| p == e),
+            "missing `{e}` in:\n{}",
+            problems.join("\n")
+        );
+    }
+    assert!(!problems.contains(&expected[3].to_owned()), "{}", problems.join("\n"));
+    assert_eq!(problems.len(), 3, "{}", problems.join("\n"));
 }

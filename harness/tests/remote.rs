@@ -81,6 +81,90 @@ fn doctor_finds_a_missing_worker_and_passes_once_it_polls() {
     assert!(text(&out.stdout).contains("| pollers | ok | `doctor-q`: 1 workflow poller(s), 1 activity poller(s)"));
 }
 
+#[test]
+fn doctor_names_the_address_it_reached_and_the_server_it_found() {
+    let server = dev_server();
+    // `localhost` has to be resolved: the table must show the socket address actually reached.
+    let by_name = format!("localhost:{}", server.grpc_port);
+    let out = chaos(&["doctor", "--address", &by_name], &[]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{table}{}", text(&out.stderr));
+    let reached = format!("| address | ok | `{by_name}` reached 127.0.0.1:{} ", server.grpc_port);
+    let reached_v6 = format!("| address | ok | `{by_name}` reached [::1]:{} ", server.grpc_port);
+    assert!(
+        table.contains(&reached) || table.contains(&reached_v6),
+        "missing `{reached}` in\n{table}"
+    );
+    let version = table
+        .lines()
+        .find(|l| l.starts_with("| server version | ok | server 1."))
+        .unwrap_or_else(|| panic!("no server version in\n{table}"));
+    assert!(version.contains("; capabilities: "), "{version}");
+    assert!(version.contains("supports_schedules"), "{version}");
+    let cluster = table
+        .lines()
+        .find(|l| l.starts_with("| cluster | ok | cluster `"))
+        .unwrap_or_else(|| panic!("no cluster info in\n{table}"));
+    assert!(
+        cluster.contains("persistence ") && cluster.contains("visibility "),
+        "{cluster}"
+    );
+
+    // A port where no frontend listens: the address check fails and says how to fix the address.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let out = chaos(&["doctor", "--address", &nobody], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains(&format!(
+            "| address | FAIL | `{nobody}` resolves, but nothing accepts TCP: {nobody}: "
+        )),
+        "{table}"
+    );
+    assert!(
+        table.contains("the temporal-frontend service's internal host name with port 7233"),
+        "{table}"
+    );
+}
+
+#[test]
+fn waiting_for_the_cluster_retries_until_the_namespace_exists_and_gives_up_on_nothing() {
+    use temporal_chaos::{doctor::wait_for_cluster, target::Endpoint};
+    let server = dev_server();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let namespace = "created-later";
+    let endpoint = Endpoint::local(server.address.clone(), namespace.into());
+    let address = server.address.clone();
+    // The namespace appears only after the wait has started (and failed at least once).
+    let creator = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        let status = Command::new(std::env::var_os("CHAOS_TEMPORAL_BIN").unwrap_or_else(|| "temporal".into()))
+            .args([
+                "operator",
+                "namespace",
+                "create",
+                "--namespace",
+                namespace,
+                "--address",
+                &address,
+            ])
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", text(&status.stderr));
+    });
+    let waited = runtime.block_on(wait_for_cluster(&endpoint, Duration::from_secs(120)));
+    creator.join().unwrap();
+    let (_client, version) = waited.unwrap_or_else(|e| panic!("{e}"));
+    assert!(version.starts_with("1."), "{version}");
+
+    // Nothing listens: the wait ends with the connection error instead of hanging.
+    let nobody = Endpoint::local(format!("127.0.0.1:{}", free_port()), "default".into());
+    let Err(err) = runtime.block_on(wait_for_cluster(&nobody, Duration::from_secs(3))) else {
+        panic!("no cluster listens at {}", nobody.address);
+    };
+    assert!(err.to_string().contains("cannot reach Temporal at 127.0.0.1:"), "{err}");
+}
+
 /// Accepts one HTTP request and sends its body back through the channel.
 fn webhook_receiver() -> (u16, mpsc::Receiver<(String, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
