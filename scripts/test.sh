@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The tests: unit tests, scenario validation, every scenario against real dev servers (embedded;
-# testcontainers when a Docker daemon answers), the remote target and doctor, and headless
-# Chromium checks of the HTML report and the UI links.
+# testcontainers when a Docker daemon answers), the remote target and doctor, the deployment files
+# (and their schema-wait script against a throwaway PostgreSQL), and headless Chromium checks of
+# the HTML report and the UI links.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-tools.sh
 source scripts/ensure-browser.sh
+source scripts/ensure-postgres.sh
 cargo test --workspace "$@"

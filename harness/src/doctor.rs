@@ -1,13 +1,9 @@
 //! `chaos doctor`: is this cluster fit to run scenarios? The original project's "how to verify the
 //! cluster is working" checklist, automated, each check with the fix to try.
 
-use crate::target::{Endpoint, TargetError, connect};
+use crate::target::{Endpoint, connect};
 use serde::Serialize;
-use std::{
-    fmt::Write,
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write, net::SocketAddr, time::Duration};
 use temporalio_client::{Client, WorkflowCountOptions, tonic::IntoRequest};
 use temporalio_common::protos::{
     grpc::health::v1::{HealthCheckRequest, health_check_response::ServingStatus},
@@ -230,36 +226,6 @@ async fn reached(address: &str) -> DoctorCheck {
         )),
         FIX,
     )
-}
-
-/// Connects to `endpoint` (frontend up and its namespace present), retrying with a backoff that
-/// starts at 1 s and doubles up to 30 s, and logging to stderr what it waits for. Gives up with the
-/// last error once `max_wait` has passed. For long-running processes (`chaos worker`) started
-/// alongside the cluster, which must not exit while the frontend or the namespace is still coming.
-pub async fn wait_for_cluster(endpoint: &Endpoint, max_wait: Duration) -> Result<(Client, String), TargetError> {
-    let began = Instant::now();
-    let mut delay = Duration::from_secs(1);
-    loop {
-        match connect(endpoint).await {
-            Ok(connected) => return Ok(connected),
-            Err(e) => {
-                let left = max_wait.saturating_sub(began.elapsed());
-                if left.is_zero() {
-                    return Err(e);
-                }
-                let pause = delay.min(left);
-                eprintln!(
-                    "waiting for the Temporal frontend at {} and namespace `{}` (next try in {} s, giving up in {} s): {e}",
-                    endpoint.address,
-                    endpoint.namespace,
-                    pause.as_secs_f32().ceil(),
-                    left.as_secs()
-                );
-                tokio::time::sleep(pause).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
 }
 
 async fn namespace(client: &Client, namespace: &str) -> DoctorCheck {

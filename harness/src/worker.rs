@@ -87,10 +87,14 @@ pub enum ServeError {
     Worker(#[from] WorkerError),
 }
 
-/// `chaos worker`: connects and runs the chaos worker on `task_queue` until SIGINT or SIGTERM.
+/// How long `chaos worker` waits for its cluster to come up before giving up.
+const CLUSTER_WAIT: Duration = Duration::from_secs(600);
+
+/// `chaos worker`: connects (waiting up to ten minutes for a cluster that is still starting, as
+/// on a first deploy) and runs the chaos worker on `task_queue` until SIGINT or SIGTERM.
 pub async fn serve(conn: &crate::target::ConnectionSettings, task_queue: &str) -> Result<(), ServeError> {
     let endpoint = conn.resolve()?;
-    let (client, _) = crate::target::connect(&endpoint).await?;
+    let (client, _) = crate::target::wait_for_cluster(&endpoint, CLUSTER_WAIT).await?;
     eprintln!(
         "chaos worker polling task queue `{task_queue}` on {}; Ctrl-C to stop",
         endpoint.address

@@ -129,7 +129,7 @@ fn doctor_names_the_address_it_reached_and_the_server_it_found() {
 
 #[test]
 fn waiting_for_the_cluster_retries_until_the_namespace_exists_and_gives_up_on_nothing() {
-    use temporal_chaos::{doctor::wait_for_cluster, target::Endpoint};
+    use temporal_chaos::target::{Endpoint, wait_for_cluster};
     let server = dev_server();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let namespace = "created-later";

@@ -11,7 +11,10 @@ pub use dev_server::ServerError;
 pub use embedded::{EmbeddedServer, find_temporal_binary};
 
 use crate::infra::{Capability, ServerControl};
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 use temporalio_client::Client;
 use temporalio_client::tonic::IntoRequest;
 use temporalio_common::protos::temporal::api::workflowservice::v1::{DescribeNamespaceRequest, GetSystemInfoRequest};
@@ -245,6 +248,36 @@ pub async fn connect(endpoint: &Endpoint) -> Result<(Client, String), TargetErro
         .map(|r| r.into_inner().server_version)
         .unwrap_or_default();
     Ok((client, version))
+}
+
+/// Connects to `endpoint` (frontend up and its namespace present), retrying with a backoff that
+/// starts at 1 s and doubles up to 30 s, and logging to stderr what it waits for. Gives up with the
+/// last error once `max_wait` has passed. For long-running processes (`chaos worker`) started
+/// alongside the cluster, which must not exit while the frontend or the namespace is still coming.
+pub async fn wait_for_cluster(endpoint: &Endpoint, max_wait: Duration) -> Result<(Client, String), TargetError> {
+    let began = Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match connect(endpoint).await {
+            Ok(connected) => return Ok(connected),
+            Err(e) => {
+                let left = max_wait.saturating_sub(began.elapsed());
+                if left.is_zero() {
+                    return Err(e);
+                }
+                let pause = delay.min(left);
+                eprintln!(
+                    "waiting for the Temporal frontend at {} and namespace `{}` (next try in {} s, giving up in {} s): {e}",
+                    endpoint.address,
+                    endpoint.namespace,
+                    pause.as_secs_f32().ceil(),
+                    left.as_secs()
+                );
+                tokio::time::sleep(pause).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 fn hostname() -> String {
