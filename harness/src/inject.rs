@@ -6,8 +6,10 @@
 //!   runs the activity, and applies the rules that fire for the attempt.
 
 use crate::faults::{AttemptContext, AttemptKey, FaultPlan, HEADER_KEY};
-use std::{cell::RefCell, collections::HashMap};
+use std::{cell::RefCell, collections::HashMap, time::SystemTime};
 use temporalio_common::protos::temporal::api::common::v1::Payload;
+use temporalio_sdk::activities::ActivityInfo;
+use tokio_util::sync::CancellationToken;
 use temporalio_sdk::{
     interceptors::{ActivityInboundInterceptor, ExecuteActivityInput, ExecuteActivityOutput, Next},
     workflow_interceptors::{
@@ -96,7 +98,29 @@ impl WorkflowInterceptor for PlanPropagator {
 }
 
 /// Activity interceptor that applies the fault rules firing on the current attempt.
-pub struct FaultInjector;
+pub struct FaultInjector {
+    /// Cancelled when the worker shuts down; held attempts end then.
+    shutdown: CancellationToken,
+}
+
+impl FaultInjector {
+    /// An injector whose held faults end when `shutdown` is cancelled.
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self { shutdown }
+    }
+}
+
+/// When the server gives up on this attempt: the first of its close deadline (start-to-close
+/// from its start, schedule-to-close from its scheduling, as the SDK computes it; the runner
+/// always sets an execution timeout, so the server always gives the activity a
+/// schedule-to-close) and its heartbeat deadline, when it has a heartbeat timeout.
+fn deadline(info: &ActivityInfo) -> Option<SystemTime> {
+    let heartbeat = info
+        .started_time
+        .zip(info.heartbeat_timeout.filter(|h| !h.is_zero()))
+        .map(|(s, h)| s + h);
+    [info.deadline, heartbeat].into_iter().flatten().min()
+}
 
 impl ActivityInboundInterceptor for FaultInjector {
     fn execute_activity<'a>(
@@ -113,12 +137,7 @@ impl ActivityInboundInterceptor for FaultInjector {
                     activity_type: &info.activity_type,
                     attempt: info.attempt,
                 };
-                // The server gives up at the first of the close deadline and a missed heartbeat.
-                let heartbeat_deadline = info.started_time.zip(info.heartbeat_timeout).map(|(s, h)| s + h);
-                let deadline = match (info.deadline, heartbeat_deadline) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let deadline = deadline(info);
                 for rule in plan.firing(&key) {
                     let fault = rule.action.fault();
                     info!(
@@ -132,6 +151,7 @@ impl ActivityInboundInterceptor for FaultInjector {
                         marker: rule.marker(),
                         attempt: key.attempt,
                         deadline,
+                        shutdown: self.shutdown.clone(),
                     };
                     fault.inject(&at).await?;
                 }

@@ -8,6 +8,7 @@ use crate::{
 use std::{future::Future, time::Duration};
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
 
 /// How long in-flight activities get to finish when the worker stops; past it they are
 /// abandoned and the server retries them elsewhere.
@@ -44,6 +45,7 @@ pub async fn run_worker_until<F: Future>(client: Client, task_queue: &str, until
     };
     quiet_injected_panics();
     let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| start_error(e.to_string()))?;
+    let shutting_down = CancellationToken::new();
     let options = WorkerOptions::new(task_queue)
         .register_workflow::<Orchestration>()
         .and_then(|o| o.register_workflow::<Addition>())
@@ -51,7 +53,7 @@ pub async fn run_worker_until<F: Future>(client: Client, task_queue: &str, until
         .and_then(|o| o.register_workflow::<ResilientCall>())
         .map_err(|e| start_error(e.to_string()))?
         .register_activities(DemoActivities)
-        .activity_inbound_interceptor(FaultInjector)
+        .activity_inbound_interceptor(FaultInjector::new(shutting_down.clone()))
         .workflow_interceptor(PlanPropagator::constructor())
         .graceful_shutdown_period(SHUTDOWN_GRACE)
         .build();
@@ -68,6 +70,8 @@ pub async fn run_worker_until<F: Future>(client: Client, task_queue: &str, until
         }
         output = until => output,
     };
+    // Held faults end now, so that shutdown does not wait for attempts the server has given up on.
+    shutting_down.cancel();
     shutdown();
     run.await.map_err(|e| WorkerError::Died {
         task_queue: task_queue.to_owned(),

@@ -1,6 +1,6 @@
 //! `delay`: the attempt sleeps before the activity runs; longer than a timeout, it times out.
 
-use super::{ActivityFault, AttemptContext};
+use super::{ActivityFault, AttemptContext, released};
 use crate::{error::FieldError, failure::FailureKind, kind::duration_schema};
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
@@ -20,8 +20,15 @@ pub struct DelayFault {
 }
 
 impl ActivityFault for DelayFault {
-    fn inject<'a>(&'a self, _: &'a AttemptContext) -> BoxFuture<'a, Result<(), ActivityError>> {
-        tokio::time::sleep(self.duration).map(Ok).boxed()
+    /// Ends early, failing the attempt, if the attempt is over first.
+    fn inject<'a>(&'a self, at: &'a AttemptContext) -> BoxFuture<'a, Result<(), ActivityError>> {
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(self.duration) => Ok(()),
+                () = at.over() => Err(released(&at.marker, "delay")),
+            }
+        }
+        .boxed()
     }
 
     fn describe(&self) -> String {

@@ -23,8 +23,9 @@ use crate::{error::FieldError, failure::FailureKind, kind::kinds};
 use futures::future::BoxFuture;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use temporalio_sdk::activities::ActivityError;
+use tokio_util::sync::CancellationToken;
 
 /// Header under which the fault plan travels with a workflow and its activities.
 pub const HEADER_KEY: &str = "temporal-chaos-faults";
@@ -237,8 +238,41 @@ pub struct AttemptContext {
     pub marker: String,
     /// Attempt number, starting at 1.
     pub attempt: u32,
-    /// When the server gives up on this attempt (the nearest close timeout), if known.
+    /// When the server gives up on this attempt (the first of its close and heartbeat
+    /// deadlines), if known.
     pub deadline: Option<SystemTime>,
+    /// Cancelled when the worker shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// How long past the attempt's deadline a held attempt is released. By then the server has timed
+/// the attempt out and discards whatever it returns.
+const RELEASE_AFTER_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Upper bound of a held attempt whose deadline could not be learned.
+const UNKNOWN_DEADLINE_BOUND: Duration = Duration::from_secs(600);
+
+/// The failure a held attempt ends with once it is over (the server has discarded it already, or
+/// the worker is shutting down).
+fn released(marker: &str, what: &str) -> ActivityError {
+    temporalio_sdk::ApplicationFailure::new(anyhow::anyhow!("{marker} {what} released: the attempt is over")).into()
+}
+
+impl AttemptContext {
+    /// Resolves once nothing this attempt does can matter any more: just after its deadline, or
+    /// at once when the worker shuts down. A fault that holds an attempt must end by then, so
+    /// that no fault outlives the attempt the server has already given up on.
+    pub async fn over(&self) {
+        let left = self
+            .deadline
+            .map_or(UNKNOWN_DEADLINE_BOUND, |d| {
+                d.duration_since(SystemTime::now()).unwrap_or_default() + RELEASE_AFTER_DEADLINE
+            });
+        tokio::select! {
+            () = tokio::time::sleep(left) => {}
+            () = self.shutdown.cancelled() => {}
+        }
+    }
 }
 
 /// One kind of activity fault.
