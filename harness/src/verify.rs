@@ -264,6 +264,7 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
     let mut contradiction = None;
     let mut proof = None;
     let mut notes = Vec::new();
+    let mut selected_but_not_drawn = false;
     for act in h.activities().filter(|a| rule.targets(&a.activity_type)) {
         let fired: Vec<u32> = (1..=act.attempts)
             .filter(|&attempt| {
@@ -278,6 +279,7 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
                 )
             })
             .collect();
+        selected_but_not_drawn |= fired.is_empty() && (1..=act.attempts).any(|a| rule.attempts.matches(a));
         if fired.is_empty() {
             notes.push(format!(
                 "{} ran {} attempt(s), none targeted",
@@ -336,7 +338,17 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
         ));
     }
     let (passed, observed, evidence) = match (fired_somewhere, contradiction, proof) {
-        (false, ..) => (false, format!("never fired: {}", or_none(&notes)), None),
+        (false, ..) => {
+            let why = match rule.probability {
+                Some(p) if selected_but_not_drawn => format!(
+                    "; with probability {p} and seed {} the draw missed every targeted attempt: \
+                     try another `seed` (or `--seed`) or a higher `probability`",
+                    plan.seed
+                ),
+                _ => String::new(),
+            };
+            (false, format!("never fired: {}{why}", or_none(&notes)), None)
+        }
         (true, Some((act, event, why)), _) => (false, why, Evidence::at(&act.workflow_id, Some(event))),
         (true, None, Some((act, event, why))) => (true, why, Evidence::at(&act.workflow_id, Some(event))),
         // History keeps only the last two attempts' failures; earlier ones show in the count.

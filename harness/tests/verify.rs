@@ -85,3 +85,18 @@ fn a_fault_that_never_fired_fails() {
     let c = checks.iter().find(|c| c.name == "fault #1 fired").unwrap();
     assert!(!c.passed && c.observed.starts_with("never fired"), "{c:?}");
 }
+
+#[test]
+fn a_probabilistic_fault_that_was_never_drawn_says_so() {
+    // At probability 0.01 the scenario's seed (0) draws the fault on none of the three attempts.
+    let rare = "[[fault]]\nactivity = \"risky\"\nkind = \"hang\"\nprobability = 0.01\n";
+    let checks = run("outcome = \"fallback-B\"", rare);
+    let c = checks.iter().find(|c| c.name == "fault #1 fired").unwrap();
+    assert!(!c.passed, "{c:?}");
+    assert!(
+        c.observed.contains("the draw missed every targeted attempt")
+            && c.observed.contains("try another `seed`")
+            && c.observed.contains("higher `probability`"),
+        "{c:?}"
+    );
+}
