@@ -120,6 +120,7 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
         plan,
     };
     let one = ScenarioReport::new(execution, checks, Some("http://127.0.0.1:8233"), "default");
+    let scenarios = vec![one; scenarios];
     RunReport {
         run_id: "bench".into(),
         started_at: "2026-01-01T00:00:00Z".into(),
@@ -131,12 +132,9 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
         server_version: "1.32.0".into(),
         task_queue: "q".into(),
         seed: None,
-        summary: Summary {
-            total: scenarios,
-            passed: 0,
-            failed: scenarios,
-        },
-        scenarios: vec![one; scenarios],
+        interrupted_by: None,
+        summary: Summary::of(&scenarios),
+        scenarios,
     }
 }
 

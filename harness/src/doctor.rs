@@ -42,6 +42,23 @@ pub struct DoctorSettings {
     pub ui_url: Option<String>,
 }
 
+/// `chaos doctor`: resolves the connection settings, runs every check and prints the table;
+/// whether every check passed.
+pub async fn run(
+    conn: &crate::target::ConnectionSettings,
+    task_queue: Option<String>,
+    ui_url: Option<String>,
+) -> Result<bool, crate::target::TargetError> {
+    let settings = DoctorSettings {
+        endpoint: conn.resolve()?,
+        task_queue,
+        ui_url,
+    };
+    let checks = examine(&settings).await;
+    print!("{}", table(&checks));
+    Ok(checks.iter().all(|c| c.passed))
+}
+
 /// Runs every check; later checks are marked failed with "skipped" when there is no connection.
 pub async fn examine(s: &DoctorSettings) -> Vec<DoctorCheck> {
     let mut checks = vec![reached(&s.endpoint.address).await];

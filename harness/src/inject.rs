@@ -9,7 +9,6 @@ use crate::faults::{AttemptContext, AttemptKey, FaultPlan, HEADER_KEY};
 use std::{cell::RefCell, collections::HashMap, time::SystemTime};
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_sdk::activities::ActivityInfo;
-use tokio_util::sync::CancellationToken;
 use temporalio_sdk::{
     interceptors::{ActivityInboundInterceptor, ExecuteActivityInput, ExecuteActivityOutput, Next},
     workflow_interceptors::{
@@ -18,6 +17,7 @@ use temporalio_sdk::{
         WorkflowInterceptorConstructor, WorkflowInterceptorContext, WorkflowInterceptorFuture, WorkflowNext,
     },
 };
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Encodes a plan as a JSON header payload.

@@ -4,11 +4,13 @@
 use clap::{Parser, Subcommand};
 use std::{path::PathBuf, process::ExitCode};
 use temporal_chaos::{
-    doctor::{self, DoctorSettings},
-    load::{self, LoadOptions},
+    doctor,
+    load::{self, LoadError, LoadOptions},
     report, scenario,
-    suite::{self, DEMO_SCENARIOS, SuiteError, SuiteOptions},
+    session::SessionError,
+    suite::{self, DEMO_SCENARIOS, SuiteError, SuiteOptions, SuiteOutcome},
     target::ConnectionSettings,
+    wait::StopSignal,
     worker,
 };
 use tracing_subscriber::EnvFilter;
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         }
         Command::Load(options) => match runtime.block_on(load::execute(&options)) {
             Ok((report, _)) => verdict(report.passed),
+            Err(LoadError::Session(SessionError::Interrupted(signal))) => stopped(signal),
             Err(e) => error(e),
         },
         Command::Worker { conn, task_queue } => match runtime.block_on(worker::serve(&conn, &task_queue)) {
@@ -124,20 +127,10 @@ fn main() -> ExitCode {
             conn,
             task_queue,
             ui_url,
-        } => {
-            let endpoint = match conn.resolve() {
-                Ok(e) => e,
-                Err(e) => return error(e),
-            };
-            let settings = DoctorSettings {
-                endpoint,
-                task_queue,
-                ui_url,
-            };
-            let checks = runtime.block_on(doctor::examine(&settings));
-            print!("{}", doctor::table(&checks));
-            verdict(checks.iter().all(|c| c.passed))
-        }
+        } => match runtime.block_on(doctor::run(&conn, task_queue, ui_url)) {
+            Ok(passed) => verdict(passed),
+            Err(e) => error(e),
+        },
     }
 }
 
@@ -157,6 +150,10 @@ async fn run(paths: &[PathBuf], options: &SuiteOptions, demo: bool) -> ExitCode 
             outcome.undelivered.iter().for_each(|e| eprintln!("error: {e}"));
             ExitCode::from(EXIT_ERROR)
         }
+        Ok(SuiteOutcome {
+            interrupted: Some(signal),
+            ..
+        }) => stopped(signal),
         Ok(outcome) => verdict(outcome.report.passed()),
         Err(SuiteError::Scenarios(problems)) => {
             problems.iter().for_each(|p| eprintln!("{p}"));
@@ -165,8 +162,15 @@ async fn run(paths: &[PathBuf], options: &SuiteOptions, demo: bool) -> ExitCode 
                 problems.len()
             ))
         }
+        Err(SuiteError::Session(SessionError::Interrupted(signal))) => stopped(signal),
         Err(e) => error(e),
     }
+}
+
+/// Exit code of a run a signal stopped: 130 (SIGINT) or 143 (SIGTERM).
+fn stopped(signal: StopSignal) -> ExitCode {
+    eprintln!("stopped by {signal}");
+    ExitCode::from(signal.exit_code())
 }
 
 fn verdict(passed: bool) -> ExitCode {

@@ -34,6 +34,7 @@ use temporalio_common::{
     },
 };
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 /// Server-side deadline of a scenario workflow without a time budget.
@@ -102,17 +103,25 @@ pub enum RunError {
 
 /// Runs every plan; yields `(index in plans, execution)` as each finishes. Plans without
 /// infrastructure faults run concurrently (up to `jobs`); the others run one at a time
-/// afterwards, since they pause, restart or cut off parts of the cluster that every scenario shares.
+/// afterwards, since they pause, restart or cut off parts of the cluster that every scenario
+/// shares. Once `stop` is cancelled no further plan starts (those are not yielded).
 pub fn run_plans<'a>(
     cluster: &'a Cluster,
     plans: &'a [Plan],
     settings: &'a RunSettings,
+    stop: &'a CancellationToken,
 ) -> impl Stream<Item = (usize, Execution)> + 'a {
-    let run = move |(index, plan): (usize, &'a Plan)| async move { (index, run_one(cluster, plan, settings).await) };
+    let run = move |(index, plan): (usize, &'a Plan)| async move {
+        if stop.is_cancelled() {
+            return None;
+        }
+        Some((index, run_one(cluster, plan, settings).await))
+    };
     let (shared, exclusive): (Vec<_>, Vec<_>) = plans.iter().enumerate().partition(|(_, p)| p.infra.is_empty());
     stream::iter(shared.into_iter().map(run))
         .buffer_unordered(settings.jobs.max(1))
         .chain(stream::iter(exclusive.into_iter().map(run)).buffered(1))
+        .filter_map(futures::future::ready)
 }
 
 /// Runs one plan. Never fails: problems become the execution's `error`.
@@ -122,7 +131,7 @@ pub fn run_plans<'a>(
 pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Execution {
     let mut execution = Execution {
         plan: as_run(plan, settings),
-        workflow_id: format!("{}-{}", plan.name, settings.run_id),
+        workflow_id: workflow_id(plan, settings),
         run_id: None,
         histories: None,
         infra_events: Vec::new(),
@@ -164,6 +173,11 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> 
     }
     let _ = worker.kill().await;
     execution
+}
+
+/// The id of a plan's workflow in a run.
+pub fn workflow_id(plan: &Plan, settings: &RunSettings) -> String {
+    format!("{}-{}", plan.name, settings.run_id)
 }
 
 /// The plan as the worker sees it: the run's seed override and run tag applied.

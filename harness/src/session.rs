@@ -5,7 +5,7 @@
 use crate::{
     infra::Capability,
     target::{Cluster, ConnectionSettings, IMAGE_ENV, TargetError, TargetKind, TargetSettings},
-    wait::stop_signal,
+    wait::{StopSignal, stop_signal},
     worker::{WorkerError, run_worker_until},
 };
 use std::{fmt, path::PathBuf};
@@ -61,8 +61,8 @@ pub enum SessionError {
     #[error(transparent)]
     Worker(#[from] WorkerError),
     /// A signal stopped the session.
-    #[error("interrupted; the cluster was stopped")]
-    Interrupted,
+    #[error("interrupted by {0}; the cluster was stopped")]
+    Interrupted(StopSignal),
 }
 
 struct Unsupported<'a>(&'a [String]);
@@ -162,18 +162,20 @@ impl Session {
     }
 
     /// Runs `job` next to the harness's own worker on the session's task queue (or alone when
-    /// an external worker polls it). SIGINT or SIGTERM ends it with [`SessionError::Interrupted`].
+    /// an external worker polls it).
     pub async fn run<F: Future>(&self, job: F) -> Result<F::Output, SessionError> {
-        let with_worker = async {
-            if self.external_worker {
-                Ok(job.await)
-            } else {
-                run_worker_until(self.cluster.client.clone(), &self.task_queue, job).await
-            }
-        };
+        if self.external_worker {
+            Ok(job.await)
+        } else {
+            Ok(run_worker_until(self.cluster.client.clone(), &self.task_queue, job).await?)
+        }
+    }
+
+    /// [`Self::run`], ended by SIGINT or SIGTERM with [`SessionError::Interrupted`].
+    pub async fn run_until_signal<F: Future>(&self, job: F) -> Result<F::Output, SessionError> {
         tokio::select! {
-            done = with_worker => Ok(done?),
-            () = stop_signal() => Err(SessionError::Interrupted),
+            done = self.run(job) => done,
+            signal = stop_signal() => Err(SessionError::Interrupted(signal)),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::{
     scenario::{self, Diagnostic},
     session::{Session, SessionError, SessionOptions},
     verify,
-    wait::stop_signal,
+    wait::{StopSignal, stop_signal},
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,6 +18,7 @@ use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
+use tokio_util::sync::CancellationToken;
 
 /// How to run a suite, besides its scenario files.
 #[derive(Debug, Clone, clap::Args)]
@@ -91,6 +92,8 @@ pub enum DeliveryError {
 pub struct SuiteOutcome {
     /// The report.
     pub report: RunReport,
+    /// The signal that interrupted the run, if one did.
+    pub interrupted: Option<StopSignal>,
     /// The folder the report files are in, when they were written.
     pub dir: Option<PathBuf>,
     /// Destinations the report did not reach.
@@ -110,11 +113,12 @@ pub async fn run(
     let session = Session::open(&options.session, "chaos", restarts_server(&plans)).await?;
     let result = run_in(&session, &plans, options, began).await;
     let outcome = match result {
-        Ok(report) => Ok(deliver(report, options, published).await),
+        Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, published).await),
         Err(e) => Err(e),
     };
     if let Ok(o) = &outcome
         && options.keep_server
+        && o.interrupted.is_none()
         && o.dir.is_some()
         && session.cluster.server().is_some()
     {
@@ -128,12 +132,15 @@ pub async fn run(
     outcome
 }
 
+/// How long running scenarios may go on after the first SIGINT or SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
 async fn run_in(
     session: &Session,
     plans: &[Plan],
     options: &SuiteOptions,
     began: Instant,
-) -> Result<RunReport, SuiteError> {
+) -> Result<(RunReport, Option<StopSignal>), SuiteError> {
     session.require(
         plans.iter().flat_map(|p| p.infra.iter().map(move |r| (p, r))),
         |(_, r)| r.action.fault().needs(),
@@ -156,7 +163,10 @@ async fn run_in(
     };
     let cluster = &session.cluster;
     let bar = progress(plans.len());
-    let finished = runner::run_plans(cluster, plans, &settings).map(|(index, execution)| {
+    let stop = CancellationToken::new();
+    let mut finished: Vec<Option<ScenarioReport>> = plans.iter().map(|_| None).collect();
+    let interrupted = std::cell::Cell::new(None);
+    let running = runner::run_plans(cluster, plans, &settings, &stop).for_each(|(index, execution)| {
         let checks = match &execution.histories {
             Some(h) => verify::verify(&execution.plan, h, &execution.infra_events),
             None => Vec::new(),
@@ -170,14 +180,37 @@ async fn run_in(
             report.duration_ms.map_or_else(|| "-".into(), |d| format!("{d} ms"))
         ));
         bar.inc(1);
-        (index, report)
+        finished[index] = Some(report);
+        futures::future::ready(())
     });
-    let mut scenarios: Vec<(usize, ScenarioReport)> = session.run(finished.collect()).await?;
+    // The first signal stops new scenarios and gives running ones `GRACE`; a second one (or the
+    // end of the grace) stops them at once. Either way the report is written.
+    let signals = async {
+        let first = stop_signal().await;
+        interrupted.set(Some(first));
+        stop.cancel();
+        bar.println(format!(
+            "{first}: no new scenarios; running ones get {} s to finish ({first} again stops them now)",
+            GRACE.as_secs()
+        ));
+        tokio::select! {
+            () = tokio::time::sleep(GRACE) => {}
+            _ = stop_signal() => {}
+        }
+    };
+    tokio::select! {
+        ran = session.run(running) => ran?,
+        () = signals => {}
+    }
     bar.finish_and_clear();
-    scenarios.sort_by_key(|(i, _)| *i);
-    let scenarios: Vec<ScenarioReport> = scenarios.into_iter().map(|(_, r)| r).collect();
-    let passed = scenarios.iter().filter(|s| s.passed).count();
-    Ok(RunReport {
+    let scenarios: Vec<ScenarioReport> = finished
+        .into_iter()
+        .zip(plans)
+        .map(|(report, plan)| {
+            report.unwrap_or_else(|| ScenarioReport::interrupted(plan, runner::workflow_id(plan, &settings)))
+        })
+        .collect();
+    let report = RunReport {
         run_id: session.run_id.clone(),
         started_at: chrono::Utc::now().to_rfc3339(),
         duration_ms: began.elapsed().as_millis() as u64,
@@ -188,17 +221,20 @@ async fn run_in(
         server_version: cluster.server_version.clone(),
         task_queue: session.task_queue.clone(),
         seed: options.seed,
-        summary: Summary {
-            total: scenarios.len(),
-            passed,
-            failed: scenarios.len() - passed,
-        },
+        interrupted_by: interrupted.get().map(|s| s.to_string()),
+        summary: Summary::of(&scenarios),
         scenarios,
-    })
+    };
+    Ok((report, interrupted.get()))
 }
 
 /// Prints the summary, writes the report files and posts the webhook.
-async fn deliver(report: RunReport, options: &SuiteOptions, published: impl FnOnce(&RunReport, &Path)) -> SuiteOutcome {
+async fn deliver(
+    report: RunReport,
+    interrupted: Option<StopSignal>,
+    options: &SuiteOptions,
+    published: impl FnOnce(&RunReport, &Path),
+) -> SuiteOutcome {
     print!("{}", ReportFormat::Markdown.render(&report));
     let mut undelivered = Vec::new();
     let reports = &options.session.reports;
@@ -225,6 +261,7 @@ async fn deliver(report: RunReport, options: &SuiteOptions, published: impl FnOn
     }
     SuiteOutcome {
         report,
+        interrupted,
         dir,
         undelivered,
     }

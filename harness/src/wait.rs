@@ -29,12 +29,44 @@ where
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (how platforms and CI stop a process).
-pub async fn stop_signal() {
+/// A signal that stops the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (how platforms and CI jobs stop a process).
+    Terminate,
+}
+
+impl StopSignal {
+    /// The conventional exit code: 128 + the signal number.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StopSignal::Interrupt => 130,
+            StopSignal::Terminate => 143,
+        }
+    }
+}
+
+impl std::fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
+        })
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, saying which.
+pub async fn stop_signal() -> StopSignal {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} },
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => StopSignal::Interrupt,
+            _ = term.recv() => StopSignal::Terminate,
+        },
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+            StopSignal::Interrupt
         }
     }
 }

@@ -103,5 +103,6 @@ pub async fn serve(conn: &crate::target::ConnectionSettings, task_queue: &str) -
         "chaos worker polling task queue `{task_queue}` on {}; Ctrl-C to stop",
         endpoint.address
     );
-    Ok(run_worker_until(client, task_queue, crate::wait::stop_signal()).await?)
+    run_worker_until(client, task_queue, crate::wait::stop_signal()).await?;
+    Ok(())
 }

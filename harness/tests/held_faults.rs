@@ -40,7 +40,10 @@ fn exit_gap(name: &str, activity: &str, fault: &str, expect: &str) -> Duration {
         .expect("the workflow closed");
     let closed = humantime::parse_rfc3339(closed).unwrap();
     let gap = exited.duration_since(closed).unwrap_or_default();
-    eprintln!("{name}: chaos run exited {} ms after the workflow closed", gap.as_millis());
+    eprintln!(
+        "{name}: chaos run exited {} ms after the workflow closed",
+        gap.as_millis()
+    );
     assert!(
         gap < EXIT_AFTER_CLOSE,
         "{name}: chaos run exited {gap:?} after its workflow closed: a held fault outlived its attempt"

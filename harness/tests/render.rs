@@ -1,5 +1,6 @@
-//! Snapshot tests of every report format, rendered from a fixed run: one scenario that passed and
-//! one whose expectation and infrastructure fault did not hold. `cargo insta review` (or
+//! Snapshot tests of every report format, rendered from a fixed run that a SIGINT stopped: one
+//! scenario that passed, one whose expectation and infrastructure fault did not hold, and one the
+//! interruption kept from finishing. `cargo insta review` (or
 //! `INSTA_UPDATE=always cargo test --test render`) updates the snapshots after a deliberate change.
 
 mod common;
@@ -52,8 +53,11 @@ fn run_report() -> RunReport {
                 outcome: InfraOutcome::NotTriggered("the workflow closed before the trigger fired".into()),
             }],
         ),
+        ScenarioReport::interrupted(
+            &fallback_b_plan("cut-short", "outcome = \"fallback-B\"", FAULT),
+            "cut-short-20261127-000000-abcd".into(),
+        ),
     ];
-    let passed = scenarios.iter().filter(|s| s.passed).count();
     RunReport {
         run_id: "20261127-000000-abcd".into(),
         started_at: "2026-11-27T00:00:00+00:00".into(),
@@ -65,11 +69,8 @@ fn run_report() -> RunReport {
         server_version: "1.32.0".into(),
         task_queue: "chaos-20261127-000000-abcd".into(),
         seed: None,
-        summary: Summary {
-            total: scenarios.len(),
-            passed,
-            failed: scenarios.len() - passed,
-        },
+        interrupted_by: Some("SIGINT".into()),
+        summary: Summary::of(&scenarios),
         scenarios,
     }
 }

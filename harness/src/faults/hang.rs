@@ -1,11 +1,11 @@
 //! `hang`: the attempt never finishes and never heartbeats, so the server times it out.
 
+use super::released;
 use super::{ActivityFault, AttemptContext};
 use crate::failure::FailureKind;
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use super::released;
 use temporalio_sdk::activities::ActivityError;
 
 /// Blocks the attempt, without heartbeating, until the server has given up on it: a stuck

@@ -263,11 +263,9 @@ impl AttemptContext {
     /// at once when the worker shuts down. A fault that holds an attempt must end by then, so
     /// that no fault outlives the attempt the server has already given up on.
     pub async fn over(&self) {
-        let left = self
-            .deadline
-            .map_or(UNKNOWN_DEADLINE_BOUND, |d| {
-                d.duration_since(SystemTime::now()).unwrap_or_default() + RELEASE_AFTER_DEADLINE
-            });
+        let left = self.deadline.map_or(UNKNOWN_DEADLINE_BOUND, |d| {
+            d.duration_since(SystemTime::now()).unwrap_or_default() + RELEASE_AFTER_DEADLINE
+        });
         tokio::select! {
             () = tokio::time::sleep(left) => {}
             () = self.shutdown.cancelled() => {}

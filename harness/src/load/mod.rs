@@ -143,7 +143,7 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
             )
         },
     ) {
-        Ok(()) => session.run(run(&session.cluster, &settings)).await,
+        Ok(()) => session.run_until_signal(run(&session.cluster, &settings)).await,
         Err(e) => Err(e),
     };
     let dir = session.log_dir.clone();

@@ -24,7 +24,7 @@ pub(super) fn render(report: &RunReport) -> String {
         .expect("the bundled template parses");
     let cards: Vec<Card> = report.scenarios.iter().map(Card::from).collect();
     env.get_template("report.html")
-        .and_then(|t| t.render(context! { run => report, cards => cards }))
+        .and_then(|t| t.render(context! { run => report, cards => cards, verdict => report.verdict() }))
         .unwrap_or_else(|e| format!("<!doctype html><p>cannot render the report: {e}</p>"))
 }
 

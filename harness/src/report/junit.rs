@@ -1,14 +1,21 @@
 //! `junit.xml`: one test case per scenario, failed checks as the failure text.
 
-use super::RunReport;
+use super::{RunReport, Verdict};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use std::time::Duration;
 
 pub(super) fn render(r: &RunReport) -> String {
     let mut suite = TestSuite::new("temporal-chaos");
     for s in &r.scenarios {
-        let status = if s.passed {
+        let status = if s.verdict == Verdict::Passed {
             TestCaseStatus::success()
+        } else if s.verdict == Verdict::Interrupted {
+            let mut status = TestCaseStatus::skipped();
+            status.set_message(format!(
+                "interrupted by {}",
+                r.interrupted_by.as_deref().unwrap_or("a signal")
+            ));
+            status
         } else {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let mut lines: Vec<String> = s.error.iter().cloned().collect();

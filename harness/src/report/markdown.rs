@@ -1,15 +1,24 @@
 //! `report.md`: a summary table and the failed checks, for people, logs and CI summaries.
 
-use super::RunReport;
+use super::{RunReport, Verdict};
 use std::fmt::Write;
 
 pub(super) fn render(r: &RunReport) -> String {
     let mut out = String::new();
-    let verdict = if r.passed() { "PASSED" } else { "FAILED" };
-    let _ = writeln!(out, "# temporal-chaos run `{}`: {verdict}\n", r.run_id);
+    let _ = writeln!(out, "# temporal-chaos run `{}`: {}\n", r.run_id, r.verdict());
+    if let Some(signal) = &r.interrupted_by {
+        let _ = writeln!(
+            out,
+            "Stopped by {signal}: finished scenarios are verified, the others are marked interrupted.\n"
+        );
+    }
+    let interrupted = match r.summary.interrupted {
+        0 => String::new(),
+        n => format!(", {n} interrupted"),
+    };
     let _ = writeln!(
         out,
-        "{} passed, {} failed of {} · target {} ({}, namespace `{}`, server {}) · {:.1} s\n",
+        "{} passed, {} failed{interrupted} of {} · target {} ({}, namespace `{}`, server {}) · {:.1} s\n",
         r.summary.passed,
         r.summary.failed,
         r.summary.total,
@@ -33,15 +42,15 @@ pub(super) fn render(r: &RunReport) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {id} |",
-            if s.passed { "✅" } else { "❌" },
+            mark(s.verdict),
             s.name,
             s.outcome.map_or_else(|| "-".into(), |o| o.to_string()),
             attempts.join(", "),
             s.duration_ms.map_or_else(|| "-".into(), |d| format!("{d} ms")),
         );
     }
-    for s in r.scenarios.iter().filter(|s| !s.passed) {
-        let _ = writeln!(out, "\n## ❌ {}\n", s.name);
+    for s in r.scenarios.iter().filter(|s| s.verdict != Verdict::Passed) {
+        let _ = writeln!(out, "\n## {} {}\n", mark(s.verdict), s.name);
         if let Some(e) = &s.error {
             let _ = writeln!(out, "- error: {e}");
         }
@@ -59,4 +68,12 @@ pub(super) fn render(r: &RunReport) -> String {
         }
     }
     out
+}
+
+fn mark(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Passed => "✅",
+        Verdict::Failed => "❌",
+        Verdict::Interrupted => "⏹",
+    }
 }

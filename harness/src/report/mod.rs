@@ -47,6 +47,8 @@ pub struct RunReport {
     pub task_queue: String,
     /// Seed override (`--seed`), if any; otherwise each scenario's own seed applies.
     pub seed: Option<u64>,
+    /// The signal that interrupted the run (`SIGINT`, `SIGTERM`), if one did.
+    pub interrupted_by: Option<String>,
     /// Counts.
     pub summary: Summary,
     /// One entry per scenario, in file order.
@@ -60,8 +62,35 @@ pub struct Summary {
     pub total: usize,
     /// Scenarios whose every check held.
     pub passed: usize,
-    /// The others.
+    /// Scenarios that ran and did not pass.
     pub failed: usize,
+    /// Scenarios an interruption kept from finishing.
+    pub interrupted: usize,
+}
+
+impl Summary {
+    /// Counts the scenarios by verdict.
+    pub fn of(scenarios: &[ScenarioReport]) -> Self {
+        let count = |v: Verdict| scenarios.iter().filter(|s| s.verdict == v).count();
+        Self {
+            total: scenarios.len(),
+            passed: count(Verdict::Passed),
+            failed: count(Verdict::Failed),
+            interrupted: count(Verdict::Interrupted),
+        }
+    }
+}
+
+/// A scenario's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every check held.
+    Passed,
+    /// It ran, and a check did not hold or something went wrong.
+    Failed,
+    /// A signal stopped the run before this scenario finished; nothing was verified.
+    Interrupted,
 }
 
 /// One scenario's result.
@@ -87,7 +116,9 @@ pub struct ScenarioReport {
     pub attempts: BTreeMap<String, u32>,
     /// Workflow start to close, from history.
     pub duration_ms: Option<u64>,
-    /// True when every check held and nothing went wrong.
+    /// Passed, failed or interrupted.
+    pub verdict: Verdict,
+    /// True when every check held and nothing went wrong (the verdict is `passed`).
     pub passed: bool,
     /// A problem that kept the scenario from running or being verified.
     pub error: Option<String>,
@@ -132,6 +163,7 @@ impl ScenarioReport {
                 CheckReport { check, link }
             })
             .collect();
+        let passed = error.is_none() && !checks.is_empty() && checks.iter().all(|c| c.check.passed);
         Self {
             name: plan.name.clone(),
             description: plan.description.clone(),
@@ -147,7 +179,8 @@ impl ScenarioReport {
                 .as_ref()
                 .and_then(|h| h.root.duration())
                 .map(|d| d.as_millis() as u64),
-            passed: error.is_none() && !checks.is_empty() && checks.iter().all(|c| c.check.passed),
+            verdict: if passed { Verdict::Passed } else { Verdict::Failed },
+            passed,
             error: error.map(|e| e.to_string()),
             faults: plan
                 .faults
@@ -160,6 +193,40 @@ impl ScenarioReport {
             infra_events,
             checks,
             history: histories,
+        }
+    }
+}
+
+impl ScenarioReport {
+    /// The report of a plan that an interruption kept from finishing (or from starting);
+    /// `workflow_id` is the id it has or would have had.
+    pub fn interrupted(plan: &crate::plan::Plan, workflow_id: String) -> Self {
+        Self {
+            name: plan.name.clone(),
+            description: plan.description.clone(),
+            source: plan.source.clone(),
+            workflow: plan.workflow.kind().into(),
+            workflow_id,
+            run_id: None,
+            outcome: None,
+            result: None,
+            attempts: BTreeMap::new(),
+            duration_ms: None,
+            verdict: Verdict::Interrupted,
+            passed: false,
+            error: Some("interrupted before it finished; not verified".into()),
+            link: None,
+            faults: plan
+                .faults
+                .rules
+                .iter()
+                .map(|r| r.describe())
+                .chain(plan.infra.iter().map(|r| r.describe()))
+                .collect(),
+            fault_rules: plan.faults.rules.clone(),
+            infra_events: Vec::new(),
+            checks: Vec::new(),
+            history: None,
         }
     }
 }
@@ -234,7 +301,18 @@ pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
 impl RunReport {
     /// Whether every scenario passed.
     pub fn passed(&self) -> bool {
-        self.summary.failed == 0 && self.summary.total > 0
+        self.summary.passed == self.summary.total && self.summary.total > 0
+    }
+
+    /// `PASSED`, `FAILED` or `INTERRUPTED`, for titles.
+    pub fn verdict(&self) -> &'static str {
+        if self.interrupted_by.is_some() {
+            "INTERRUPTED"
+        } else if self.passed() {
+            "PASSED"
+        } else {
+            "FAILED"
+        }
     }
 }
 
@@ -247,7 +325,11 @@ pub fn event_link(workflow_link: &str, event_id: i64) -> String {
 pub fn demo_links(report: &RunReport) -> String {
     let mut out = String::from("## Demo executions\n\n");
     for s in &report.scenarios {
-        let verdict = if s.passed { "" } else { " — **FAILED**" };
+        let verdict = match s.verdict {
+            Verdict::Passed => "",
+            Verdict::Failed => " — **FAILED**",
+            Verdict::Interrupted => " — **INTERRUPTED**",
+        };
         let title = format!(
             "{} ({})",
             s.name,
