@@ -117,9 +117,11 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
         histories: Some(histories.clone()),
         infra_events: vec![],
         error: None,
+        ui_url: Some("http://127.0.0.1:8233".into()),
+        wall: std::time::Duration::from_secs(1),
         plan,
     };
-    let one = ScenarioReport::new(execution, checks, Some("http://127.0.0.1:8233"), "default");
+    let one = ScenarioReport::new(execution, checks, "default");
     let scenarios = vec![one; scenarios];
     RunReport {
         run_id: "bench".into(),
@@ -133,6 +135,7 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
         task_queue: "q".into(),
         seed: None,
         interrupted_by: None,
+        timing: Default::default(),
         summary: Summary::of(&scenarios),
         scenarios,
     }

@@ -7,11 +7,12 @@ use crate::{
     faults::HEADER_KEY,
     history::{Histories, HistoryError, read_histories},
     infra::{
-        self, InfraControl, InfraError, InfraEvent, InfraOutcome, InfraRule, Trigger, WorkerProcess, proxy::FaultProxy,
+        self, Capability, InfraControl, InfraError, InfraEvent, InfraOutcome, InfraRule, Trigger, WorkerProcess,
+        proxy::FaultProxy,
     },
     inject::plan_header,
     plan::{Plan, WorkflowSpec},
-    target::Cluster,
+    target::{Cluster, TargetError, TargetSettings},
     workflows::{Orchestration, ResilientCall},
 };
 use futures::{Stream, StreamExt, stream};
@@ -57,8 +58,31 @@ pub struct RunSettings {
     pub seed: Option<u64>,
     /// Scenarios in flight at once.
     pub jobs: usize,
-    /// Folder for per-scenario logs (worker processes).
+    /// Folder for per-scenario logs (worker processes, private servers).
     pub log_dir: PathBuf,
+    /// How to start a private server for a scenario that pauses or restarts the server, so that
+    /// it disturbs no other scenario (`None`: the target cannot start servers).
+    pub private_server: Option<TargetSettings>,
+}
+
+/// Servers started for single scenarios; kept up until the run ends, so that the report's links
+/// to their Web UI work while the shared server's do.
+#[derive(Default)]
+pub struct PrivateServers(std::sync::Mutex<Vec<Cluster>>);
+
+impl PrivateServers {
+    /// Stops every one of them.
+    pub async fn stop(self) {
+        let servers = self.0.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        futures::future::join_all(servers.into_iter().map(Cluster::stop)).await;
+    }
+
+    fn keep(&self, cluster: Cluster) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(cluster);
+    }
 }
 
 /// What running one plan produced: the plan as run, its workflow, and what the server recorded.
@@ -76,6 +100,10 @@ pub struct Execution {
     pub infra_events: Vec<InfraEvent>,
     /// A problem that kept the scenario from running or from being observed.
     pub error: Option<RunError>,
+    /// Web UI of the server the scenario ran on (its own one, for server faults).
+    pub ui_url: Option<String>,
+    /// Wall time the scenario took in the harness, its private server's start included.
+    pub wall: Duration,
 }
 
 /// Why a scenario could not run or be observed.
@@ -99,59 +127,121 @@ pub enum RunError {
     /// The histories could not be read.
     #[error(transparent)]
     History(#[from] HistoryError),
+    /// The scenario's private server did not start.
+    #[error("cannot start a server of its own: {0}")]
+    PrivateServer(#[source] TargetError),
 }
 
-/// Runs every plan; yields `(index in plans, execution)` as each finishes. Plans without
-/// infrastructure faults run concurrently (up to `jobs`); the others run one at a time
-/// afterwards, since they pause, restart or cut off parts of the cluster that every scenario
-/// shares. Once `stop` is cancelled no further plan starts (those are not yielded).
+/// Runs every plan, up to `jobs` at once; yields `(index in plans, execution)` as each finishes.
+/// Scenarios stay out of each other's way instead of waiting for each other: one that pauses or
+/// restarts the server gets a server of its own (kept in `servers`), one that crashes its worker
+/// or breaks its network gets a worker process and proxy of its own. Once `stop` is cancelled no
+/// further plan starts (those are not yielded).
 pub fn run_plans<'a>(
     cluster: &'a Cluster,
     plans: &'a [Plan],
     settings: &'a RunSettings,
+    servers: &'a PrivateServers,
     stop: &'a CancellationToken,
 ) -> impl Stream<Item = (usize, Execution)> + 'a {
-    let run = move |(index, plan): (usize, &'a Plan)| async move {
-        if stop.is_cancelled() {
-            return None;
-        }
-        Some((index, run_one(cluster, plan, settings).await))
-    };
-    let (shared, exclusive): (Vec<_>, Vec<_>) = plans.iter().enumerate().partition(|(_, p)| p.infra.is_empty());
-    stream::iter(shared.into_iter().map(run))
+    stream::iter(plans.iter().enumerate())
+        .map(move |(index, plan)| async move {
+            if stop.is_cancelled() {
+                return None;
+            }
+            Some((index, run_isolated(cluster, plan, settings, servers).await))
+        })
         .buffer_unordered(settings.jobs.max(1))
-        .chain(stream::iter(exclusive.into_iter().map(run)).buffered(1))
         .filter_map(futures::future::ready)
 }
 
-/// Runs one plan. Never fails: problems become the execution's `error`.
-///
-/// Plans with infrastructure faults get their own worker process (behind a fault proxy) and task
-/// queue, so that the worker can be killed or cut off without touching other scenarios.
-pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Execution {
-    let mut execution = Execution {
+/// Whether the plan pauses or restarts the server, and so needs one of its own.
+fn needs_own_server(plan: &Plan) -> bool {
+    plan.infra.iter().any(|r| {
+        matches!(
+            r.action.fault().needs(),
+            Capability::PauseServer | Capability::RestartServer
+        )
+    })
+}
+
+/// [`run_one`] on the shared cluster, or on a private server when the plan needs one.
+async fn run_isolated(cluster: &Cluster, plan: &Plan, settings: &RunSettings, servers: &PrivateServers) -> Execution {
+    let began = Instant::now();
+    let private = match (&settings.private_server, needs_own_server(plan)) {
+        (Some(target), true) => {
+            let own = TargetSettings {
+                log_dir: settings.log_dir.join(&plan.name),
+                persist: true,
+                ..target.clone()
+            };
+            let started = match std::fs::create_dir_all(&own.log_dir) {
+                Ok(()) => Cluster::start(&own).await,
+                Err(source) => Err(TargetError::ServerStart {
+                    reason: Box::new(crate::target::ServerError::Io {
+                        path: own.log_dir.clone(),
+                        source,
+                    }),
+                    log: own.log_dir.display().to_string(),
+                }),
+            };
+            match started {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let mut execution = new_execution(cluster, plan, settings);
+                    execution.error = Some(RunError::PrivateServer(e));
+                    return execution;
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut execution = run_one(private.as_ref().unwrap_or(cluster), plan, settings).await;
+    execution.wall = began.elapsed();
+    if let Some(own) = private {
+        servers.keep(own);
+    }
+    execution
+}
+
+fn new_execution(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Execution {
+    Execution {
         plan: as_run(plan, settings),
         workflow_id: workflow_id(plan, settings),
         run_id: None,
         histories: None,
         infra_events: Vec::new(),
         error: None,
-    };
-    if plan.infra.is_empty() {
-        if let Err(e) = execute(cluster, &mut execution, &settings.task_queue, None).await {
-            execution.error = Some(e);
-        }
-        return execution;
+        ui_url: cluster.ui_url.clone(),
+        wall: Duration::ZERO,
     }
-    let task_queue = format!("{}-{}", settings.task_queue, plan.name);
-    let proxy = match FaultProxy::start(cluster.address.clone()).await {
-        Ok(p) => p,
-        Err(e) => {
-            execution.error = Some(RunError::Proxy(e));
-            return execution;
-        }
+}
+
+/// Runs one plan on `cluster`. Never fails: problems become the execution's `error`.
+///
+/// Plans with infrastructure faults get their own worker process (behind a fault proxy) and task
+/// queue, so that the worker can be killed or cut off without touching other scenarios.
+pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Execution {
+    let began = Instant::now();
+    let mut execution = new_execution(cluster, plan, settings);
+    let result = if plan.infra.is_empty() {
+        execute(cluster, &mut execution, &settings.task_queue, None).await
+    } else {
+        with_own_worker(cluster, &mut execution, settings).await
     };
-    let log = settings.log_dir.join(format!("worker-{}.log", plan.name));
+    execution.error = result.err();
+    execution.wall = began.elapsed();
+    execution
+}
+
+/// Runs the plan with a worker process of its own, behind a fault proxy.
+async fn with_own_worker(cluster: &Cluster, execution: &mut Execution, settings: &RunSettings) -> Result<(), RunError> {
+    let name = execution.plan.name.clone();
+    let task_queue = format!("{}-{name}", settings.task_queue);
+    let proxy = FaultProxy::start(cluster.address.clone())
+        .await
+        .map_err(RunError::Proxy)?;
+    let log = settings.log_dir.join(format!("worker-{name}.log"));
     let worker = WorkerProcess::new(
         cluster.client.clone(),
         proxy.address(),
@@ -159,20 +249,15 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> 
         task_queue.clone(),
         log,
     );
-    if let Err(e) = worker.start().await {
-        execution.error = Some(e.into());
-        return execution;
-    }
+    worker.start().await?;
     let ctl = InfraControl {
         server: cluster.server(),
         worker: Some(&worker),
         proxy: Some(&proxy),
     };
-    if let Err(e) = execute(cluster, &mut execution, &task_queue, Some(&ctl)).await {
-        execution.error = Some(e);
-    }
+    let result = execute(cluster, execution, &task_queue, Some(&ctl)).await;
     let _ = worker.kill().await;
-    execution
+    result
 }
 
 /// The id of a plan's workflow in a run.

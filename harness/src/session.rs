@@ -90,6 +90,9 @@ pub struct Session {
     pub task_queue: String,
     /// Folder of the job's reports and logs.
     pub log_dir: PathBuf,
+    /// How long starting (or reaching) the cluster took.
+    pub started_in: std::time::Duration,
+    target: TargetSettings,
     external_worker: bool,
 }
 
@@ -116,9 +119,12 @@ impl Session {
             log_dir: log_dir.clone(),
             persist,
         };
+        let began = std::time::Instant::now();
         let cluster = Cluster::start(&settings).await?;
         Ok(Self {
             cluster,
+            started_in: began.elapsed(),
+            target: settings,
             task_queue: options
                 .task_queue
                 .clone()
@@ -127,6 +133,11 @@ impl Session {
             log_dir,
             external_worker: options.external_worker,
         })
+    }
+
+    /// How to start another server like the session's, when the target starts servers.
+    pub fn another_server(&self) -> Option<TargetSettings> {
+        (self.cluster.server().is_some()).then(|| self.target.clone())
     }
 
     /// What this session can inject. Someone else's worker can be neither killed nor put behind

@@ -4,8 +4,8 @@
 use crate::{
     infra::Capability,
     plan::Plan,
-    report::{self, ReportFormat, RunReport, ScenarioReport, Summary, webhook},
-    runner::{self, RunSettings},
+    report::{self, ReportFormat, RunReport, ScenarioReport, Summary, Timing, webhook},
+    runner::{self, PrivateServers, RunSettings},
     scenario::{self, Diagnostic},
     session::{Session, SessionError, SessionOptions},
     verify,
@@ -111,7 +111,8 @@ pub async fn run(
     let began = Instant::now();
     let plans = scenario::load_all(paths).map_err(SuiteError::Scenarios)?;
     let session = Session::open(&options.session, "chaos", restarts_server(&plans)).await?;
-    let result = run_in(&session, &plans, options, began).await;
+    let servers = PrivateServers::default();
+    let result = run_in(&session, &plans, options, &servers, began).await;
     let outcome = match result {
         Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, published).await),
         Err(e) => Err(e),
@@ -128,6 +129,7 @@ pub async fn run(
         );
         stop_signal().await;
     }
+    servers.stop().await;
     session.close().await;
     outcome
 }
@@ -139,6 +141,7 @@ async fn run_in(
     session: &Session,
     plans: &[Plan],
     options: &SuiteOptions,
+    servers: &PrivateServers,
     began: Instant,
 ) -> Result<(RunReport, Option<StopSignal>), SuiteError> {
     session.require(
@@ -160,18 +163,19 @@ async fn run_in(
         seed: options.seed,
         jobs: options.jobs,
         log_dir: session.log_dir.clone(),
+        private_server: session.another_server(),
     };
     let cluster = &session.cluster;
     let bar = progress(plans.len());
     let stop = CancellationToken::new();
     let mut finished: Vec<Option<ScenarioReport>> = plans.iter().map(|_| None).collect();
     let interrupted = std::cell::Cell::new(None);
-    let running = runner::run_plans(cluster, plans, &settings, &stop).for_each(|(index, execution)| {
+    let running = runner::run_plans(cluster, plans, &settings, servers, &stop).for_each(|(index, execution)| {
         let checks = match &execution.histories {
             Some(h) => verify::verify(&execution.plan, h, &execution.infra_events),
             None => Vec::new(),
         };
-        let report = ScenarioReport::new(execution, checks, cluster.ui_url.as_deref(), &cluster.namespace);
+        let report = ScenarioReport::new(execution, checks, &cluster.namespace);
         bar.println(format!(
             "{} {} ({}, {})",
             if report.passed { "ok  " } else { "FAIL" },
@@ -210,10 +214,12 @@ async fn run_in(
             report.unwrap_or_else(|| ScenarioReport::interrupted(plan, runner::workflow_id(plan, &settings)))
         })
         .collect();
+    let timing = Timing::of(began.elapsed(), session.started_in, &scenarios);
     let report = RunReport {
         run_id: session.run_id.clone(),
         started_at: chrono::Utc::now().to_rfc3339(),
-        duration_ms: began.elapsed().as_millis() as u64,
+        duration_ms: timing.wall_ms,
+        timing,
         target: cluster.target.name().into(),
         address: cluster.address.clone(),
         namespace: cluster.namespace.clone(),

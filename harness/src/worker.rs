@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 /// abandoned and the server retries them elsewhere.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a workflow task waits on this worker's sticky queue before any worker may take it: a
+/// crashed worker's workflows move on after this (the SDK's default is 10 s).
+const STICKY_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Errors creating or running the worker.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -56,6 +60,7 @@ pub async fn run_worker_until<F: Future>(client: Client, task_queue: &str, until
         .activity_inbound_interceptor(FaultInjector::new(shutting_down.clone()))
         .workflow_interceptor(PlanPropagator::constructor())
         .graceful_shutdown_period(SHUTDOWN_GRACE)
+        .sticky_queue_schedule_to_start_timeout(STICKY_TIMEOUT)
         .build();
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| start_error(e.to_string()))?;
     let shutdown = worker.shutdown_handle();

@@ -46,7 +46,31 @@ fn shipped_scenarios_all_pass_on_the_embedded_server() {
             "{link}"
         );
         assert!(stdout.contains(link), "markdown summary links {name}");
+        // A scenario that pauses or restarts the server ran on a server of its own.
+        let own_server = s["faults"].as_array().unwrap().iter().any(|f| {
+            f.as_str()
+                .is_some_and(|f| f.contains("server_pause") || f.contains("server_restart"))
+        });
+        let shared_ui = report["ui_url"].as_str().unwrap();
+        assert_eq!(
+            !link.starts_with(shared_ui),
+            own_server,
+            "{name}: {link} vs {shared_ui}"
+        );
     }
+    // Scenarios ran side by side; the run reports its wall time against its critical path.
+    let t = &report["timing"];
+    let ms = |k: &str| t[k].as_u64().unwrap();
+    assert_eq!(
+        ms("critical_path_ms"),
+        ms("server_start_ms") + ms("longest_scenario_ms"),
+        "{t}"
+    );
+    let ratio = t["ratio"].as_f64().unwrap();
+    assert!(
+        (ratio - ms("wall_ms") as f64 / ms("critical_path_ms") as f64).abs() < 0.01,
+        "{t}"
+    );
     let dir = reports.path().join("latest");
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert!(

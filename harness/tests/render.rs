@@ -6,10 +6,11 @@
 mod common;
 
 use common::fixture::{FAULT, fallback_b_history, fallback_b_plan};
+use std::time::Duration;
 use temporal_chaos::{
     history::Histories,
     infra::{InfraEvent, InfraOutcome},
-    report::{ReportFormat, RunReport, ScenarioReport, Summary},
+    report::{ReportFormat, RunReport, ScenarioReport, Summary, Timing},
     runner::Execution,
     verify,
 };
@@ -31,8 +32,10 @@ fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> S
         histories: Some(histories),
         infra_events,
         error: None,
+        ui_url: Some(UI.into()),
+        wall: Duration::from_millis(7400),
     };
-    ScenarioReport::new(execution, checks, Some(UI), "default")
+    ScenarioReport::new(execution, checks, "default")
 }
 
 fn run_report() -> RunReport {
@@ -70,6 +73,7 @@ fn run_report() -> RunReport {
         task_queue: "chaos-20261127-000000-abcd".into(),
         seed: None,
         interrupted_by: Some("SIGINT".into()),
+        timing: Timing::of(Duration::from_millis(9000), Duration::from_millis(800), &scenarios),
         summary: Summary::of(&scenarios),
         scenarios,
     }

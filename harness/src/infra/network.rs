@@ -25,7 +25,8 @@ pub enum NetworkFault {
     },
     /// Open connections are reset and new ones refused.
     Reset {},
-    /// Connections stay open but nothing gets through.
+    /// Connections stay open but nothing gets through, in either direction; as in a network
+    /// partition under TCP, nothing is lost either: it all flows again when the fault ends.
     Blackhole {},
 }
 
@@ -42,18 +43,18 @@ impl InfraFault for NetworkFault {
             tokio::time::sleep(duration).await;
             proxy.set_fault(None);
             let after = proxy.stats();
-            let (delayed, reset, dropped) = (
+            let (delayed, reset, held) = (
                 after.delayed - before.delayed,
                 after.reset - before.reset,
-                after.dropped - before.dropped,
+                after.held - before.held,
             );
             // Evidence that the fault touched real traffic, not just that a switch was flipped.
             let affected = match self {
                 NetworkFault::Latency { .. } => delayed,
                 NetworkFault::Reset {} => reset,
-                NetworkFault::Blackhole {} => dropped,
+                NetworkFault::Blackhole {} => held,
             };
-            let summary = format!("{delayed} chunks delayed, {reset} connections reset, {dropped} chunks dropped");
+            let summary = format!("{delayed} chunks delayed, {reset} connections reset, {held} chunks held");
             if affected == 0 {
                 return Err(InfraError::NoTraffic(summary));
             }

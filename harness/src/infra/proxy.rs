@@ -27,8 +27,8 @@ pub struct ProxyStats {
     pub delayed: u64,
     /// Connections reset or refused.
     pub reset: u64,
-    /// Chunks dropped.
-    pub dropped: u64,
+    /// Chunks held back by a blackhole (delivered when it ends).
+    pub held: u64,
 }
 
 /// The fault applied to traffic right now; `None` forwards untouched.
@@ -38,7 +38,7 @@ type Mode = Option<NetworkFault>;
 struct Counters {
     delayed: AtomicU64,
     reset: AtomicU64,
-    dropped: AtomicU64,
+    held: AtomicU64,
 }
 
 /// A running proxy on a free loopback port; stops when dropped.
@@ -81,7 +81,7 @@ impl FaultProxy {
         ProxyStats {
             delayed: self.counters.delayed.load(Ordering::Relaxed),
             reset: self.counters.reset.load(Ordering::Relaxed),
-            dropped: self.counters.dropped.load(Ordering::Relaxed),
+            held: self.counters.held.load(Ordering::Relaxed),
         }
     }
 }
@@ -159,8 +159,18 @@ async fn pipe(
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
             Some(NetworkFault::Blackhole {}) => {
-                counters.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
+                // Like a partition under TCP: nothing gets through and nothing is lost. The chunk
+                // is held (and reading stops, so the sender's buffers fill) until the fault ends.
+                counters.held.fetch_add(1, Ordering::Relaxed);
+                while matches!(*mode.borrow_and_update(), Some(NetworkFault::Blackhole {})) {
+                    if mode.changed().await.is_err() {
+                        return;
+                    }
+                }
+                if matches!(*mode.borrow(), Some(NetworkFault::Reset {})) {
+                    counters.reset.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
             }
             Some(NetworkFault::Reset {}) => {
                 counters.reset.fetch_add(1, Ordering::Relaxed);
@@ -217,7 +227,7 @@ mod tests {
 
         proxy.set_fault(Some(NetworkFault::Blackhole {}));
         assert!(round_trip(&proxy.address()).await.is_err(), "nothing comes back");
-        assert!(proxy.stats().dropped >= 1);
+        assert!(proxy.stats().held >= 1);
 
         proxy.set_fault(Some(NetworkFault::Reset {}));
         assert!(round_trip(&proxy.address()).await.is_err(), "refused");

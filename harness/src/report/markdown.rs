@@ -32,6 +32,16 @@ pub(super) fn render(r: &RunReport) -> String {
         },
         r.duration_ms as f64 / 1000.0
     );
+    let t = &r.timing;
+    let _ = writeln!(
+        out,
+        "wall {:.1} s · critical path {:.1} s (server start {:.1} s + longest scenario {:.1} s) · ratio {:.2}\n",
+        t.wall_ms as f64 / 1000.0,
+        t.critical_path_ms as f64 / 1000.0,
+        t.server_start_ms as f64 / 1000.0,
+        t.longest_scenario_ms as f64 / 1000.0,
+        t.ratio
+    );
     out.push_str("| | scenario | outcome | attempts | duration | workflow |\n|---|---|---|---|---|---|\n");
     for s in &r.scenarios {
         let attempts: Vec<String> = s.attempts.iter().map(|(k, v)| format!("{k}×{v}")).collect();

@@ -49,6 +49,8 @@ pub struct RunReport {
     pub seed: Option<u64>,
     /// The signal that interrupted the run (`SIGINT`, `SIGTERM`), if one did.
     pub interrupted_by: Option<String>,
+    /// How the run's wall time compares with its critical path.
+    pub timing: Timing,
     /// Counts.
     pub summary: Summary,
     /// One entry per scenario, in file order.
@@ -77,6 +79,42 @@ impl Summary {
             passed: count(Verdict::Passed),
             failed: count(Verdict::Failed),
             interrupted: count(Verdict::Interrupted),
+        }
+    }
+}
+
+/// The run's wall time against its critical path: the longest scenario plus the shared
+/// server's start. Scenarios that wait for each other make the ratio grow.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Timing {
+    /// Wall time of the whole run, cluster start-up included.
+    pub wall_ms: u64,
+    /// Time to start (or reach) the shared cluster.
+    pub server_start_ms: u64,
+    /// The longest scenario's wall time.
+    pub longest_scenario_ms: u64,
+    /// `server_start_ms + longest_scenario_ms`.
+    pub critical_path_ms: u64,
+    /// `wall_ms / critical_path_ms`.
+    pub ratio: f64,
+}
+
+impl Timing {
+    /// The timing of a run that took `wall` after a cluster start of `server_start`.
+    pub fn of(wall: std::time::Duration, server_start: std::time::Duration, scenarios: &[ScenarioReport]) -> Self {
+        let longest = scenarios.iter().filter_map(|s| s.wall_ms).max().unwrap_or(0);
+        let critical = server_start.as_millis() as u64 + longest;
+        let wall = wall.as_millis() as u64;
+        Self {
+            wall_ms: wall,
+            server_start_ms: server_start.as_millis() as u64,
+            longest_scenario_ms: longest,
+            critical_path_ms: critical,
+            ratio: if critical == 0 {
+                0.0
+            } else {
+                wall as f64 / critical as f64
+            },
         }
     }
 }
@@ -116,6 +154,8 @@ pub struct ScenarioReport {
     pub attempts: BTreeMap<String, u32>,
     /// Workflow start to close, from history.
     pub duration_ms: Option<u64>,
+    /// Wall time the scenario took in the harness (its private server's start included).
+    pub wall_ms: Option<u64>,
     /// Passed, failed or interrupted.
     pub verdict: Verdict,
     /// True when every check held and nothing went wrong (the verdict is `passed`).
@@ -137,9 +177,9 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
-    /// The report of one execution and its verified checks; `ui` is the Web UI base URL, for
-    /// links to the workflow and to the events that checks point at.
-    pub fn new(execution: Execution, checks: Vec<Check>, ui: Option<&str>, namespace: &str) -> Self {
+    /// The report of one execution and its verified checks, with links to the workflow and to
+    /// the events that checks point at in the Web UI of the server it ran on.
+    pub fn new(execution: Execution, checks: Vec<Check>, namespace: &str) -> Self {
         let Execution {
             plan,
             workflow_id,
@@ -147,8 +187,11 @@ impl ScenarioReport {
             histories,
             infra_events,
             error,
+            ui_url,
+            wall,
         } = execution;
-        let link_to = |workflow_id: &str, run_id: &str| ui.map(|ui| ui_link(ui, namespace, workflow_id, run_id));
+        let link_to =
+            |workflow_id: &str, run_id: &str| ui_url.as_deref().map(|ui| ui_link(ui, namespace, workflow_id, run_id));
         let mut attempts = BTreeMap::new();
         for act in histories.iter().flat_map(Histories::activities) {
             *attempts.entry(act.activity_type.clone()).or_default() += act.attempts;
@@ -180,6 +223,7 @@ impl ScenarioReport {
                 .and_then(|h| h.root.duration())
                 .map(|d| d.as_millis() as u64),
             verdict: if passed { Verdict::Passed } else { Verdict::Failed },
+            wall_ms: Some(wall.as_millis() as u64),
             passed,
             error: error.map(|e| e.to_string()),
             faults: plan
@@ -213,6 +257,7 @@ impl ScenarioReport {
             attempts: BTreeMap::new(),
             duration_ms: None,
             verdict: Verdict::Interrupted,
+            wall_ms: None,
             passed: false,
             error: Some("interrupted before it finished; not verified".into()),
             link: None,

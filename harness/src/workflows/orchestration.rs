@@ -2,7 +2,7 @@
 
 use super::{DemoActivities, activity_options};
 use crate::plan::OrchestrationInput;
-use serde_json::Value;
+use serde_json::{Number, Value};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ApplicationFailure, ChildWorkflowOptions, WorkflowContext, WorkflowResult, workflows::join};
 
@@ -10,7 +10,7 @@ use temporalio_sdk::{ApplicationFailure, ChildWorkflowOptions, WorkflowContext, 
 pub const MAX_NUMBERS: usize = 1000;
 
 /// Checks the orchestration input and returns the numbers; the error names the offending field.
-pub fn validate_numbers(numbers: &[Value]) -> Result<Vec<f64>, String> {
+pub fn validate_numbers(numbers: &[Value]) -> Result<Vec<Number>, String> {
     if numbers.is_empty() {
         return Err("numbers: must not be empty".into());
     }
@@ -23,15 +23,15 @@ pub fn validate_numbers(numbers: &[Value]) -> Result<Vec<f64>, String> {
     numbers
         .iter()
         .enumerate()
-        .map(|(i, v)| match v.as_f64() {
-            Some(n) if n.is_finite() => Ok(n),
+        .map(|(i, v)| match v {
+            Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => Ok(n.clone()),
             _ => Err(format!("numbers[{i}]: {v} is not a finite number")),
         })
         .collect()
 }
 
 /// Validates the input or fails the workflow at once: bad input never gets better on retry.
-fn validated(input: &OrchestrationInput) -> WorkflowResult<Vec<f64>> {
+fn validated(input: &OrchestrationInput) -> WorkflowResult<Vec<Number>> {
     validate_numbers(&input.numbers).map_err(|problem| {
         ApplicationFailure::builder(format!("invalid input: {problem}"))
             .type_name("InvalidInput".to_owned())
@@ -50,7 +50,7 @@ pub struct Orchestration;
 impl Orchestration {
     /// Runs the orchestration.
     #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<f64> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<Number> {
         validated(&input)?;
         let id = ctx.workflow_id().to_owned();
         let child = |suffix: &str| ChildWorkflowOptions::workflow_id(format!("{id}-{suffix}"));
@@ -79,7 +79,7 @@ pub struct Addition;
 impl Addition {
     /// Runs the addition.
     #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<f64> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<Number> {
         let numbers = validated(&input)?;
         Ok(ctx
             .execute_activity(DemoActivities::add, numbers, activity_options(&input.activity))
@@ -96,7 +96,7 @@ pub struct Multiplication;
 impl Multiplication {
     /// Runs the multiplication.
     #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<f64> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OrchestrationInput) -> WorkflowResult<Number> {
         let numbers = validated(&input)?;
         Ok(ctx
             .execute_activity(DemoActivities::multiply, numbers, activity_options(&input.activity))
@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn validation_names_the_bad_field() {
-        assert_eq!(validate_numbers(&[json!(1), json!(2.5)]), Ok(vec![1.0, 2.5]));
+        assert_eq!(
+            validate_numbers(&[json!(1), json!(2.5)]),
+            Ok(vec![1.into(), serde_json::Number::from_f64(2.5).unwrap()])
+        );
         assert_eq!(validate_numbers(&[]).unwrap_err(), "numbers: must not be empty");
         // NaN has no JSON form: serde turns it into null on the way to the workflow.
         let nan = serde_json::to_value(f64::NAN).unwrap();
