@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use temporal_chaos::{
     doctor::{self, DoctorSettings},
     load::{self, LoadOptions},
-    report, scenario,
+    replay, report, scenario,
     suite::{self, DEMO_SCENARIOS, SuiteError, SuiteOptions},
     target::ConnectionSettings,
     worker,
@@ -52,6 +52,13 @@ enum Command {
         /// Scenario files or folders.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
+    },
+    /// Replay every history a run recorded against the current workflow code; fails on any
+    /// nondeterminism, naming the workflow and the event.
+    Replay {
+        /// The run's report folder.
+        #[arg(default_value = "reports/latest")]
+        dir: PathBuf,
     },
     /// Print the reference of fault kinds and their fields (Markdown), derived from the code.
     Kinds,
@@ -107,6 +114,13 @@ fn main() -> ExitCode {
             print!("{}", scenario::reference());
             ExitCode::SUCCESS
         }
+        Command::Replay { dir } => match runtime.block_on(replay::check_report(&dir)) {
+            Ok(summary) => {
+                print!("{summary}");
+                verdict(summary.passed())
+            }
+            Err(e) => error(e),
+        },
         Command::Run { paths, options } => runtime.block_on(run(&paths, &options, false)),
         Command::Demo { scenarios, options } => {
             let paths: Vec<PathBuf> = DEMO_SCENARIOS.iter().map(|f| scenarios.join(f)).collect();

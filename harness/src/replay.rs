@@ -1,0 +1,319 @@
+//! `chaos replay`: every history a run recorded, replayed against the current workflow code with
+//! the SDK's replayer. A workflow change that no longer produces the recorded commands (a
+//! nondeterminism) fails the replay, naming the workflow and the event where it diverged.
+//!
+//! `chaos run` writes the raw histories to `<report dir>/histories/<workflow-id>.json`
+//! ([`crate::history::HistoryFacts::write_raw`]); this module reads them back.
+
+use crate::{history::RAW_HISTORIES_DIR, worker::register_workflows};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+use temporalio_client::WorkflowHistory;
+use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEvent, history_event::Attributes};
+use temporalio_sdk::{
+    WorkflowRegistrationError,
+    workflow_replayer::{WorkflowReplayError, WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions},
+};
+
+/// Why histories could not be replayed at all. A history that replays differently is not an
+/// error here but a [`Divergence`] in the [`ReplaySummary`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The folder has no recorded histories.
+    #[error(
+        "{} holds no recorded histories (no {RAW_HISTORIES_DIR}/*.json in it); give the report folder of one run, \
+         such as reports/<run-id> or reports/latest, written by `chaos run`",
+        dir.display()
+    )]
+    NoHistories {
+        /// The folder given.
+        dir: PathBuf,
+    },
+    /// A folder or history file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The folder or file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A history file is not a workflow history in the SDK's JSON form.
+    #[error("{} is not a workflow history in the SDK's JSON form (as `chaos run` writes it): {source}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The workflows could not be registered on the replayer.
+    #[error("cannot register the workflows to replay against: {0}")]
+    Register(#[from] WorkflowRegistrationError),
+    /// The replayer could not be set up or stopped before giving a verdict.
+    #[error("the replayer failed on {}: {source}", path.display())]
+    Replayer {
+        /// The history file being replayed (or the folder, when setting up failed).
+        path: PathBuf,
+        /// The SDK's error.
+        #[source]
+        source: WorkflowReplayError,
+    },
+}
+
+/// One event of a history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRef {
+    /// Event id.
+    pub id: i64,
+    /// Event type, such as `ActivityTaskScheduled`.
+    pub event_type: String,
+}
+
+impl EventRef {
+    fn of(event: &HistoryEvent) -> Self {
+        Self {
+            id: event.event_id,
+            event_type: format!("{:?}", event.event_type()),
+        }
+    }
+}
+
+impl fmt::Display for EventRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event {} ({})", self.id, self.event_type)
+    }
+}
+
+/// How replaying a history went wrong.
+#[derive(Debug, Clone)]
+pub struct Divergence {
+    /// The SDK's verdict: nondeterminism, a failed workflow task, an invalid history, ...
+    pub failure: WorkflowReplayFailure,
+    /// The recorded event the workflow code diverged at, when the SDK's message identifies it.
+    pub event: Option<EventRef>,
+}
+
+/// One history and how it replayed.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    /// Workflow id (from the history's start event, else the file name).
+    pub workflow_id: String,
+    /// Workflow type.
+    pub workflow_type: String,
+    /// The history file.
+    pub file: PathBuf,
+    /// Number of events replayed.
+    pub events: usize,
+    /// What went wrong; `None` when the code reproduced the history.
+    pub divergence: Option<Divergence>,
+}
+
+/// Every history of a report folder and how each replayed.
+#[derive(Debug, Clone)]
+pub struct ReplaySummary {
+    /// The report folder.
+    pub dir: PathBuf,
+    /// One entry per history file, in file-name order.
+    pub histories: Vec<Replayed>,
+}
+
+impl ReplaySummary {
+    /// Whether every history replayed without divergence.
+    pub fn passed(&self) -> bool {
+        self.histories.iter().all(|h| h.divergence.is_none())
+    }
+
+    /// The histories that diverged.
+    pub fn diverged(&self) -> impl Iterator<Item = &Replayed> {
+        self.histories.iter().filter(|h| h.divergence.is_some())
+    }
+}
+
+impl fmt::Display for ReplaySummary {
+    /// One line per history, then a total line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for h in &self.histories {
+            match &h.divergence {
+                None => writeln!(f, "ok   {} ({}, {} events)", h.workflow_id, h.workflow_type, h.events)?,
+                Some(d) => {
+                    let at = d
+                        .event
+                        .as_ref()
+                        .map_or_else(|| "an event the SDK did not name".to_owned(), EventRef::to_string);
+                    writeln!(f, "FAIL {} ({}) at {at}: {}", h.workflow_id, h.workflow_type, d.failure)?;
+                }
+            }
+        }
+        let failed = self.diverged().count();
+        writeln!(
+            f,
+            "replayed {} histories from {}: {} deterministic, {failed} diverged",
+            self.histories.len(),
+            self.dir.display(),
+            self.histories.len() - failed
+        )
+    }
+}
+
+/// Replays every history under `<dir>/histories/` against the demo workflows, registered exactly
+/// as the chaos worker registers them.
+pub async fn check_report(dir: &Path) -> Result<ReplaySummary, ReplayError> {
+    check_report_with(dir, |options| register_workflows(options)).await
+}
+
+/// [`check_report`] against the workflows `register` puts on the replayer (a changed version of
+/// a workflow, for instance).
+pub async fn check_report_with(
+    dir: &Path,
+    register: impl FnOnce(&mut WorkflowReplayerOptions) -> Result<(), WorkflowRegistrationError>,
+) -> Result<ReplaySummary, ReplayError> {
+    let files = history_files(dir)?;
+    let mut options = WorkflowReplayerOptions::new().build();
+    register(&mut options)?;
+    let replayer = WorkflowReplayer::new(options).map_err(|source| ReplayError::Replayer {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut histories = Vec::with_capacity(files.len());
+    for file in files {
+        histories.push(replay_file(&replayer, file).await?);
+    }
+    Ok(ReplaySummary {
+        dir: dir.to_owned(),
+        histories,
+    })
+}
+
+/// The `*.json` files of `<dir>/histories/`, sorted; an error when there are none.
+fn history_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
+    let folder = dir.join(RAW_HISTORIES_DIR);
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ReplayError::NoHistories { dir: dir.to_owned() });
+        }
+        Err(source) => return Err(ReplayError::Read { path: folder, source }),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|source| ReplayError::Read {
+                path: folder.clone(),
+                source,
+            })?
+            .path();
+        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(ReplayError::NoHistories { dir: dir.to_owned() });
+    }
+    files.sort();
+    Ok(files)
+}
+
+async fn replay_file(replayer: &WorkflowReplayer, file: PathBuf) -> Result<Replayed, ReplayError> {
+    let bytes = std::fs::read(&file).map_err(|source| ReplayError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let mut history: History = serde_json::from_slice(&bytes).map_err(|source| ReplayError::Decode {
+        path: file.clone(),
+        source,
+    })?;
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let (workflow_id, workflow_type) = identify(&mut history, stem);
+    let events = history.events.clone();
+    // One history per replay: the SDK matches verdicts to histories by the order its workflows
+    // are evicted, which is only certain for a single history.
+    let replayed = replayer
+        .replay_workflows([WorkflowHistory::from(history)])
+        .await
+        .map_err(|source| ReplayError::Replayer {
+            path: file.clone(),
+            source,
+        })?;
+    let divergence = replayed.into_iter().find_map(|r| r.replay_failure).map(|failure| Divergence {
+        event: divergent_event(&failure, &events),
+        failure,
+    });
+    Ok(Replayed {
+        workflow_id,
+        workflow_type,
+        file,
+        events: events.len(),
+        divergence,
+    })
+}
+
+/// The workflow id and type from the start event. A history whose start event does not carry
+/// the workflow id (older servers leave it out) gets `fallback_id`, so workflow code that reads
+/// its own id (the orchestration names its children after it) replays as it ran.
+fn identify(history: &mut History, fallback_id: String) -> (String, String) {
+    let started = history.events.first_mut().and_then(|e| match e.attributes.as_mut() {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a),
+        _ => None,
+    });
+    match started {
+        Some(a) => {
+            if a.workflow_id.is_empty() {
+                a.workflow_id = fallback_id;
+            }
+            let workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+            (a.workflow_id.clone(), workflow_type)
+        }
+        None => (fallback_id, String::new()),
+    }
+}
+
+/// The recorded event a replay failure is about. Core names it as `HistoryEvent(id: N, Type)`
+/// when a machine is fed an event it does not expect; an activity or child workflow whose id or
+/// type changed is named by the recorded id or type (`... of scheduled event 'x' ...`), which
+/// identifies the event when only one scheduled event carries it.
+fn divergent_event(failure: &WorkflowReplayFailure, events: &[HistoryEvent]) -> Option<EventRef> {
+    let WorkflowReplayFailure::Nondeterminism { message } = failure else {
+        return None;
+    };
+    let by_id = |id: i64| events.iter().find(|e| e.event_id == id).map(EventRef::of);
+    for marker in ["HistoryEvent(id: ", "event_id: "] {
+        if let Some(id) = message
+            .split_once(marker)
+            .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|digits| digits.parse().ok())
+        {
+            return by_id(id);
+        }
+    }
+    let (_, rest) = message.split_once(" of scheduled event '")?;
+    let (recorded, _) = rest.split_once('\'')?;
+    let field = |e: &HistoryEvent| -> Option<String> {
+        match e.attributes.as_ref()? {
+            Attributes::ActivityTaskScheduledEventAttributes(a) if message.starts_with("Activity id") => {
+                Some(a.activity_id.clone())
+            }
+            Attributes::ActivityTaskScheduledEventAttributes(a) if message.starts_with("Activity type") => {
+                a.activity_type.as_ref().map(|t| t.name.clone())
+            }
+            Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)
+                if message.starts_with("Child workflow id") =>
+            {
+                Some(a.workflow_id.clone())
+            }
+            Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a)
+                if message.starts_with("Child workflow type") =>
+            {
+                a.workflow_type.as_ref().map(|t| t.name.clone())
+            }
+            _ => None,
+        }
+    };
+    let mut matching = events.iter().filter(|e| field(e).as_deref() == Some(recorded));
+    match (matching.next(), matching.next()) {
+        (Some(only), None) => Some(EventRef::of(only)),
+        _ => None,
+    }
+}
