@@ -401,7 +401,13 @@ impl HistoryFacts {
 pub fn raw_file_name(workflow_id: &str) -> String {
     let safe: String = workflow_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{safe}.json")
 }

@@ -92,6 +92,9 @@ impl fmt::Display for EventRef {
 pub struct Divergence {
     /// The SDK's verdict: nondeterminism, a failed workflow task, an invalid history, ...
     pub failure: WorkflowReplayFailure,
+    /// The verdict in one line: for a nondeterminism, core's own sentence, without the failure
+    /// structure the SDK wraps it in.
+    pub detail: String,
     /// The recorded event the workflow code diverged at, when the SDK's message identifies it.
     pub event: Option<EventRef>,
 }
@@ -143,7 +146,7 @@ impl fmt::Display for ReplaySummary {
                         .event
                         .as_ref()
                         .map_or_else(|| "an event the SDK did not name".to_owned(), EventRef::to_string);
-                    writeln!(f, "FAIL {} ({}) at {at}: {}", h.workflow_id, h.workflow_type, d.failure)?;
+                    writeln!(f, "FAIL {} ({}) at {at}: {}", h.workflow_id, h.workflow_type, d.detail)?;
                 }
             }
         }
@@ -225,7 +228,10 @@ async fn replay_file(replayer: &WorkflowReplayer, file: PathBuf) -> Result<Repla
         path: file.clone(),
         source,
     })?;
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let (workflow_id, workflow_type) = identify(&mut history, stem);
     let events = history.events.clone();
     // One history per replay: the SDK matches verdicts to histories by the order its workflows
@@ -237,9 +243,15 @@ async fn replay_file(replayer: &WorkflowReplayer, file: PathBuf) -> Result<Repla
             path: file.clone(),
             source,
         })?;
-    let divergence = replayed.into_iter().find_map(|r| r.replay_failure).map(|failure| Divergence {
-        event: divergent_event(&failure, &events),
-        failure,
+    let divergence = replayed.into_iter().find_map(|r| r.replay_failure).map(|failure| {
+        let (detail, event) = match &failure {
+            WorkflowReplayFailure::Nondeterminism { message } => {
+                let reason = nondeterminism_reason(message);
+                (format!("nondeterministic: {reason}"), divergent_event(reason, &events))
+            }
+            other => (other.to_string(), None),
+        };
+        Divergence { failure, detail, event }
     });
     Ok(Replayed {
         workflow_id,
@@ -270,14 +282,20 @@ fn identify(history: &mut History, fallback_id: String) -> (String, String) {
     }
 }
 
-/// The recorded event a replay failure is about. Core names it as `HistoryEvent(id: N, Type)`
+/// Core's sentence inside the SDK's nondeterminism message, which wraps it in the Debug form of
+/// the workflow task failure (`... message: "[TMPRL1100] Nondeterminism error: <reason>", ...`).
+fn nondeterminism_reason(message: &str) -> &str {
+    match message.split_once("Nondeterminism error: ") {
+        Some((_, rest)) => rest.split_once("\", source: ").map_or(rest, |(reason, _)| reason),
+        None => message,
+    }
+}
+
+/// The recorded event a nondeterminism is about. Core names it as `HistoryEvent(id: N, Type)`
 /// when a machine is fed an event it does not expect; an activity or child workflow whose id or
-/// type changed is named by the recorded id or type (`... of scheduled event 'x' ...`), which
-/// identifies the event when only one scheduled event carries it.
-fn divergent_event(failure: &WorkflowReplayFailure, events: &[HistoryEvent]) -> Option<EventRef> {
-    let WorkflowReplayFailure::Nondeterminism { message } = failure else {
-        return None;
-    };
+/// type changed is named by the recorded id or type (`<Kind> id|type of scheduled event 'x' ...`),
+/// which identifies the event when only one scheduled event carries it.
+fn divergent_event(message: &str, events: &[HistoryEvent]) -> Option<EventRef> {
     let by_id = |id: i64| events.iter().find(|e| e.event_id == id).map(EventRef::of);
     for marker in ["HistoryEvent(id: ", "event_id: "] {
         if let Some(id) = message

@@ -227,7 +227,12 @@ pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
         std::fs::write(dir.join(format.file_name()), format.render(report))?;
     }
     let raw = dir.join(RAW_HISTORIES_DIR);
-    for facts in report.scenarios.iter().flat_map(|s| &s.history).flat_map(Histories::all) {
+    for facts in report
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.history)
+        .flat_map(Histories::all)
+    {
         facts.write_raw(&raw)?;
     }
     let latest = root.join("latest");
