@@ -164,7 +164,7 @@ impl fmt::Display for ReplaySummary {
 /// Replays every history under `<dir>/histories/` against the demo workflows, registered exactly
 /// as the chaos worker registers them.
 pub async fn check_report(dir: &Path) -> Result<ReplaySummary, ReplayError> {
-    check_report_with(dir, |options| register_workflows(options)).await
+    check_report_with(dir, register_workflows).await
 }
 
 /// [`check_report`] against the workflows `register` puts on the replayer (a changed version of
