@@ -9,9 +9,13 @@ use crate::{history::RAW_HISTORIES_DIR, worker::register_workflows};
 use std::{
     fmt,
     path::{Path, PathBuf},
+    time::Duration,
 };
 use temporalio_client::WorkflowHistory;
-use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEvent, history_event::Attributes};
+use temporalio_common::protos::temporal::api::{
+    enums::v1::EventType,
+    history::v1::{History, HistoryEvent, history_event::Attributes},
+};
 use temporalio_sdk::{
     WorkflowRegistrationError,
     workflow_replayer::{WorkflowReplayError, WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions},
@@ -48,6 +52,24 @@ pub enum ReplayError {
         /// Why.
         #[source]
         source: serde_json::Error,
+    },
+    /// A history file that cannot be replayed as it is.
+    #[error("{} cannot be replayed: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The replayer did not finish a history in time.
+    #[error(
+        "replaying {} did not finish within {}s; the history may be truncated or malformed",
+        path.display(),
+        REPLAY_LIMIT.as_secs()
+    )]
+    Stuck {
+        /// The file.
+        path: PathBuf,
     },
     /// The workflows could not be registered on the replayer.
     #[error("cannot register the workflows to replay against: {0}")]
@@ -108,8 +130,10 @@ pub struct Replayed {
     pub workflow_type: String,
     /// The history file.
     pub file: PathBuf,
-    /// Number of events replayed.
+    /// Number of events.
     pub events: usize,
+    /// Workflow tasks the history holds; with none, there was nothing to replay.
+    pub tasks: usize,
     /// What went wrong; `None` when the code reproduced the history.
     pub divergence: Option<Divergence>,
 }
@@ -140,13 +164,20 @@ impl fmt::Display for ReplaySummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for h in &self.histories {
             match &h.divergence {
-                None => writeln!(f, "ok   {} ({}, {} events)", h.workflow_id, h.workflow_type, h.events)?,
+                None => writeln!(
+                    f,
+                    "ok   {} ({}, {} events, {} workflow tasks)",
+                    h.workflow_id, h.workflow_type, h.events, h.tasks
+                )?,
                 Some(d) => {
-                    let at = d
-                        .event
-                        .as_ref()
-                        .map_or_else(|| "an event the SDK did not name".to_owned(), EventRef::to_string);
-                    writeln!(f, "FAIL {} ({}) at {at}: {}", h.workflow_id, h.workflow_type, d.detail)?;
+                    let at = match (&d.event, &d.failure) {
+                        (Some(event), _) => format!(" at {event}"),
+                        (None, WorkflowReplayFailure::Nondeterminism { .. }) => {
+                            " at an event the SDK did not name".to_owned()
+                        }
+                        (None, _) => String::new(),
+                    };
+                    writeln!(f, "FAIL {} ({}){at}: {}", h.workflow_id, h.workflow_type, d.detail)?;
                 }
             }
         }
@@ -219,6 +250,10 @@ fn history_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
     Ok(files)
 }
 
+/// How long one history may take to replay before it counts as stuck (a history of 10,000
+/// events replays in about a second); the SDK waits forever on some malformed histories.
+const REPLAY_LIMIT: Duration = Duration::from_secs(60);
+
 async fn replay_file(replayer: &WorkflowReplayer, file: PathBuf) -> Result<Replayed, ReplayError> {
     let bytes = std::fs::read(&file).map_err(|source| ReplayError::Read {
         path: file.clone(),
@@ -232,63 +267,94 @@ async fn replay_file(replayer: &WorkflowReplayer, file: PathBuf) -> Result<Repla
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (workflow_id, workflow_type) = identify(&mut history, stem);
+    let (workflow_id, workflow_type) = identify(&mut history, stem).map_err(|reason| ReplayError::Invalid {
+        path: file.clone(),
+        reason,
+    })?;
     let events = history.events.clone();
-    // One history per replay: the SDK matches verdicts to histories by the order its workflows
-    // are evicted, which is only certain for a single history.
-    let replayed = replayer
-        .replay_workflows([WorkflowHistory::from(history)])
-        .await
-        .map_err(|source| ReplayError::Replayer {
-            path: file.clone(),
-            source,
-        })?;
-    let divergence = replayed.into_iter().find_map(|r| r.replay_failure).map(|failure| {
-        let (detail, event) = match &failure {
-            WorkflowReplayFailure::Nondeterminism { message } => {
-                let reason = nondeterminism_reason(message);
-                (format!("nondeterministic: {reason}"), divergent_event(reason, &events))
-            }
-            other => (other.to_string(), None),
-        };
-        Divergence { failure, detail, event }
-    });
-    Ok(Replayed {
+    let tasks = events
+        .iter()
+        .filter(|e| e.event_type() == EventType::WorkflowTaskStarted)
+        .count();
+    let mut replayed = Replayed {
         workflow_id,
         workflow_type,
         file,
         events: events.len(),
-        divergence,
-    })
-}
-
-/// The workflow id and type from the start event. A history whose start event does not carry
-/// the workflow id (older servers leave it out) gets `fallback_id`, so workflow code that reads
-/// its own id (the orchestration names its children after it) replays as it ran.
-fn identify(history: &mut History, fallback_id: String) -> (String, String) {
-    let started = history.events.first_mut().and_then(|e| match e.attributes.as_mut() {
-        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a),
-        _ => None,
-    });
-    match started {
-        Some(a) => {
-            if a.workflow_id.is_empty() {
-                a.workflow_id = fallback_id;
+        tasks,
+        divergence: None,
+    };
+    // No workflow task ran, so the code produced no command to compare (and the SDK would wait
+    // for a task forever).
+    if tasks == 0 {
+        return Ok(replayed);
+    }
+    // One history per replay: the SDK matches verdicts to histories by the order its workflows
+    // are evicted, which is only certain for a single history.
+    let results = tokio::time::timeout(
+        REPLAY_LIMIT,
+        replayer.replay_workflows([WorkflowHistory::from(history)]),
+    )
+    .await
+    .map_err(|_| ReplayError::Stuck {
+        path: replayed.file.clone(),
+    })?
+    .map_err(|source| ReplayError::Replayer {
+        path: replayed.file.clone(),
+        source,
+    })?;
+    replayed.divergence = results.into_iter().find_map(|r| r.replay_failure).map(|failure| {
+        let reason = core_reason(&failure);
+        let (detail, event) = match &failure {
+            WorkflowReplayFailure::Nondeterminism { .. } => {
+                (format!("nondeterministic: {reason}"), divergent_event(reason, &events))
             }
-            let workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
-            (a.workflow_id.clone(), workflow_type)
-        }
-        None => (fallback_id, String::new()),
-    }
+            WorkflowReplayFailure::WorkflowTaskFailure { .. } => (format!("workflow task failed: {reason}"), None),
+            other => (other.to_string(), None),
+        };
+        Divergence { failure, detail, event }
+    });
+    Ok(replayed)
 }
 
-/// Core's sentence inside the SDK's nondeterminism message, which wraps it in the Debug form of
-/// the workflow task failure (`... message: "[TMPRL1100] Nondeterminism error: <reason>", ...`).
-fn nondeterminism_reason(message: &str) -> &str {
-    match message.split_once("Nondeterminism error: ") {
-        Some((_, rest)) => rest.split_once("\", source: ").map_or(rest, |(reason, _)| reason),
-        None => message,
+/// The workflow id and type from the start event, which must come first and carry the run id
+/// (the SDK's replayer panics and waits forever otherwise). A start event without the workflow
+/// id (older servers leave it out) gets `fallback_id`, so workflow code that reads its own id
+/// (the orchestration names its children after it) replays as it ran.
+fn identify(history: &mut History, fallback_id: String) -> Result<(String, String), String> {
+    let first = history.events.first_mut().ok_or("it has no events")?;
+    let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) = first.attributes.as_mut() else {
+        return Err(format!(
+            "its first event is {:?}, not WorkflowExecutionStarted",
+            first.event_type()
+        ));
+    };
+    if a.original_execution_run_id.is_empty() {
+        return Err("its WorkflowExecutionStarted event has no original_execution_run_id".into());
     }
+    if a.workflow_id.is_empty() {
+        a.workflow_id = fallback_id;
+    }
+    let workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+    Ok((a.workflow_id.clone(), workflow_type))
+}
+
+/// Core's own sentence inside an SDK replay failure, which wraps it in the Debug form of the
+/// workflow task failure (`... message: "[TMPRL1100] Nondeterminism error: <reason>", ...`).
+fn core_reason(failure: &WorkflowReplayFailure) -> &str {
+    let message = match failure {
+        WorkflowReplayFailure::Nondeterminism { message }
+        | WorkflowReplayFailure::WorkflowTaskFailure { message }
+        | WorkflowReplayFailure::InvalidHistory { message }
+        | WorkflowReplayFailure::Internal { message, .. } => message.as_str(),
+        _ => return "",
+    };
+    let inner = message.split_once("message: \"").map_or(message, |(_, rest)| {
+        rest.split_once("\", source: ").map_or(rest, |(m, _)| m)
+    });
+    inner
+        .split_once("Nondeterminism error: ")
+        .map_or(inner, |(_, reason)| reason)
 }
 
 /// The recorded event a nondeterminism is about. Core names it as `HistoryEvent(id: N, Type)`

@@ -208,6 +208,10 @@ fn a_real_run_replays_and_a_changed_history_fails_naming_workflow_and_event() {
     assert!(replayed.status.success(), "{out}{}", text(&replayed.stderr));
     for id in &workflow_ids {
         assert!(out.contains(&format!("ok   {id} (")), "{id} not replayed:\n{out}");
+        assert!(
+            !out.contains(" 0 workflow tasks)"),
+            "a history with no workflow task:\n{out}"
+        );
     }
     assert!(
         out.contains(&format!("replayed {} histories", workflow_ids.len())),
@@ -242,6 +246,24 @@ fn a_real_run_replays_and_a_changed_history_fails_naming_workflow_and_event() {
         "{out}"
     );
     assert!(out.contains("1 diverged"), "{out}");
+
+    // A history that does not begin with its start event is refused, naming the file (the SDK's
+    // replayer would panic and wait forever on it).
+    let headless = tempfile::tempdir().unwrap();
+    std::fs::create_dir(headless.path().join(RAW_HISTORIES_DIR)).unwrap();
+    history["events"].as_array_mut().unwrap().remove(0);
+    let file = headless.path().join(RAW_HISTORIES_DIR).join("headless.json");
+    std::fs::write(&file, serde_json::to_vec(&history).unwrap()).unwrap();
+    let replayed = chaos(&["replay", headless.path().to_str().unwrap()]);
+    assert_eq!(replayed.status.code(), Some(2));
+    let err = text(&replayed.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} cannot be replayed: its first event is WorkflowTaskScheduled, not WorkflowExecutionStarted",
+            file.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -263,4 +285,14 @@ fn a_folder_without_histories_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("broken.json is not a workflow history"), "{err}");
+
+    // So does a history with no events (the SDK's replayer would wait forever on it).
+    std::fs::write(histories.join("broken.json"), "{\"events\": []}").unwrap();
+    let out = chaos(&["replay", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("broken.json cannot be replayed: it has no events"),
+        "{err}"
+    );
 }
