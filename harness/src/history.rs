@@ -7,14 +7,21 @@
 
 use crate::failure::{FailureKind, TimeoutKind};
 use serde::Serialize;
-use std::time::{Duration, SystemTime};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
 use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions};
 use temporalio_common::protos::temporal::api::{
     common::v1::Payloads,
     enums::v1::{RetryState as ProtoRetryState, TimeoutType},
     failure::v1::{Failure, failure::FailureInfo},
-    history::v1::{HistoryEvent, history_event::Attributes},
+    history::v1::{History, HistoryEvent, history_event::Attributes},
 };
+
+/// Folder of a run's report directory holding its raw histories, one `<workflow-id>.json` each
+/// (see [`HistoryFacts::write_raw`]).
+pub const RAW_HISTORIES_DIR: &str = "histories";
 
 /// A failure as recorded in history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -218,10 +225,21 @@ pub struct HistoryFacts {
     pub children: Vec<ChildRef>,
     /// Number of events.
     pub event_count: usize,
+    /// The raw events, kept by [`HistoryFacts::read`] so the history can be written out and
+    /// replayed (`chaos replay`); empty when built with [`HistoryFacts::from_events`]. Not part of
+    /// `report.json`.
+    #[serde(skip)]
+    pub events: Vec<HistoryEvent>,
 }
 
 impl HistoryFacts {
-    /// Reads the facts from a complete history of workflow `workflow_id`.
+    /// Reads the facts from a complete history of workflow `workflow_id` and keeps its events.
+    pub fn read(workflow_id: &str, events: Vec<HistoryEvent>) -> Self {
+        let facts = Self::from_events(workflow_id, &events);
+        Self { events, ..facts }
+    }
+
+    /// Reads the facts from a complete history of workflow `workflow_id`, without keeping the events.
     pub fn from_events(workflow_id: &str, events: &[HistoryEvent]) -> Self {
         let mut facts = HistoryFacts {
             workflow_id: workflow_id.to_owned(),
@@ -234,6 +252,7 @@ impl HistoryFacts {
             activities: Vec::new(),
             children: Vec::new(),
             event_count: events.len(),
+            events: Vec::new(),
         };
         for ev in events {
             let at = ev
@@ -341,6 +360,22 @@ impl HistoryFacts {
         facts
     }
 
+    /// Writes the kept events to `<dir>/<workflow-id>.json` (see [`raw_file_name`]) in the SDK's
+    /// history JSON, which `WorkflowHistory::from_json` and `chaos replay` read. Returns the file,
+    /// or `None` when no events were kept.
+    pub fn write_raw(&self, dir: &Path) -> std::io::Result<Option<PathBuf>> {
+        if self.events.is_empty() {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(raw_file_name(&self.workflow_id));
+        let history = History {
+            events: self.events.clone(),
+        };
+        std::fs::write(&path, serde_json::to_vec(&history).map_err(std::io::Error::other)?)?;
+        Ok(Some(path))
+    }
+
     /// Time from start to close, if closed.
     pub fn duration(&self) -> Option<Duration> {
         self.closed_at?.duration_since(self.started_at?).ok()
@@ -359,6 +394,22 @@ impl HistoryFacts {
             act.closed_at = at;
         }
     }
+}
+
+/// File name of a workflow's raw history: `<workflow-id>.json`, with every character other than
+/// ASCII letters, digits, `-`, `_` and `.` replaced by `_`.
+pub fn raw_file_name(workflow_id: &str) -> String {
+    let safe: String = workflow_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}.json")
 }
 
 fn failure_or_unknown(f: Option<&Failure>, event_id: i64) -> ObservedFailure {
@@ -492,5 +543,5 @@ async fn read_history(client: &Client, workflow_id: &str) -> Result<HistoryFacts
             workflow_id: workflow_id.to_owned(),
             source,
         })?;
-    Ok(HistoryFacts::from_events(workflow_id, &events))
+    Ok(HistoryFacts::read(workflow_id, events))
 }

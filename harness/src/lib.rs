@@ -5,9 +5,10 @@
 //! [`target::Cluster`] and runs the harness's [`worker`] (whose [`inject`] interceptors apply fault
 //! plans); the [`runner`] starts each workflow and observes it; [`history`] reads what the server
 //! recorded; [`verify`] checks the expectations against it; [`report`] writes HTML, JSON, Markdown
-//! and JUnit with links to the Temporal Web UI. [`suite`] (`chaos run`) and [`load`] (`chaos
-//! load`) own whole runs; [`doctor`] checks a cluster. Shared below every stage: [`error`],
-//! [`failure`], [`kind`] (declaring a fault kind once) and [`wait`].
+//! and JUnit with links to the Temporal Web UI, and keeps the raw histories, which [`replay`]
+//! (`chaos replay`) replays against the current workflow code. [`suite`] (`chaos run`) and
+//! [`load`] (`chaos load`) own whole runs; [`doctor`] checks a cluster. Shared below every stage:
+//! [`error`], [`failure`], [`kind`] (declaring a fault kind once) and [`wait`].
 
 pub mod doctor;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod inject;
 pub mod kind;
 pub mod load;
 pub mod plan;
+pub mod replay;
 pub mod report;
 pub mod runner;
 pub mod scenario;

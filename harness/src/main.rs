@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use temporal_chaos::{
     doctor,
     load::{self, LoadError, LoadOptions},
-    report, scenario,
+    replay, scenario,
     session::SessionError,
     suite::{self, DEMO_SCENARIOS, SuiteError, SuiteOptions, SuiteOutcome},
     target::ConnectionSettings,
@@ -54,6 +54,13 @@ enum Command {
         /// Scenario files or folders.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
+    },
+    /// Replay every history a run recorded against the current workflow code; fails on any
+    /// nondeterminism, naming the workflow and the event.
+    Replay {
+        /// The run's report folder.
+        #[arg(default_value = "reports/latest")]
+        dir: PathBuf,
     },
     /// Print the reference of fault kinds and their fields (Markdown), derived from the code.
     Kinds,
@@ -109,6 +116,13 @@ fn main() -> ExitCode {
             print!("{}", scenario::reference());
             ExitCode::SUCCESS
         }
+        Command::Replay { dir } => match runtime.block_on(replay::check_report(&dir)) {
+            Ok(summary) => {
+                print!("{summary}");
+                verdict(summary.passed())
+            }
+            Err(e) => error(e),
+        },
         Command::Run { paths, options } => runtime.block_on(run(&paths, &options, false)),
         Command::Demo { scenarios, options } => {
             let paths: Vec<PathBuf> = DEMO_SCENARIOS.iter().map(|f| scenarios.join(f)).collect();
@@ -136,16 +150,7 @@ fn main() -> ExitCode {
 
 /// `chaos run` and `chaos demo` (which also prints and writes the demo links).
 async fn run(paths: &[PathBuf], options: &SuiteOptions, demo: bool) -> ExitCode {
-    let published = |report: &report::RunReport, dir: &std::path::Path| {
-        if demo {
-            let list = report::demo_links(report);
-            println!("\n{list}");
-            if let Err(e) = std::fs::write(dir.join("demo-links.md"), &list) {
-                eprintln!("error: cannot write {}: {e}", dir.join("demo-links.md").display());
-            }
-        }
-    };
-    match suite::run(paths, options, published).await {
+    match suite::run(paths, options, demo).await {
         Ok(outcome) if !outcome.undelivered.is_empty() => {
             outcome.undelivered.iter().for_each(|e| eprintln!("error: {e}"));
             ExitCode::from(EXIT_ERROR)
@@ -154,7 +159,7 @@ async fn run(paths: &[PathBuf], options: &SuiteOptions, demo: bool) -> ExitCode 
             interrupted: Some(signal),
             ..
         }) => stopped(signal),
-        Ok(outcome) => verdict(outcome.report.passed()),
+        Ok(outcome) => verdict(outcome.passed()),
         Err(SuiteError::Scenarios(problems)) => {
             problems.iter().for_each(|p| eprintln!("{p}"));
             error(format!(

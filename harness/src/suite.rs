@@ -4,6 +4,7 @@
 use crate::{
     infra::Capability,
     plan::Plan,
+    replay::{self, ReplayError, ReplaySummary},
     report::{self, ReportFormat, RunReport, ScenarioReport, Summary, Timing, webhook},
     runner::{self, PrivateServers, RunSettings},
     scenario::{self, Diagnostic},
@@ -86,6 +87,25 @@ pub enum DeliveryError {
     /// The webhook refused the report or could not be reached.
     #[error(transparent)]
     Webhook(#[from] webhook::WebhookError),
+    /// The recorded histories could not be replayed.
+    #[error("cannot replay the run's histories: {0}")]
+    Replay(#[from] ReplayError),
+}
+
+impl SuiteOutcome {
+    /// Whether every scenario passed and every recorded history replayed.
+    pub fn passed(&self) -> bool {
+        self.report.passed() && self.replay.as_ref().is_none_or(ReplaySummary::passed)
+    }
+}
+
+/// Prints the demo executions as a Markdown list of UI links and writes it to `demo-links.md`.
+fn write_demo_links(report: &RunReport, dir: &Path) {
+    let list = report::demo_links(report);
+    println!("\n{list}");
+    if let Err(e) = std::fs::write(dir.join("demo-links.md"), &list) {
+        eprintln!("error: cannot write {}: {e}", dir.join("demo-links.md").display());
+    }
 }
 
 /// A finished suite: its report, where it was written, and what did not get delivered.
@@ -94,6 +114,8 @@ pub struct SuiteOutcome {
     pub report: RunReport,
     /// The signal that interrupted the run, if one did.
     pub interrupted: Option<StopSignal>,
+    /// The recorded histories replayed against the workflow code, when any were recorded.
+    pub replay: Option<ReplaySummary>,
     /// The folder the report files are in, when they were written.
     pub dir: Option<PathBuf>,
     /// Destinations the report did not reach.
@@ -102,19 +124,16 @@ pub struct SuiteOutcome {
 
 /// Runs the scenarios under `paths`: prints progress and the Markdown summary, writes every
 /// report format, posts the webhook, and (with `keep_server`) keeps the server up until Ctrl-C
-/// after calling `published` with the written report.
-pub async fn run(
-    paths: &[PathBuf],
-    options: &SuiteOptions,
-    published: impl FnOnce(&RunReport, &Path),
-) -> Result<SuiteOutcome, SuiteError> {
+/// (`chaos demo`: `demo_links` also prints the executions as Markdown links and writes them to
+/// `demo-links.md`). The recorded histories are replayed against the workflow code at the end.
+pub async fn run(paths: &[PathBuf], options: &SuiteOptions, demo_links: bool) -> Result<SuiteOutcome, SuiteError> {
     let began = Instant::now();
     let plans = scenario::load_all(paths).map_err(SuiteError::Scenarios)?;
     let session = Session::open(&options.session, "chaos", restarts_server(&plans)).await?;
     let servers = PrivateServers::default();
     let result = run_in(&session, &plans, options, &servers, began).await;
     let outcome = match result {
-        Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, published).await),
+        Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, demo_links).await),
         Err(e) => Err(e),
     };
     if let Ok(o) = &outcome
@@ -239,7 +258,7 @@ async fn deliver(
     report: RunReport,
     interrupted: Option<StopSignal>,
     options: &SuiteOptions,
-    published: impl FnOnce(&RunReport, &Path),
+    demo_links: bool,
 ) -> SuiteOutcome {
     print!("{}", ReportFormat::Markdown.render(&report));
     let mut undelivered = Vec::new();
@@ -247,7 +266,9 @@ async fn deliver(
     let dir = match report::write_all(reports, &report) {
         Ok(dir) => {
             eprintln!("reports written to {}", dir.display());
-            published(&report, &dir);
+            if demo_links {
+                write_demo_links(&report, &dir);
+            }
             Some(dir)
         }
         Err(source) => {
@@ -257,6 +278,23 @@ async fn deliver(
             });
             None
         }
+    };
+    let replay = match &dir {
+        Some(d) if report.scenarios.iter().any(|s| s.history.is_some()) => match replay::check_report(d).await {
+            Ok(summary) => {
+                if summary.passed() {
+                    eprintln!("{}", summary.totals());
+                } else {
+                    print!("{summary}");
+                }
+                Some(summary)
+            }
+            Err(e) => {
+                undelivered.push(e.into());
+                None
+            }
+        },
+        _ => None,
     };
     // An empty value (an unset platform variable) means no webhook.
     if let Some(url) = options.webhook.as_deref().filter(|u| !u.trim().is_empty()) {
@@ -268,6 +306,7 @@ async fn deliver(
     SuiteOutcome {
         report,
         interrupted,
+        replay,
         dir,
         undelivered,
     }

@@ -1,4 +1,5 @@
-//! The chaos worker: the demo workflows and activities with the fault interceptors installed.
+//! The chaos worker: the demo workflows and activities with the fault interceptors installed, and
+//! the one list of workflows that both the worker and the replayer ([`crate::replay`]) register.
 
 use crate::{
     faults::quiet_injected_panics,
@@ -7,7 +8,11 @@ use crate::{
 };
 use std::{future::Future, time::Duration};
 use temporalio_client::Client;
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use temporalio_common::WorkflowDefinition;
+use temporalio_sdk::{
+    Runtime, Worker, WorkerOptions, WorkflowRegistrationError, workflow_interceptors::WorkflowInterceptorConstructor,
+    workflow_replayer::WorkflowReplayerOptions, workflows::WorkflowImplementation,
+};
 use tokio_util::sync::CancellationToken;
 
 /// How long in-flight activities get to finish when the worker stops; past it they are
@@ -17,6 +22,58 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long a workflow task waits on this worker's sticky queue before any worker may take it: a
 /// crashed worker's workflows move on after this (the SDK's default is 10 s).
 const STICKY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where workflows are registered: the worker's options and the replayer's, so that both get the
+/// same workflows and workflow interceptors from [`register_workflows`].
+pub trait WorkflowRegistry {
+    /// Registers the workflow type `W`.
+    fn workflow<W>(&mut self) -> Result<(), WorkflowRegistrationError>
+    where
+        W: WorkflowImplementation,
+        <W::Run as WorkflowDefinition>::Input: Send;
+
+    /// Appends a workflow interceptor.
+    fn interceptor(&mut self, constructor: WorkflowInterceptorConstructor);
+}
+
+impl WorkflowRegistry for WorkerOptions {
+    fn workflow<W>(&mut self) -> Result<(), WorkflowRegistrationError>
+    where
+        W: WorkflowImplementation,
+        <W::Run as WorkflowDefinition>::Input: Send,
+    {
+        self.register_workflow::<W>().map(drop)
+    }
+
+    fn interceptor(&mut self, constructor: WorkflowInterceptorConstructor) {
+        self.workflow_interceptor(constructor);
+    }
+}
+
+impl WorkflowRegistry for WorkflowReplayerOptions {
+    fn workflow<W>(&mut self) -> Result<(), WorkflowRegistrationError>
+    where
+        W: WorkflowImplementation,
+        <W::Run as WorkflowDefinition>::Input: Send,
+    {
+        self.register_workflow::<W>().map(drop)
+    }
+
+    fn interceptor(&mut self, constructor: WorkflowInterceptorConstructor) {
+        self.workflow_interceptor(constructor);
+    }
+}
+
+/// Registers the demo workflows and the plan propagator: what the chaos worker runs, and so what
+/// `chaos replay` replays recorded histories against.
+pub fn register_workflows(registry: &mut impl WorkflowRegistry) -> Result<(), WorkflowRegistrationError> {
+    registry.workflow::<Orchestration>()?;
+    registry.workflow::<Addition>()?;
+    registry.workflow::<Multiplication>()?;
+    registry.workflow::<ResilientCall>()?;
+    registry.interceptor(PlanPropagator::constructor());
+    Ok(())
+}
 
 /// Errors creating or running the worker.
 #[derive(Debug, thiserror::Error)]
@@ -50,18 +107,13 @@ pub async fn run_worker_until<F: Future>(client: Client, task_queue: &str, until
     quiet_injected_panics();
     let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| start_error(e.to_string()))?;
     let shutting_down = CancellationToken::new();
-    let options = WorkerOptions::new(task_queue)
-        .register_workflow::<Orchestration>()
-        .and_then(|o| o.register_workflow::<Addition>())
-        .and_then(|o| o.register_workflow::<Multiplication>())
-        .and_then(|o| o.register_workflow::<ResilientCall>())
-        .map_err(|e| start_error(e.to_string()))?
+    let mut options = WorkerOptions::new(task_queue)
         .register_activities(DemoActivities)
         .activity_inbound_interceptor(FaultInjector::new(shutting_down.clone()))
-        .workflow_interceptor(PlanPropagator::constructor())
         .graceful_shutdown_period(SHUTDOWN_GRACE)
         .sticky_queue_schedule_to_start_timeout(STICKY_TIMEOUT)
         .build();
+    register_workflows(&mut options).map_err(|e| start_error(e.to_string()))?;
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| start_error(e.to_string()))?;
     let shutdown = worker.shutdown_handle();
     let run = worker.run();

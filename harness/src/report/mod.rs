@@ -11,7 +11,7 @@ pub mod webhook;
 
 use crate::{
     faults::FaultRule,
-    history::Histories,
+    history::{Histories, RAW_HISTORIES_DIR},
     infra::InfraEvent,
     plan::Outcome,
     runner::Execution,
@@ -329,12 +329,23 @@ impl ReportFormat {
     }
 }
 
-/// Writes every format under `<root>/<run-id>/` and points `<root>/latest` at it.
+/// Writes every format under `<root>/<run-id>/`, each scenario's raw histories (root and
+/// children, for `chaos replay`) under `<root>/<run-id>/histories/`, and points `<root>/latest`
+/// at the folder.
 pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
     let dir = root.join(&report.run_id);
     std::fs::create_dir_all(&dir)?;
     for format in ReportFormat::ALL {
         std::fs::write(dir.join(format.file_name()), format.render(report))?;
+    }
+    let raw = dir.join(RAW_HISTORIES_DIR);
+    for facts in report
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.history)
+        .flat_map(Histories::all)
+    {
+        facts.write_raw(&raw)?;
     }
     let latest = root.join("latest");
     let _ = std::fs::remove_file(&latest);
