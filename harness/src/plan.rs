@@ -26,6 +26,18 @@ pub struct Plan {
     pub expect: Expectations,
 }
 
+impl Plan {
+    /// Every fault of the plan, activity and infrastructure, described for reports.
+    pub fn fault_descriptions(&self) -> Vec<String> {
+        self.faults
+            .rules
+            .iter()
+            .map(|r| r.describe())
+            .chain(self.infra.iter().map(|r| r.describe()))
+            .collect()
+    }
+}
+
 /// The workflow under test with its input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

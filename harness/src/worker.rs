@@ -36,33 +36,27 @@ pub trait WorkflowRegistry {
     fn interceptor(&mut self, constructor: WorkflowInterceptorConstructor);
 }
 
-impl WorkflowRegistry for WorkerOptions {
-    fn workflow<W>(&mut self) -> Result<(), WorkflowRegistrationError>
-    where
-        W: WorkflowImplementation,
-        <W::Run as WorkflowDefinition>::Input: Send,
-    {
-        self.register_workflow::<W>().map(drop)
-    }
+/// The worker's and the replayer's options register workflows the same way (inherent methods of
+/// the same names, not a trait of the SDK's).
+macro_rules! registry {
+    ($($options:ty),*) => {$(
+        impl WorkflowRegistry for $options {
+            fn workflow<W>(&mut self) -> Result<(), WorkflowRegistrationError>
+            where
+                W: WorkflowImplementation,
+                <W::Run as WorkflowDefinition>::Input: Send,
+            {
+                self.register_workflow::<W>().map(drop)
+            }
 
-    fn interceptor(&mut self, constructor: WorkflowInterceptorConstructor) {
-        self.workflow_interceptor(constructor);
-    }
+            fn interceptor(&mut self, constructor: WorkflowInterceptorConstructor) {
+                self.workflow_interceptor(constructor);
+            }
+        }
+    )*};
 }
 
-impl WorkflowRegistry for WorkflowReplayerOptions {
-    fn workflow<W>(&mut self) -> Result<(), WorkflowRegistrationError>
-    where
-        W: WorkflowImplementation,
-        <W::Run as WorkflowDefinition>::Input: Send,
-    {
-        self.register_workflow::<W>().map(drop)
-    }
-
-    fn interceptor(&mut self, constructor: WorkflowInterceptorConstructor) {
-        self.workflow_interceptor(constructor);
-    }
-}
+registry!(WorkerOptions, WorkflowReplayerOptions);
 
 /// Registers the demo workflows and the plan propagator: what the chaos worker runs, and so what
 /// `chaos replay` replays recorded histories against.

@@ -226,13 +226,7 @@ impl ScenarioReport {
             wall_ms: Some(wall.as_millis() as u64),
             passed,
             error: error.map(|e| e.to_string()),
-            faults: plan
-                .faults
-                .rules
-                .iter()
-                .map(|r| r.describe())
-                .chain(plan.infra.iter().map(|r| r.describe()))
-                .collect(),
+            faults: plan.fault_descriptions(),
             fault_rules: plan.faults.rules,
             infra_events,
             checks,
@@ -261,13 +255,7 @@ impl ScenarioReport {
             passed: false,
             error: Some("interrupted before it finished; not verified".into()),
             link: None,
-            faults: plan
-                .faults
-                .rules
-                .iter()
-                .map(|r| r.describe())
-                .chain(plan.infra.iter().map(|r| r.describe()))
-                .collect(),
+            faults: plan.fault_descriptions(),
             fault_rules: plan.faults.rules.clone(),
             infra_events: Vec::new(),
             checks: Vec::new(),
