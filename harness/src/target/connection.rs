@@ -137,8 +137,8 @@ impl Endpoint {
     }
 
     /// Connection options, with `identity` for pollers and logs.
-    pub(super) fn connection_options(&self, identity: String) -> Result<ConnectionOptions, String> {
-        let mut options = ConnectionOptions::try_from(self.profile.clone()).map_err(|e| e.to_string())?;
+    pub(super) fn connection_options(&self, identity: String) -> Result<ConnectionOptions, BoxError> {
+        let mut options = ConnectionOptions::try_from(self.profile.clone())?;
         options.identity = identity;
         Ok(options)
     }
@@ -148,10 +148,13 @@ impl Endpoint {
     }
 }
 
+/// Any error of the connection's making (configuration, transport).
+pub(super) type BoxError = Box<dyn std::error::Error>;
+
 /// Opens the connection; kept here so that the secret-bearing options never leave this module.
-pub(super) async fn open(endpoint: &Endpoint, identity: String) -> Result<Connection, String> {
+pub(super) async fn open(endpoint: &Endpoint, identity: String) -> Result<Connection, BoxError> {
     let options = endpoint.connection_options(identity)?;
-    Connection::connect(options).await.map_err(|e| e.to_string())
+    Ok(Connection::connect(options).await?)
 }
 
 #[cfg(test)]

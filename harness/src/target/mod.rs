@@ -230,7 +230,7 @@ pub async fn connect(endpoint: &Endpoint) -> Result<(Client, String), TargetErro
     let conn = tokio::time::timeout(std::time::Duration::from_secs(10), connection::open(endpoint, identity))
         .await
         .map_err(|_| unreachable("no answer within 10 s".into()))?
-        .map_err(unreachable)?;
+        .map_err(|e| unreachable(e.to_string()))?;
     let client = Client::new(conn, endpoint.client_options()).map_err(|e| unreachable(e.to_string()))?;
     let mut svc = client.connection().workflow_service();
     svc.describe_namespace(
