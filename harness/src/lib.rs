@@ -20,5 +20,6 @@ pub mod runner;
 pub mod scenario;
 pub mod target;
 pub mod verify;
+pub mod wire;
 pub mod worker;
 pub mod workflows;
