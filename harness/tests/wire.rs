@@ -21,7 +21,10 @@ use temporalio_common::{
     MemoValues,
     protos::temporal::api::{
         history::v1::history_event::Attributes,
-        workflowservice::v1::{GetSystemInfoRequest, workflow_service_client::WorkflowServiceClient},
+        taskqueue::v1::TaskQueue,
+        workflowservice::v1::{
+            GetSystemInfoRequest, PollActivityTaskQueueRequest, workflow_service_client::WorkflowServiceClient,
+        },
     },
 };
 
@@ -209,7 +212,34 @@ async fn workflows_complete_through_the_proxy_and_large_messages_pass_untouched(
     let payload = &started.input.as_ref().unwrap().payloads[0];
     let echoed: OrchestrationInput = serde_json::from_slice(&payload.data).unwrap();
     assert_eq!(echoed.numbers, [serde_json::Value::String(big)]);
+
+    // Shutting down ends a long poll in flight at once (and with it its upstream half).
+    let mut raw = WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
+        .await
+        .unwrap();
+    let poll = tokio::spawn(async move {
+        let request = PollActivityTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(TaskQueue {
+                name: "wire-nobody".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut request = temporalio_client::tonic::Request::new(request);
+        request.set_timeout(Duration::from_secs(60));
+        raw.poll_activity_task_queue(request).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!poll.is_finished(), "a long poll waits for a task: {:?}", poll.await);
     proxy.shutdown().await;
+    let status = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the poll ends with the proxy")
+        .unwrap()
+        .expect_err("no task");
+    assert_eq!(status.code(), temporalio_client::tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("shutting down"), "{status:?}");
 }
 
 #[tokio::test]

@@ -32,6 +32,9 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
 use tracing::{debug, warn};
 use upstream::Upstream;
 
+/// How long open connections get to finish when the proxy stops.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// How the proxy runs.
 #[derive(Debug, Clone)]
 pub struct WireSettings {
@@ -114,7 +117,7 @@ impl WireProxy {
 impl Drop for WireProxy {
     fn drop(&mut self) {
         self.task.abort();
-        self.proxy.drop_held();
+        self.proxy.close();
     }
 }
 
@@ -159,18 +162,32 @@ async fn accept(listener: TcpListener, proxy: Arc<Proxy>, until: impl Future<Out
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         connections.spawn(async move {
+            let mut closing = proxy.closing();
             let service = hyper::service::service_fn(move |request| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
             });
-            let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = async { closing.wait_for(|closed| *closed).await.is_ok() } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
             if let Err(e) = served {
                 debug!(error = %e, "worker connection closed");
             }
         });
     }
-    connections.abort_all();
-    proxy.drop_held();
+    drop(listener);
+    // Calls in flight end with an "unavailable" status, which the workers get before their
+    // connections close (a GOAWAY); connections that do not finish in time are cut.
+    proxy.close();
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(CLOSE_GRACE, drained).await.is_err() {
+        connections.abort_all();
+    }
 }

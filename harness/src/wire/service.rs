@@ -30,7 +30,7 @@ use temporalio_common::protos::temporal::api::{
         RespondWorkflowTaskCompletedResponse,
     },
 };
-use tokio::{task::JoinSet, time::Instant};
+use tokio::{sync::watch, task::JoinSet, time::Instant};
 use tracing::{info, warn};
 
 /// Identity of the calls the proxy makes itself.
@@ -92,6 +92,7 @@ pub struct Proxy {
     log: AttemptLog,
     namespace: String,
     held: Mutex<JoinSet<()>>,
+    closing: watch::Sender<bool>,
 }
 
 fn incoming(body: Incoming) -> ProxyBody {
@@ -107,6 +108,7 @@ impl Proxy {
             log: AttemptLog::default(),
             namespace,
             held: Mutex::new(JoinSet::new()),
+            closing: watch::Sender::new(false),
         }
     }
 
@@ -115,13 +117,30 @@ impl Proxy {
         &self.log
     }
 
-    /// Drops every held call (at shutdown).
-    pub fn drop_held(&self) {
+    /// Shuts down: drops every held call and ends the calls in flight, which cancels their
+    /// upstream half (a poll left running upstream could take a task that no worker gets).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
         self.held.lock().expect("held calls lock").abort_all();
     }
 
-    /// Handles one call from a worker.
+    /// Becomes `true` when the proxy closes.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Handles one call from a worker, unless the proxy closes first.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        let mut closing = self.closing();
+        tokio::select! {
+            response = self.route(request) => response,
+            _ = closing.wait_for(|closed| *closed) => {
+                grpc::status_response(Code::Unavailable, "temporal-chaos wire proxy: shutting down")
+            }
+        }
+    }
+
+    async fn route(self: &Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
         let method = request
             .uri()
             .path()
