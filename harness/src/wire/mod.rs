@@ -168,6 +168,7 @@ async fn accept(listener: TcpListener, proxy: Arc<Proxy>, until: impl Future<Out
                 async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
             });
             let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .adaptive_window(true)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let served = tokio::select! {

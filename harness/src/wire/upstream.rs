@@ -119,6 +119,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .http2_only(true)
+            .http2_adaptive_window(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .build(connector);
         Self { endpoint, client }
