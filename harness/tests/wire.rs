@@ -18,7 +18,7 @@ use temporalio_client::{
     Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowStartOptions,
 };
 use temporalio_common::{
-    MemoValues,
+    MemoValues, RetryPolicy,
     protos::temporal::api::{
         history::v1::history_event::Attributes,
         taskqueue::v1::TaskQueue,
@@ -26,6 +26,11 @@ use temporalio_common::{
             GetSystemInfoRequest, PollActivityTaskQueueRequest, workflow_service_client::WorkflowServiceClient,
         },
     },
+};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+    activities::{ActivityContext, ActivityError},
 };
 
 /// How long any one workflow of these tests may take.
@@ -416,6 +421,100 @@ async fn faults_from_the_memo_act_on_the_wire() {
 
     let injected = log.iter().filter(|r| !r.injected.is_empty()).count();
     assert_eq!(injected, 2 + 1 + 1 + 1 + 1, "{log:#?}");
+    proxy.shutdown().await;
+}
+
+/// A long activity that heartbeats, which none of the demo activities does.
+pub struct Beating;
+
+#[activities]
+impl Beating {
+    /// Heartbeats every 100 ms for `millis`, then returns its attempt number.
+    #[activity(name = "beat")]
+    pub async fn beat(ctx: ActivityContext, millis: u64) -> Result<u32, ActivityError> {
+        let began = std::time::Instant::now();
+        while began.elapsed() < Duration::from_millis(millis) {
+            ctx.record_heartbeat(began.elapsed().as_millis() as u64).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(ctx.info().attempt)
+    }
+}
+
+/// Runs `beat` once, with a 1 s heartbeat timeout and one retry.
+#[workflow]
+#[derive(Default)]
+pub struct Heartbeating;
+
+#[workflow_methods]
+impl Heartbeating {
+    /// Returns the attempt that completed.
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, millis: u64) -> WorkflowResult<u32> {
+        let mut options = ActivityOptions::start_to_close_timeout(Duration::from_secs(20));
+        options.heartbeat_timeout = Some(Duration::from_secs(1));
+        options.retry_policy = Some(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(100))
+                .maximum_attempts(2)
+                .build(),
+        );
+        Ok(ctx.execute_activity(Beating::beat, millis, options).await?)
+    }
+}
+
+#[tokio::test]
+async fn a_hang_swallows_heartbeats_until_the_heartbeat_timeout() {
+    let server = common::dev_server();
+    let proxy = start_proxy(&server.address).await;
+    let direct = client(server.address.clone()).await;
+    let via_proxy = client(proxy.address()).await;
+    let tq = "wire-heartbeats";
+    let runtime = Runtime::from_current_tokio(Default::default()).unwrap();
+    let worker_options = WorkerOptions::new(tq)
+        .register_workflow::<Heartbeating>()
+        .unwrap()
+        .register_activities(Beating)
+        .build();
+    let mut worker = Worker::new(&runtime, via_proxy, worker_options).unwrap();
+    let shutdown = worker.shutdown_handle();
+    let hang = plan(vec![rule(1, "beat", "1", FaultAction::Hang(HangFault {}))]);
+    let run = async {
+        let handle = direct
+            .start_workflow(Heartbeating::run, 3000, options(tq, "wire-heartbeats", Some(&hang)))
+            .await
+            .expect("start");
+        let result = tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default())).await;
+        shutdown();
+        result
+    };
+    let (worked, result) = futures::join!(worker.run(), run);
+    worked.expect("worker");
+    assert_eq!(result.expect("in time").expect("completes"), 2, "attempt 2 completes");
+    let facts = history(&direct, "wire-heartbeats").await;
+    let beat = only_activity(&facts, "beat");
+    assert_eq!(beat.attempts, 2);
+    let failure = beat.last_failure.as_ref().expect("attempt 1's timeout");
+    assert_eq!(failure.kind, FailureKind::Timeout(TimeoutKind::Heartbeat));
+    let log = proxy.attempts();
+    let attempts = records(&log, "wire-heartbeats", "beat");
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    let (first, second) = (attempts[0], attempts[1]);
+    assert!(
+        first.heartbeats_swallowed >= 1 && first.heartbeats_forwarded == 0,
+        "{first:#?}"
+    );
+    assert_eq!(
+        first.answer,
+        Some(Answer::Completed),
+        "attempt 1 ran to its end, unaware"
+    );
+    assert!(matches!(first.upstream[0].sent, Sent::Withheld { .. }), "{first:#?}");
+    assert!(
+        second.heartbeats_forwarded >= 2 && second.heartbeats_swallowed == 0,
+        "{second:#?}"
+    );
+    assert_eq!(second.upstream[0].status, "ok");
     proxy.shutdown().await;
 }
 
