@@ -142,19 +142,19 @@ pub fn unix_ms(at: SystemTime) -> u64 {
 
 /// An attempt the worker may still answer or heartbeat for.
 #[derive(Debug, Clone)]
-pub struct Live {
+pub(super) struct Live {
     /// Index of its record.
-    pub index: usize,
+    pub(super) index: usize,
     /// What the proxy does to it.
-    pub behaviour: Behaviour,
+    pub(super) behaviour: Behaviour,
     /// When the server gives up on it; the proxy forgets it then.
-    pub deadline: Instant,
+    pub(super) deadline: Instant,
     token: Bytes,
 }
 
 /// Which attempt a worker's call is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(super) enum Target {
     /// By task token.
     Token(Bytes),
     /// By workflow and activity id (the `...ById` calls).
@@ -191,7 +191,7 @@ impl AttemptLog {
 
     /// Records a new attempt and keeps it live until `deadline`; forgets attempts whose deadline
     /// has passed. Returns the live attempt.
-    pub fn begin(&self, record: AttemptRecord, token: Bytes, behaviour: Behaviour, deadline: Instant) -> Live {
+    pub(super) fn begin(&self, record: AttemptRecord, token: Bytes, behaviour: Behaviour, deadline: Instant) -> Live {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let now = Instant::now();
@@ -212,7 +212,7 @@ impl AttemptLog {
     }
 
     /// The live attempt a call is about, unless its deadline has passed.
-    pub fn find(&self, target: &Target) -> Option<Live> {
+    pub(super) fn find(&self, target: &Target) -> Option<Live> {
         let inner = self.lock();
         let token = match target {
             Target::Token(t) => t,
@@ -225,14 +225,14 @@ impl AttemptLog {
     }
 
     /// Changes the record of `live`.
-    pub fn update(&self, live: &Live, change: impl FnOnce(&mut AttemptRecord)) {
+    pub(super) fn update(&self, live: &Live, change: impl FnOnce(&mut AttemptRecord)) {
         if let Some(record) = self.lock().log.get_mut(live.index) {
             change(record);
         }
     }
 
     /// Records the worker's answer; the attempt is no longer live.
-    pub fn answered(&self, live: &Live, answer: Answer) {
+    pub(super) fn answered(&self, live: &Live, answer: Answer) {
         let mut inner = self.lock();
         inner.live.remove(&live.token);
         inner.by_activity.retain(|_, t| *t != live.token);
@@ -243,7 +243,7 @@ impl AttemptLog {
     }
 
     /// Adds an upstream event to the record of `live`.
-    pub fn sent(&self, live: &Live, sent: Sent, status: String) {
+    pub(super) fn sent(&self, live: &Live, sent: Sent, status: String) {
         self.update(live, |r| {
             r.upstream.push(UpstreamEvent {
                 at_ms: now_ms(),
@@ -251,5 +251,70 @@ impl AttemptLog {
                 status,
             })
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn record(activity_id: &str) -> AttemptRecord {
+        AttemptRecord {
+            workflow_id: "wf".into(),
+            run_id: "run".into(),
+            activity_id: activity_id.into(),
+            activity_type: "risky".into(),
+            attempt: 1,
+            task_ms: now_ms(),
+            eager: false,
+            delivered: true,
+            deadline_ms: None,
+            injected: Vec::new(),
+            answered_ms: None,
+            answer: None,
+            heartbeats_forwarded: 0,
+            heartbeats_swallowed: 0,
+            upstream: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn attempts_are_forgotten_at_their_deadline_but_stay_in_the_log() {
+        let log = AttemptLog::default();
+        let second = Duration::from_millis(100);
+        let token = Bytes::from_static(b"t1");
+        log.begin(
+            record("1"),
+            token.clone(),
+            Behaviour::default(),
+            Instant::now() + second,
+        );
+        let by_id = Target::Activity {
+            workflow_id: "wf".into(),
+            activity_id: "1".into(),
+        };
+        assert_eq!(log.find(&Target::Token(token.clone())).unwrap().index, 0);
+        assert_eq!(log.find(&by_id).unwrap().index, 0);
+        tokio::time::sleep(second * 2).await;
+        assert!(log.find(&Target::Token(token)).is_none(), "past its deadline");
+        let minute = Duration::from_secs(60);
+        log.begin(
+            record("2"),
+            Bytes::from_static(b"t2"),
+            Behaviour::default(),
+            Instant::now() + minute,
+        );
+        assert_eq!(log.lock().live.len(), 1, "the expired attempt was dropped");
+        assert_eq!(log.lock().by_activity.len(), 1);
+        let live = log.find(&Target::Token(Bytes::from_static(b"t2"))).unwrap();
+        log.answered(&live, Answer::Completed);
+        assert!(
+            log.find(&Target::Token(Bytes::from_static(b"t2"))).is_none(),
+            "answered"
+        );
+        let records = log.records();
+        assert_eq!(records.len(), 2, "the log keeps both");
+        assert_eq!(records[1].answer, Some(Answer::Completed));
     }
 }
