@@ -1,6 +1,7 @@
 //! Per-call overhead of the wire proxy's forwarding path: the same unary gRPC call made directly
 //! against a tiny in-process HTTP/2 upstream and through a `WireProxy` in front of it.
-//! `cargo bench -p temporal-chaos --bench wire`.
+//! Then the same comparison for real calls against a `temporal server start-dev` (skipped when
+//! the `temporal` CLI is missing). `cargo bench -p temporal-chaos --bench wire`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -16,7 +17,10 @@ use std::{convert::Infallible, net::SocketAddr, time::Duration};
 use temporal_chaos::wire::{WireProxy, WireSettings};
 use temporalio_common::protos::temporal::api::{
     common::v1::{Payload, Payloads},
-    workflowservice::v1::RespondActivityTaskCompletedRequest,
+    workflowservice::v1::{
+        DescribeNamespaceRequest, GetSystemInfoRequest, RespondActivityTaskCompletedRequest,
+        workflow_service_client::WorkflowServiceClient,
+    },
 };
 use tokio::{net::TcpListener, runtime::Runtime};
 
@@ -122,5 +126,104 @@ fn forwarding(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forwarding);
+/// `temporal server start-dev` on free loopback ports, killed on drop.
+struct DevServer(std::process::Child);
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a dev server; `None` (with a note) when the `temporal` CLI is not installed.
+fn dev_server() -> Option<(DevServer, String)> {
+    let (grpc, ui) = (free_port(), free_port());
+    let bin = std::env::var("CHAOS_TEMPORAL_BIN").unwrap_or_else(|_| "temporal".into());
+    let child = std::process::Command::new(&bin)
+        .args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "error"])
+        .args(["--port", &grpc.to_string(), "--ui-port", &ui.to_string()])
+        // The dev server limits calls per second; a benchmark makes far more.
+        .args(["--dynamic-config-value", "frontend.rps=1000000"])
+        .args(["--dynamic-config-value", "frontend.namespaceRPS=1000000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match child {
+        Ok(child) => Some((DevServer(child), format!("127.0.0.1:{grpc}"))),
+        Err(e) => {
+            eprintln!("skipping the dev-server benchmarks: cannot run `{bin}`: {e}");
+            None
+        }
+    }
+}
+
+/// The same calls against a real dev server, directly and through the proxy.
+fn against_dev_server(c: &mut Criterion) {
+    let Some((_server, address)) = dev_server() else {
+        return;
+    };
+    let rt = Runtime::new().unwrap();
+    let (proxy, mut direct_client, mut proxy_client) = rt.block_on(async {
+        let proxy = WireProxy::start(WireSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: address.clone(),
+            namespace: "default".into(),
+        })
+        .await
+        .unwrap();
+        let began = std::time::Instant::now();
+        let client = loop {
+            if let Ok(mut c) = WorkflowServiceClient::connect(format!("http://{address}")).await {
+                let request = DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                };
+                if c.describe_namespace(request).await.is_ok() {
+                    break c;
+                }
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "the dev server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let via_proxy = WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
+            .await
+            .unwrap();
+        (proxy, client, via_proxy)
+    });
+    let mut group = c.benchmark_group("wire against a dev server");
+    group.measurement_time(Duration::from_secs(5)).sample_size(30);
+    for (via, client) in [("direct", &mut direct_client), ("proxy", &mut proxy_client)] {
+        group.bench_function(BenchmarkId::new("GetSystemInfo", via), |b| {
+            b.iter(|| {
+                rt.block_on(client.get_system_info(GetSystemInfoRequest::default()))
+                    .unwrap()
+            })
+        });
+        group.bench_function(BenchmarkId::new("DescribeNamespace", via), |b| {
+            b.iter(|| {
+                let request = DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                };
+                rt.block_on(client.describe_namespace(request)).unwrap()
+            })
+        });
+    }
+    group.finish();
+    drop(proxy);
+}
+
+criterion_group!(benches, forwarding, against_dev_server);
 criterion_main!(benches);
