@@ -14,7 +14,14 @@ use hyper_util::{
 };
 use prost::Message;
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
-use temporal_chaos::wire::{WireProxy, WireSettings};
+use temporal_chaos::{
+    plan::{ActivitySettings, ResilientInput},
+    target::{Endpoint, connect},
+    wire::{WireProxy, WireSettings},
+    worker::run_worker_until,
+    workflows::ResilientCall,
+};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_common::protos::temporal::api::{
     common::v1::{Payload, Payloads},
     workflowservice::v1::{
@@ -218,6 +225,44 @@ fn against_dev_server(c: &mut Criterion) {
                     ..Default::default()
                 };
                 rt.block_on(client.describe_namespace(request)).unwrap()
+            })
+        });
+    }
+    group.finish();
+
+    // Whole workflows: the demo worker behind the proxy or not, one resilient workflow (a
+    // workflow task, an activity, a workflow task) after the other.
+    let started = std::sync::atomic::AtomicU64::new(0);
+    let mut group = c.benchmark_group("wire workflow round trip");
+    group.measurement_time(Duration::from_secs(15)).sample_size(10);
+    for (via, worker_address) in [("direct", address.clone()), ("proxy", proxy.address())] {
+        let (starter, worker_client) = rt.block_on(async {
+            let connect = |a: String| async move { connect(&Endpoint::local(a, "default".into())).await.unwrap().0 };
+            (connect(address.clone()).await, connect(worker_address).await)
+        });
+        let tq = format!("bench-{via}");
+        group.bench_function(BenchmarkId::new("ResilientCall", via), |b| {
+            b.iter_custom(|iters| {
+                let workflows = async {
+                    let began = std::time::Instant::now();
+                    for _ in 0..iters {
+                        let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let options = WorkflowStartOptions::new(tq.clone(), format!("bench-{n}")).build();
+                        let input = ResilientInput {
+                            value: 1,
+                            activity: ActivitySettings::default(),
+                            fallback_b_error_types: Vec::new(),
+                        };
+                        let handle = starter
+                            .start_workflow(ResilientCall::run, input, options)
+                            .await
+                            .unwrap();
+                        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+                    }
+                    began.elapsed()
+                };
+                rt.block_on(run_worker_until(worker_client.clone(), &tq, workflows))
+                    .unwrap()
             })
         });
     }
