@@ -169,6 +169,9 @@ async fn accept(listener: TcpListener, proxy: Arc<Proxy>, until: impl Future<Out
             });
             let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .adaptive_window(true)
+                // Like the frontend (gRPC-Go): no limit, so a worker with many calls in flight
+                // (long polls, load runs) is not throttled by the proxy's default of 200.
+                .max_concurrent_streams(None)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let served = tokio::select! {
