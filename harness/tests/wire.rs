@@ -10,7 +10,7 @@ use temporal_chaos::{
     history::{ActivityExecution, HistoryFacts},
     plan::{ActivitySettings, FailureKind, OrchestrationInput, ResilientInput, RetrySettings, TimeoutKind},
     target::{Endpoint, connect},
-    wire::{Answer, AttemptRecord, Sent, WireEffect, WireProxy, WireSettings},
+    wire::{Answer, AttemptRecord, Sent, WireEffect, WireProxy, WireSettings, serve},
     worker::run_worker_until,
     workflows::{Orchestration, Path, ResilientCall},
 };
@@ -520,11 +520,36 @@ async fn a_hang_swallows_heartbeats_until_the_heartbeat_timeout() {
 
 #[tokio::test]
 async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
-    let port = common::free_port();
-    let proxy = start_proxy(&format!("127.0.0.1:{port}")).await;
-    let mut raw = WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
+    // As `chaos proxy` runs it: `serve` until told to stop.
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
+    let settings = WireSettings {
+        listen,
+        upstream: dead,
+        namespace: "default".into(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(serve(settings.clone(), async {
+        let _ = stopped.await;
+    }));
+    let began = std::time::Instant::now();
+    let mut raw = loop {
+        match WorkflowServiceClient::connect(format!("http://{listen}")).await {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "the proxy does not listen: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let taken = serve(settings, std::future::pending())
         .await
-        .expect("the proxy itself accepts connections");
+        .expect_err("the port is taken");
+    assert!(
+        taken.to_string().contains(&format!("cannot listen on {listen}")),
+        "{taken}"
+    );
     let status = tokio::time::timeout(
         Duration::from_secs(15),
         raw.get_system_info(GetSystemInfoRequest::default()),
@@ -548,4 +573,7 @@ async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
     .err()
     .expect("no port");
     assert!(bad.to_string().contains("HOST:PORT"), "{bad}");
+    stop.send(()).unwrap();
+    let log = serving.await.unwrap().expect("serve ends when told to");
+    assert!(log.is_empty(), "no activity task went through: {log:?}");
 }
