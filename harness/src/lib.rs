@@ -29,5 +29,6 @@ pub mod suite;
 pub mod target;
 pub mod verify;
 pub mod wait;
+pub mod wire;
 pub mod worker;
 pub mod workflows;

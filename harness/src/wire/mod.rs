@@ -1,0 +1,197 @@
+//! The wire-level fault proxy: a Temporal-aware gRPC proxy between a worker (any SDK language)
+//! and the frontend, which injects activity faults without any code in the worker.
+//!
+//! Every call is forwarded as raw bytes over HTTP/2 (headers, trailers, compression, streaming).
+//! Only the activity-task calls are inspected, on a decoded copy: tasks handed out by
+//! `PollActivityTaskQueue` (and eagerly, in `RespondWorkflowTaskCompleted` responses), and the
+//! worker's `RespondActivityTask*` answers and `RecordActivityTaskHeartbeat*` calls. For each task
+//! the proxy finds the scenario's [`crate::faults::FaultPlan`] in the memo of the workflow's root
+//! ([`plans`]), decides with the same seeded rules as the SDK injector, and applies the rule's
+//! [`WireEffect`]. Every attempt lands in the [`AttemptRecord`] log.
+//!
+//! ```text
+//! worker --h2c--> WireProxy --h2c--> frontend
+//! ```
+
+mod attempts;
+mod effect;
+mod grpc;
+mod plans;
+mod protobuf;
+mod service;
+mod upstream;
+
+pub use attempts::{Answer, AttemptLog, AttemptRecord, Sent, UpstreamEvent};
+pub use effect::{Behaviour, Injection, WireEffect, wire_effect};
+pub use upstream::{UpstreamEndpoint, UpstreamError};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use service::Proxy;
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
+use tracing::{debug, warn};
+use upstream::Upstream;
+
+/// How long open connections get to finish when the proxy stops.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How the proxy runs.
+#[derive(Debug, Clone)]
+pub struct WireSettings {
+    /// Where workers connect (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The Temporal frontend: `HOST:PORT` or `http://HOST:PORT`.
+    pub upstream: String,
+    /// Namespace for the proxy's own calls when a task does not name one.
+    pub namespace: String,
+}
+
+/// Errors starting the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The listen address is taken or not allowed.
+    #[error("the wire proxy cannot listen on {listen}: {source}")]
+    Listen {
+        /// Address asked for.
+        listen: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The upstream address is unusable.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// A running proxy; stops on [`WireProxy::shutdown`] or when dropped.
+pub struct WireProxy {
+    address: SocketAddr,
+    proxy: Arc<Proxy>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WireProxy {
+    /// Binds `settings.listen` and serves in the background.
+    pub async fn start(settings: WireSettings) -> Result<Self, WireError> {
+        let (listener, proxy) = bind(&settings).await?;
+        let address = listener.local_addr().map_err(|source| WireError::Listen {
+            listen: settings.listen,
+            source,
+        })?;
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(accept(listener, proxy.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            address,
+            proxy,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// `host:port` workers connect to.
+    pub fn address(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// Every attempt so far.
+    pub fn attempts(&self) -> Vec<AttemptRecord> {
+        self.proxy.log().records()
+    }
+
+    /// A handle on the attempt log that outlives the proxy.
+    pub fn attempt_log(&self) -> AttemptLog {
+        self.proxy.log().clone()
+    }
+
+    /// Stops accepting, closes connections and drops held calls.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for WireProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.proxy.close();
+    }
+}
+
+/// Runs the proxy until `until` completes (e.g. Ctrl-C) and returns its attempt log: the body of
+/// a `chaos proxy --listen ADDR --upstream ADDR` command.
+pub async fn serve(settings: WireSettings, until: impl Future<Output = ()>) -> Result<Vec<AttemptRecord>, WireError> {
+    let (listener, proxy) = bind(&settings).await?;
+    accept(listener, proxy.clone(), until).await;
+    Ok(proxy.log().records())
+}
+
+async fn bind(settings: &WireSettings) -> Result<(TcpListener, Arc<Proxy>), WireError> {
+    let upstream = Upstream::new(UpstreamEndpoint::parse(&settings.upstream)?);
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| WireError::Listen {
+            listen: settings.listen,
+            source,
+        })?;
+    Ok((listener, Arc::new(Proxy::new(upstream, settings.namespace.clone()))))
+}
+
+/// Accepts HTTP/2 connections until `until`; then closes them and drops held calls.
+async fn accept(listener: TcpListener, proxy: Arc<Proxy>, until: impl Future<Output = ()>) {
+    let mut connections = JoinSet::new();
+    tokio::pin!(until);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut until => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                warn!(error = %e, "the wire proxy cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        connections.spawn(async move {
+            let mut closing = proxy.closing();
+            let service = hyper::service::service_fn(move |request| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+            });
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .adaptive_window(true)
+                // Like the frontend (gRPC-Go): no limit, so a worker with many calls in flight
+                // (long polls, load runs) is not throttled by the proxy's default of 200.
+                .max_concurrent_streams(None)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = async { closing.wait_for(|closed| *closed).await.is_ok() } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                debug!(error = %e, "worker connection closed");
+            }
+        });
+    }
+    drop(listener);
+    // Calls in flight end with an "unavailable" status, which the workers get before their
+    // connections close (a GOAWAY); connections that do not finish in time are cut.
+    proxy.close();
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(CLOSE_GRACE, drained).await.is_err() {
+        connections.abort_all();
+    }
+}

@@ -1,0 +1,550 @@
+//! The proxy's request handling: route by gRPC method, forward untouched, and apply faults to the
+//! activity-task calls.
+
+use super::{
+    attempts::{Answer, AttemptLog, AttemptRecord, Live, Sent, Target, now_ms, unix_ms},
+    effect::{Behaviour, Injection, WireEffect, wire_effect},
+    grpc::{self, BoxError, Code, FrameError, ProxyBody},
+    plans::PlanLookup,
+    protobuf,
+    upstream::{Upstream, UpstreamError, WORKFLOW_SERVICE, collect},
+};
+use crate::faults::AttemptKey;
+use bytes::Bytes;
+use futures::Future;
+use http::{HeaderMap, Request, Response, StatusCode, request::Parts};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use prost::Message;
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+use temporalio_common::protos::temporal::api::{
+    failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
+    workflowservice::v1::{
+        PollActivityTaskQueueResponse, RecordActivityTaskHeartbeatByIdRequest, RecordActivityTaskHeartbeatRequest,
+        RespondActivityTaskCanceledByIdRequest, RespondActivityTaskCanceledRequest,
+        RespondActivityTaskCompletedByIdRequest, RespondActivityTaskCompletedRequest,
+        RespondActivityTaskFailedByIdRequest, RespondActivityTaskFailedRequest, RespondActivityTaskFailedResponse,
+        RespondWorkflowTaskCompletedResponse,
+    },
+};
+use tokio::{sync::watch, task::JoinSet, time::Instant};
+use tracing::{info, warn};
+
+/// Identity of the calls the proxy makes itself.
+const IDENTITY: &str = "temporal-chaos-wire-proxy";
+
+/// How long the proxy remembers an attempt whose task names no deadline.
+const MAX_ATTEMPT: Duration = Duration::from_secs(600);
+
+/// Worker calls about a running attempt, whose requests the proxy reads.
+const INSPECTED: &[&str] = &[
+    "RespondActivityTaskCompleted",
+    "RespondActivityTaskCompletedById",
+    "RespondActivityTaskFailed",
+    "RespondActivityTaskFailedById",
+    "RespondActivityTaskCanceled",
+    "RespondActivityTaskCanceledById",
+    "RecordActivityTaskHeartbeat",
+    "RecordActivityTaskHeartbeatById",
+];
+
+/// Calls whose responses hand out activity tasks: polls, and workflow-task completions that
+/// carry eagerly dispatched activities (field 2 of the response).
+const POLL: &str = "PollActivityTaskQueue";
+const WORKFLOW_TASK_COMPLETED: &str = "RespondWorkflowTaskCompleted";
+const EAGER_TASKS_FIELD: u32 = 2;
+
+/// A call the proxy could not carry out; the worker gets it as a gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The frontend is unreachable or the connection broke.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The worker's request body broke off.
+    #[error("the worker's request broke off: {0}")]
+    Request(BoxError),
+    /// The frontend's response body broke off.
+    #[error("the response from the Temporal frontend at {address} broke off: {reason}")]
+    Response {
+        /// `host:port`.
+        address: String,
+        /// The transport error.
+        reason: String,
+    },
+}
+
+impl CallError {
+    fn code(&self) -> Code {
+        match self {
+            CallError::Request(_) => Code::Internal,
+            _ => Code::Unavailable,
+        }
+    }
+}
+
+/// State shared by all connections of one proxy.
+pub struct Proxy {
+    upstream: Upstream,
+    plans: PlanLookup,
+    log: AttemptLog,
+    namespace: String,
+    held: Mutex<JoinSet<()>>,
+    closing: watch::Sender<bool>,
+}
+
+fn incoming(body: Incoming) -> ProxyBody {
+    body.map_err(Into::into).boxed_unsync()
+}
+
+impl Proxy {
+    /// A proxy to `upstream`; `namespace` is used when a task does not name its own.
+    pub fn new(upstream: Upstream, namespace: String) -> Self {
+        Self {
+            plans: PlanLookup::new(upstream.clone()),
+            upstream,
+            log: AttemptLog::default(),
+            namespace,
+            held: Mutex::new(JoinSet::new()),
+            closing: watch::Sender::new(false),
+        }
+    }
+
+    /// The attempt log.
+    pub fn log(&self) -> &AttemptLog {
+        &self.log
+    }
+
+    /// Shuts down: drops every held call and ends the calls in flight, which cancels their
+    /// upstream half (a poll left running upstream could take a task that no worker gets).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+        self.held.lock().expect("held calls lock").abort_all();
+    }
+
+    /// Becomes `true` when the proxy closes.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Handles one call from a worker, unless the proxy closes first.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        let mut closing = self.closing();
+        tokio::select! {
+            response = self.route(request) => response,
+            _ = closing.wait_for(|closed| *closed) => {
+                grpc::status_response(Code::Unavailable, "temporal-chaos wire proxy: shutting down")
+            }
+        }
+    }
+
+    async fn route(self: &Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        let method = request
+            .uri()
+            .path()
+            .strip_prefix(WORKFLOW_SERVICE)
+            .unwrap_or_default()
+            .to_owned();
+        let (parts, body) = request.into_parts();
+        let result = match method.as_str() {
+            POLL | WORKFLOW_TASK_COMPLETED => self.hand_out(&method, parts, body).await,
+            m if INSPECTED.contains(&m) => self.respond(&method, parts, body).await,
+            _ => self
+                .upstream
+                .send(parts, incoming(body))
+                .await
+                .map(|r| r.map(incoming))
+                .map_err(CallError::from),
+        };
+        result.unwrap_or_else(|e| {
+            warn!(method, error = %e, "answering the worker with an error status");
+            grpc::status_response(e.code(), &format!("temporal-chaos wire proxy: {e}"))
+        })
+    }
+
+    /// Sends the worker's call upstream as it is and collects the answer, with its status as text.
+    async fn forward(
+        upstream: &Upstream,
+        parts: Parts,
+        data: Bytes,
+        trailers: Option<HeaderMap>,
+    ) -> Result<(Response<ProxyBody>, String), CallError> {
+        let response = upstream.send(parts, grpc::body(data, trailers)).await?;
+        let (parts, body) = response.into_parts();
+        let (data, trailers) = collect(body).await.map_err(|e| CallError::Response {
+            address: upstream.address(),
+            reason: e.to_string(),
+        })?;
+        let status = match grpc::status_of(&parts.headers, trailers.as_ref()) {
+            Some((0, _)) => "ok".to_owned(),
+            Some((code, message)) => format!("gRPC status {code}: {message}"),
+            None => format!("HTTP {} without a gRPC status", parts.status),
+        };
+        Ok((Response::from_parts(parts, grpc::body(data, trailers)), status))
+    }
+
+    /// A call whose response may hand activity tasks to the worker: each task is recorded, and
+    /// those an injected failure ends are taken out of the response.
+    async fn hand_out(
+        self: &Arc<Self>,
+        method: &str,
+        parts: Parts,
+        body: Incoming,
+    ) -> Result<Response<ProxyBody>, CallError> {
+        let response = self.upstream.send(parts, incoming(body)).await?;
+        if response.status() != StatusCode::OK || response.headers().contains_key("grpc-status") {
+            return Ok(response.map(incoming));
+        }
+        let (parts, body) = response.into_parts();
+        let (data, trailers) = collect(body).await.map_err(|e| CallError::Response {
+            address: self.upstream.address(),
+            reason: e.to_string(),
+        })?;
+        if grpc::status_of(&parts.headers, trailers.as_ref()).is_some_and(|(code, _)| code != 0) {
+            return Ok(Response::from_parts(parts, grpc::body(data, trailers)));
+        }
+        let replacement = self.take_out_injected(method, &data, &parts.headers).await;
+        let mut parts = parts;
+        let data = match replacement {
+            Some(message) => {
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                grpc::frame_bytes(&message)
+            }
+            None => data,
+        };
+        Ok(Response::from_parts(parts, grpc::body(data, trailers)))
+    }
+
+    /// Begins an attempt for every task in a response; when an injected failure keeps any of
+    /// them from the worker, the response's message without them.
+    async fn take_out_injected(self: &Arc<Self>, method: &str, data: &Bytes, headers: &HeaderMap) -> Option<Bytes> {
+        let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
+        let tasks = grpc::first_message(data, encoding).and_then(|message| {
+            let tasks = if method == POLL {
+                vec![PollActivityTaskQueueResponse::decode(message.clone())?]
+            } else {
+                RespondWorkflowTaskCompletedResponse::decode(message.clone())?.activity_tasks
+            };
+            Ok((message, tasks))
+        });
+        let (message, tasks) = tasks
+            .inspect_err(
+                |e| warn!(method, error = %e, "cannot read the activity tasks in a response; passing it on untouched"),
+            )
+            .ok()?;
+        let mut kept = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let real = !task.task_token.is_empty();
+            kept.push(real && self.begin(task, method != POLL).await);
+        }
+        if !kept.contains(&true) {
+            return None;
+        }
+        if method == POLL {
+            return Some(Bytes::new());
+        }
+        protobuf::drop_repeated(&message, EAGER_TASKS_FIELD, |i| kept.get(i).copied().unwrap_or(false))
+            .inspect_err(
+                |e| warn!(method, error = %e, "cannot take injected tasks out of a response; passing it on untouched"),
+            )
+            .ok()
+    }
+
+    /// Records a task handed out and decides its faults; sends the injected failure, if any.
+    /// Returns whether the worker must not get the task.
+    async fn begin(self: &Arc<Self>, task: PollActivityTaskQueueResponse, eager: bool) -> bool {
+        let task_ms = now_ms();
+        let execution = task.workflow_execution.clone().unwrap_or_default();
+        let namespace = if task.workflow_namespace.is_empty() {
+            self.namespace.clone()
+        } else {
+            task.workflow_namespace.clone()
+        };
+        let activity_type = task.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        let attempt = u32::try_from(task.attempt).unwrap_or(1).max(1);
+        let plan = self.plans.plan_for(&namespace, &execution).await.unwrap_or_else(|e| {
+            warn!(workflow_id = execution.workflow_id, error = %e, "no faults for this attempt: its fault plan cannot be read");
+            None
+        });
+        let key = AttemptKey {
+            workflow_id: &execution.workflow_id,
+            activity_id: &task.activity_id,
+            activity_type: &activity_type,
+            attempt,
+        };
+        let effects: Vec<Injection> = plan
+            .iter()
+            .flat_map(|p| p.firing(&key))
+            .filter_map(|rule| wire_effect(rule).map(|effect| Injection { rule: rule.id, effect }))
+            .collect();
+        let (behaviour, injected) = Behaviour::of(effects);
+        if !behaviour.is_pass() {
+            info!(
+                workflow_id = key.workflow_id,
+                activity = key.activity_type,
+                attempt,
+                "injecting on the wire: {injected:?}"
+            );
+        }
+        let deadline = deadline_of(&task);
+        let record = AttemptRecord {
+            workflow_id: execution.workflow_id.clone(),
+            run_id: execution.run_id.clone(),
+            activity_id: task.activity_id.clone(),
+            activity_type,
+            attempt,
+            task_ms,
+            eager,
+            delivered: behaviour.fail.is_none(),
+            deadline_ms: deadline.map(unix_ms),
+            injected,
+            answered_ms: None,
+            answer: None,
+            heartbeats_forwarded: 0,
+            heartbeats_swallowed: 0,
+            upstream: Vec::new(),
+        };
+        let live = self.log.begin(
+            record,
+            task.task_token.clone().into(),
+            behaviour.clone(),
+            instant_of(deadline),
+        );
+        let Some(WireEffect::Fail {
+            error_type,
+            message,
+            non_retryable,
+        }) = behaviour.fail
+        else {
+            return false;
+        };
+        let request = RespondActivityTaskFailedRequest {
+            task_token: task.task_token,
+            failure: Some(Failure {
+                message: message.clone(),
+                source: IDENTITY.into(),
+                failure_info: Some(FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
+                    r#type: error_type.clone(),
+                    non_retryable,
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }),
+            identity: IDENTITY.into(),
+            namespace,
+            ..Default::default()
+        };
+        let upstream = self.upstream.clone();
+        let send = async move {
+            upstream
+                .unary::<_, RespondActivityTaskFailedResponse>("RespondActivityTaskFailed", &request)
+                .await
+                .map_or_else(|e| e.to_string(), |_| "ok".to_owned())
+        };
+        let sent = Sent::InjectedFailure { error_type, message };
+        self.deliver(live, behaviour.delay, sent, send).await;
+        true
+    }
+
+    /// A worker's answer or heartbeat for an attempt: forwarded, held or swallowed.
+    async fn respond(
+        self: &Arc<Self>,
+        method: &str,
+        parts: Parts,
+        body: Incoming,
+    ) -> Result<Response<ProxyBody>, CallError> {
+        let (data, trailers) = collect(body).await.map_err(CallError::Request)?;
+        let found = match read_call(method, &data, &parts.headers) {
+            Ok(Some((target, answer))) => self.log.find(&target).map(|live| (live, answer)),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(method, error = %e, "cannot read the worker's call; forwarding it untouched");
+                None
+            }
+        };
+        let Some((live, answer)) = found else {
+            return Self::forward(&self.upstream, parts, data, trailers)
+                .await
+                .map(|(r, _)| r);
+        };
+        let behaviour = &live.behaviour;
+        let Some(answer) = answer else {
+            if behaviour.swallow_heartbeats {
+                self.log.update(&live, |r| r.heartbeats_swallowed += 1);
+                return Ok(grpc::ok_response(&()));
+            }
+            self.log.update(&live, |r| r.heartbeats_forwarded += 1);
+            return Self::forward(&self.upstream, parts, data, trailers)
+                .await
+                .map(|(r, _)| r);
+        };
+        self.log.answered(&live, answer);
+        let call = method.to_owned();
+        if behaviour.swallow_answer {
+            let status = "not sent: the proxy answered the worker OK itself".to_owned();
+            self.log.sent(&live, Sent::Withheld { call }, status);
+            return Ok(grpc::ok_response(&()));
+        }
+        if !behaviour.delay.is_zero() {
+            let upstream = self.upstream.clone();
+            let send = async move {
+                Self::forward(&upstream, parts, data, trailers)
+                    .await
+                    .map_or_else(|e| e.to_string(), |(_, status)| status)
+            };
+            self.deliver(live.clone(), live.behaviour.delay, Sent::Forwarded { call }, send)
+                .await;
+            return Ok(grpc::ok_response(&()));
+        }
+        let forwarded = Self::forward(&self.upstream, parts, data, trailers).await;
+        let status = forwarded
+            .as_ref()
+            .map_or_else(ToString::to_string, |(_, status)| status.clone());
+        self.log.sent(&live, Sent::Forwarded { call }, status);
+        forwarded.map(|(r, _)| r)
+    }
+
+    /// Sends `send` upstream after `hold` (at once when zero) and records it as `sent`; a call
+    /// held past the attempt's deadline is dropped there instead.
+    async fn deliver(
+        &self,
+        live: Live,
+        hold: Duration,
+        sent: Sent,
+        send: impl Future<Output = String> + Send + 'static,
+    ) {
+        if hold.is_zero() {
+            let status = send.await;
+            self.log.sent(&live, sent, status);
+            return;
+        }
+        let log = self.log.clone();
+        let release = Instant::now() + hold;
+        let held = async move {
+            if release < live.deadline {
+                tokio::time::sleep_until(release).await;
+                let status = send.await;
+                log.sent(&live, sent, status);
+            } else {
+                tokio::time::sleep_until(live.deadline).await;
+                let call = sent.call();
+                let status = "dropped: the attempt's deadline passed while the call was held".to_owned();
+                log.sent(&live, Sent::DroppedAtDeadline { call }, status);
+            }
+        };
+        let mut tasks = self.held.lock().expect("held calls lock");
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(held);
+    }
+}
+
+/// Which attempt an inspected call is about, and the worker's answer (`None` for heartbeats).
+/// `Ok(None)` for calls the proxy does not inspect.
+fn read_call(method: &str, data: &Bytes, headers: &HeaderMap) -> Result<Option<(Target, Option<Answer>)>, FrameError> {
+    let token = |t: Vec<u8>| Target::Token(t.into());
+    let by_id = |workflow_id, activity_id| Target::Activity {
+        workflow_id,
+        activity_id,
+    };
+    Ok(Some(match method {
+        "RespondActivityTaskCompleted" => {
+            let r: RespondActivityTaskCompletedRequest = grpc::decode(data, headers)?;
+            (token(r.task_token), Some(Answer::Completed))
+        }
+        "RespondActivityTaskCompletedById" => {
+            let r: RespondActivityTaskCompletedByIdRequest = grpc::decode(data, headers)?;
+            (by_id(r.workflow_id, r.activity_id), Some(Answer::Completed))
+        }
+        "RespondActivityTaskFailed" => {
+            let r: RespondActivityTaskFailedRequest = grpc::decode(data, headers)?;
+            (token(r.task_token), Some(Answer::failed(r.failure.as_ref())))
+        }
+        "RespondActivityTaskFailedById" => {
+            let r: RespondActivityTaskFailedByIdRequest = grpc::decode(data, headers)?;
+            let answer = Answer::failed(r.failure.as_ref());
+            (by_id(r.workflow_id, r.activity_id), Some(answer))
+        }
+        "RespondActivityTaskCanceled" => {
+            let r: RespondActivityTaskCanceledRequest = grpc::decode(data, headers)?;
+            (token(r.task_token), Some(Answer::Canceled))
+        }
+        "RespondActivityTaskCanceledById" => {
+            let r: RespondActivityTaskCanceledByIdRequest = grpc::decode(data, headers)?;
+            (by_id(r.workflow_id, r.activity_id), Some(Answer::Canceled))
+        }
+        "RecordActivityTaskHeartbeat" => {
+            let r: RecordActivityTaskHeartbeatRequest = grpc::decode(data, headers)?;
+            (token(r.task_token), None)
+        }
+        "RecordActivityTaskHeartbeatById" => {
+            let r: RecordActivityTaskHeartbeatByIdRequest = grpc::decode(data, headers)?;
+            (by_id(r.workflow_id, r.activity_id), None)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// When the server gives up on the attempt: the nearer of start-to-close (from this attempt's
+/// start) and schedule-to-close (from the first schedule).
+fn deadline_of(task: &PollActivityTaskQueueResponse) -> Option<SystemTime> {
+    // (seconds, nanos) of protobuf timestamps and durations.
+    let after = |from: Option<(i64, i32)>, timeout: Option<(i64, i32)>| {
+        let (secs, nanos) = from?;
+        let from = SystemTime::UNIX_EPOCH + Duration::new(u64::try_from(secs).ok()?, u32::try_from(nanos).ok()?);
+        let (secs, nanos) = timeout?;
+        let timeout = Duration::new(u64::try_from(secs).ok()?, u32::try_from(nanos).ok()?);
+        (!timeout.is_zero()).then_some(from + timeout)
+    };
+    let time = |t: &Option<_>| t.as_ref().map(|t: &prost_wkt_types::Timestamp| (t.seconds, t.nanos));
+    let span = |d: &Option<_>| d.as_ref().map(|d: &prost_wkt_types::Duration| (d.seconds, d.nanos));
+    [
+        after(time(&task.started_time), span(&task.start_to_close_timeout)),
+        after(time(&task.scheduled_time), span(&task.schedule_to_close_timeout)),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+fn instant_of(deadline: Option<SystemTime>) -> Instant {
+    let left = deadline.map_or(MAX_ATTEMPT, |d| d.duration_since(SystemTime::now()).unwrap_or_default());
+    Instant::now() + left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_inspected_call_is_read() {
+        let empty = HeaderMap::new();
+        for method in INSPECTED {
+            let read = read_call(method, &Bytes::new(), &empty).unwrap();
+            assert!(read.is_some(), "{method} is listed but not read");
+        }
+        assert!(
+            read_call("PollWorkflowTaskQueue", &Bytes::new(), &empty)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn deadline_is_the_nearer_close_timeout() {
+        let at = |s: i64| Some(prost_wkt_types::Timestamp { seconds: s, nanos: 0 });
+        let secs = |s: i64| Some(prost_wkt_types::Duration { seconds: s, nanos: 0 });
+        let task = PollActivityTaskQueueResponse {
+            scheduled_time: at(1000),
+            started_time: at(1030),
+            start_to_close_timeout: secs(10),
+            schedule_to_close_timeout: secs(35),
+            ..Default::default()
+        };
+        let expected = SystemTime::UNIX_EPOCH + Duration::from_secs(1035);
+        assert_eq!(deadline_of(&task), Some(expected));
+        let no_timeouts = PollActivityTaskQueueResponse::default();
+        assert_eq!(deadline_of(&no_timeouts), None);
+    }
+}

@@ -1,0 +1,586 @@
+//! The wire-level fault proxy against a real dev server: the demo worker runs behind the proxy,
+//! fault plans come from the root workflow's memo, and history plus the attempt log show what
+//! happened to every attempt.
+
+mod common;
+
+use std::time::Duration;
+use temporal_chaos::{
+    failure::{FailureKind, TimeoutKind},
+    faults::{AttemptSelector, DelayFault, ErrorFault, FaultAction, FaultPlan, FaultRule, HEADER_KEY, HangFault},
+    history::{ActivityExecution, HistoryFacts},
+    plan::{ActivitySettings, OrchestrationInput, ResilientInput, RetrySettings},
+    target::{Endpoint, connect},
+    wire::{Answer, AttemptRecord, Sent, WireEffect, WireProxy, WireSettings, serve},
+    worker::run_worker_until,
+    workflows::{Orchestration, Path, ResilientCall},
+};
+use temporalio_client::{
+    Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowStartOptions,
+};
+use temporalio_common::{
+    MemoValues, RetryPolicy,
+    protos::temporal::api::{
+        history::v1::history_event::Attributes,
+        taskqueue::v1::TaskQueue,
+        workflowservice::v1::{
+            GetSystemInfoRequest, PollActivityTaskQueueRequest, workflow_service_client::WorkflowServiceClient,
+        },
+    },
+};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+    activities::{ActivityContext, ActivityError},
+};
+
+/// How long any one workflow of these tests may take.
+const WAIT: Duration = Duration::from_secs(90);
+
+async fn start_proxy(upstream: &str) -> WireProxy {
+    WireProxy::start(WireSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: upstream.to_owned(),
+        namespace: "default".into(),
+    })
+    .await
+    .expect("the proxy starts")
+}
+
+async fn client(address: String) -> Client {
+    connect(&Endpoint::local(address, "default".into()))
+        .await
+        .expect("connect")
+        .0
+}
+
+fn rule(id: usize, activity: &str, attempts: &str, action: FaultAction) -> FaultRule {
+    FaultRule {
+        id,
+        activity: activity.into(),
+        attempts: AttemptSelector::parse(attempts).unwrap(),
+        probability: None,
+        action,
+    }
+}
+
+fn plan(rules: Vec<FaultRule>) -> FaultPlan {
+    FaultPlan {
+        seed: 1,
+        rules,
+        run_tag: String::new(),
+    }
+}
+
+fn settings(start_to_close: Duration, maximum_attempts: u32) -> ActivitySettings {
+    ActivitySettings {
+        start_to_close: Some(start_to_close),
+        retry: Some(RetrySettings {
+            initial_interval: Duration::from_millis(100),
+            backoff: 1.0,
+            maximum_interval: None,
+            maximum_attempts,
+            non_retryable_types: Vec::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn resilient(activity: ActivitySettings) -> ResilientInput {
+    ResilientInput {
+        value: 21,
+        activity,
+        fallback_b_error_types: Vec::new(),
+    }
+}
+
+/// Start options with the plan in the memo and no plan header, so the SDK interceptor injects
+/// nothing: whatever happens to an attempt, the proxy did it.
+fn options(task_queue: &str, workflow_id: &str, plan: Option<&FaultPlan>) -> WorkflowStartOptions {
+    let mut memo = MemoValues::new();
+    if let Some(plan) = plan {
+        memo.insert(HEADER_KEY, plan.clone());
+    }
+    WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.to_owned())
+        .execution_timeout(WAIT)
+        .memo(memo)
+        .build()
+}
+
+async fn history(client: &Client, workflow_id: &str) -> HistoryFacts {
+    let events = client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .expect("history");
+    HistoryFacts::from_events(workflow_id, &events)
+}
+
+/// Runs a resilient workflow (started directly on the server) to its result.
+async fn run_resilient(direct: &Client, tq: &str, id: &str, input: ResilientInput, plan: &FaultPlan) -> Path {
+    let handle = direct
+        .start_workflow(ResilientCall::run, input, options(tq, id, Some(plan)))
+        .await
+        .expect("start");
+    let output = tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+        .await
+        .unwrap_or_else(|_| panic!("{id} did not finish"))
+        .unwrap_or_else(|e| panic!("{id} failed: {e}"));
+    output.path
+}
+
+fn records<'a>(all: &'a [AttemptRecord], workflow_id: &str, activity: &str) -> Vec<&'a AttemptRecord> {
+    all.iter()
+        .filter(|r| r.workflow_id == workflow_id && r.activity_type == activity)
+        .collect()
+}
+
+fn only_activity<'a>(facts: &'a HistoryFacts, activity: &str) -> &'a ActivityExecution {
+    let found: Vec<_> = facts
+        .activities
+        .iter()
+        .filter(|a| a.activity_type == activity)
+        .collect();
+    assert_eq!(found.len(), 1, "one {activity} in {}", facts.workflow_id);
+    found[0]
+}
+
+fn upstream_status(record: &AttemptRecord) -> Vec<(&Sent, &str)> {
+    record.upstream.iter().map(|e| (&e.sent, e.status.as_str())).collect()
+}
+
+#[tokio::test]
+async fn workflows_complete_through_the_proxy_and_large_messages_pass_untouched() {
+    let server = common::dev_server();
+    let proxy = start_proxy(&server.address).await;
+    let via_proxy = client(proxy.address()).await;
+    let tq = "wire-pass";
+    let input = OrchestrationInput {
+        numbers: vec![2.into(), 3.into(), 4.into()],
+        activity: settings(Duration::from_secs(10), 3),
+    };
+    let result = run_worker_until(via_proxy.clone(), tq, async {
+        let handle = via_proxy
+            .start_workflow(Orchestration::run, input, options(tq, "wire-pass-orchestration", None))
+            .await
+            .expect("start through the proxy");
+        tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default())).await
+    })
+    .await
+    .expect("worker");
+    assert_eq!(result.expect("in time").expect("completes"), (9 + 24).into());
+    let attempts = proxy.attempts();
+    for activity in ["add", "multiply", "sum"] {
+        let seen: Vec<_> = attempts.iter().filter(|r| r.activity_type == activity).collect();
+        assert_eq!(seen.len(), 1, "one {activity} attempt in the log: {attempts:#?}");
+        let r = seen[0];
+        assert!(r.injected.is_empty() && r.delivered);
+        assert_eq!(r.answer, Some(Answer::Completed));
+        assert!(r.answered_ms.unwrap() >= r.task_ms);
+        assert_eq!(
+            upstream_status(r),
+            [(
+                &Sent::Forwarded {
+                    call: "RespondActivityTaskCompleted".into()
+                },
+                "ok"
+            )]
+        );
+    }
+    // Child workflows' activities are logged under the child's id.
+    assert!(
+        attempts
+            .iter()
+            .any(|r| r.workflow_id == "wire-pass-orchestration-addition")
+    );
+
+    // A 1.5 MB workflow input travels up through the proxy and comes back byte for byte, in
+    // the history read through the proxy. (No worker polls `wire-nobody`.)
+    let big: String = (0..1_500_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let input = OrchestrationInput {
+        numbers: vec![big.clone().into()],
+        activity: ActivitySettings::default(),
+    };
+    via_proxy
+        .start_workflow(Orchestration::run, input, options("wire-nobody", "wire-big", None))
+        .await
+        .expect("a large start request passes");
+    let events = via_proxy
+        .get_workflow_handle::<UntypedWorkflow>("wire-big".to_owned())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .expect("a large history passes");
+    let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = &events[0].attributes else {
+        panic!("the first event starts the workflow: {:?}", events[0].event_type);
+    };
+    let payload = &started.input.as_ref().unwrap().payloads[0];
+    let echoed: OrchestrationInput = serde_json::from_slice(&payload.data).unwrap();
+    assert_eq!(echoed.numbers, [serde_json::Value::String(big)]);
+
+    // Shutting down ends a long poll in flight at once (and with it its upstream half).
+    let mut raw = WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
+        .await
+        .unwrap();
+    let poll = tokio::spawn(async move {
+        let request = PollActivityTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(TaskQueue {
+                name: "wire-nobody".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut request = temporalio_client::tonic::Request::new(request);
+        request.set_timeout(Duration::from_secs(60));
+        raw.poll_activity_task_queue(request).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!poll.is_finished(), "a long poll waits for a task: {:?}", poll.await);
+    proxy.shutdown().await;
+    let status = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the poll ends with the proxy")
+        .unwrap()
+        .expect_err("no task");
+    assert_eq!(status.code(), temporalio_client::tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("shutting down"), "{status:?}");
+}
+
+#[tokio::test]
+async fn faults_from_the_memo_act_on_the_wire() {
+    let server = common::dev_server();
+    let proxy = start_proxy(&server.address).await;
+    let direct = client(server.address.clone()).await;
+    let via_proxy = client(proxy.address()).await;
+    let tq = "wire-faults";
+    let error = FaultAction::Error(ErrorFault {
+        message: "injected on the wire".into(),
+        error_type: "Flaky".into(),
+        non_retryable: false,
+    });
+    let error_plan = plan(vec![rule(1, "risky", "1..2", error.clone())]);
+    let hang_plan = plan(vec![rule(1, "risky", "1", FaultAction::Hang(HangFault {}))]);
+    let delay = Duration::from_millis(1500);
+    let delay_plan = plan(vec![rule(
+        2,
+        "risky",
+        "1",
+        FaultAction::Delay(DelayFault { duration: delay }),
+    )]);
+    let long_delay = FaultAction::Delay(DelayFault {
+        duration: Duration::from_secs(5),
+    });
+    let late_plan = plan(vec![rule(1, "risky", "1", long_delay)]);
+    let child_plan = plan(vec![rule(1, "add", "1", error)]);
+    let orchestration = OrchestrationInput {
+        numbers: vec![2.into(), 3.into()],
+        activity: settings(Duration::from_secs(10), 3),
+    };
+    let paths = run_worker_until(via_proxy, tq, async {
+        let child = async {
+            let options = options(tq, "wire-child", Some(&child_plan));
+            let handle = direct
+                .start_workflow(Orchestration::run, orchestration, options)
+                .await
+                .expect("start");
+            tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+                .await
+                .expect("in time")
+                .expect("completes")
+        };
+        futures::join!(
+            run_resilient(
+                &direct,
+                tq,
+                "wire-error",
+                resilient(settings(Duration::from_secs(5), 5)),
+                &error_plan
+            ),
+            run_resilient(
+                &direct,
+                tq,
+                "wire-hang",
+                resilient(settings(Duration::from_secs(2), 2)),
+                &hang_plan
+            ),
+            run_resilient(
+                &direct,
+                tq,
+                "wire-delay",
+                resilient(settings(Duration::from_secs(10), 2)),
+                &delay_plan
+            ),
+            run_resilient(
+                &direct,
+                tq,
+                "wire-late",
+                resilient(settings(Duration::from_secs(2), 2)),
+                &late_plan
+            ),
+            child,
+        )
+    })
+    .await
+    .expect("worker");
+    let (error_path, hang_path, delay_path, late_path, sum) = paths;
+    assert_eq!(
+        (error_path, hang_path, delay_path, late_path, sum),
+        (
+            Path::Primary,
+            Path::Primary,
+            Path::Primary,
+            Path::Primary,
+            (5 + 6).into()
+        )
+    );
+    let log = proxy.attempts();
+
+    // error: two attempts failed by the proxy with the typed failure, the third ran.
+    let facts = history(&direct, "wire-error").await;
+    let risky = only_activity(&facts, "risky");
+    assert_eq!(risky.attempts, 3);
+    let failure = risky.last_failure.as_ref().expect("attempt 2's failure in history");
+    assert_eq!(failure.kind, FailureKind::Error("Flaky".into()));
+    assert_eq!(failure.message, "[chaos fault #1] injected on the wire");
+    let attempts = records(&log, "wire-error", "risky");
+    assert_eq!(attempts.len(), 3, "{attempts:#?}");
+    for (r, n) in attempts.iter().zip(1..) {
+        assert_eq!(r.attempt, n);
+    }
+    for r in &attempts[..2] {
+        assert_eq!(r.injected.len(), 1);
+        assert_eq!(r.injected[0].rule, 1);
+        assert!(matches!(r.injected[0].effect, WireEffect::Fail { .. }));
+        assert!(!r.delivered && r.answer.is_none(), "the worker never ran it: {r:#?}");
+        let sent = Sent::InjectedFailure {
+            error_type: "Flaky".into(),
+            message: "[chaos fault #1] injected on the wire".into(),
+        };
+        assert_eq!(upstream_status(r), [(&sent, "ok")]);
+    }
+    assert!(attempts[2].injected.is_empty() && attempts[2].delivered);
+    assert_eq!(attempts[2].answer, Some(Answer::Completed));
+
+    // hang: the worker's completion was swallowed and the server timed attempt 1 out.
+    let facts = history(&direct, "wire-hang").await;
+    let risky = only_activity(&facts, "risky");
+    assert_eq!(risky.attempts, 2);
+    let failure = risky.last_failure.as_ref().expect("attempt 1's timeout in history");
+    assert_eq!(failure.kind, FailureKind::Timeout(TimeoutKind::StartToClose));
+    let attempts = records(&log, "wire-hang", "risky");
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    assert_eq!(attempts[0].answer, Some(Answer::Completed), "the worker did answer");
+    let withheld = Sent::Withheld {
+        call: "RespondActivityTaskCompleted".into(),
+    };
+    assert_eq!(upstream_status(attempts[0]).len(), 1);
+    assert_eq!(upstream_status(attempts[0])[0].0, &withheld);
+    assert_eq!(attempts[1].upstream[0].status, "ok");
+
+    // delay: the completion reached the server late, and the worker was not kept waiting.
+    let facts = history(&direct, "wire-delay").await;
+    let risky = only_activity(&facts, "risky");
+    assert_eq!(risky.attempts, 1);
+    let took = risky
+        .closed_at
+        .unwrap()
+        .duration_since(risky.last_started_at.unwrap())
+        .unwrap();
+    assert!(took >= delay, "completion recorded {took:?} after the start");
+    let attempts = records(&log, "wire-delay", "risky");
+    assert_eq!(attempts.len(), 1);
+    let r = attempts[0];
+    let forwarded = &r.upstream[0];
+    assert_eq!(forwarded.status, "ok");
+    assert!(forwarded.at_ms >= r.answered_ms.unwrap() + 1500, "{r:#?}");
+
+    // A delay past the attempt's deadline: the held completion is dropped there.
+    let facts = history(&direct, "wire-late").await;
+    let risky = only_activity(&facts, "risky");
+    assert_eq!(risky.attempts, 2);
+    let attempts = records(&log, "wire-late", "risky");
+    let dropped = &attempts[0].upstream[0];
+    assert_eq!(
+        dropped.sent,
+        Sent::DroppedAtDeadline {
+            call: "RespondActivityTaskCompleted".into()
+        }
+    );
+    assert!(
+        dropped.at_ms <= attempts[0].deadline_ms.unwrap() + 500,
+        "{:#?}",
+        attempts[0]
+    );
+
+    // A child workflow's activity gets its root's plan.
+    let facts = history(&direct, "wire-child-addition").await;
+    assert_eq!(only_activity(&facts, "add").attempts, 2);
+    let attempts = records(&log, "wire-child-addition", "add");
+    assert_eq!(attempts.len(), 2);
+    assert!(!attempts[0].delivered && attempts[1].delivered);
+    assert!(
+        records(&log, "wire-child-multiplication", "multiply")[0]
+            .injected
+            .is_empty()
+    );
+
+    let injected = log.iter().filter(|r| !r.injected.is_empty()).count();
+    assert_eq!(injected, 2 + 1 + 1 + 1 + 1, "{log:#?}");
+    proxy.shutdown().await;
+}
+
+/// A long activity that heartbeats, which none of the demo activities does.
+pub struct Beating;
+
+#[activities]
+impl Beating {
+    /// Heartbeats every 100 ms for `millis`, then returns its attempt number.
+    #[activity(name = "beat")]
+    pub async fn beat(ctx: ActivityContext, millis: u64) -> Result<u32, ActivityError> {
+        let began = std::time::Instant::now();
+        while began.elapsed() < Duration::from_millis(millis) {
+            ctx.record_heartbeat(began.elapsed().as_millis() as u64).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(ctx.info().attempt)
+    }
+}
+
+/// Runs `beat` once, with a 1 s heartbeat timeout and one retry.
+#[workflow]
+#[derive(Default)]
+pub struct Heartbeating;
+
+#[workflow_methods]
+impl Heartbeating {
+    /// Returns the attempt that completed.
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, millis: u64) -> WorkflowResult<u32> {
+        let mut options = ActivityOptions::start_to_close_timeout(Duration::from_secs(20));
+        options.heartbeat_timeout = Some(Duration::from_secs(1));
+        options.retry_policy = Some(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(100))
+                .maximum_attempts(2)
+                .build(),
+        );
+        Ok(ctx.execute_activity(Beating::beat, millis, options).await?)
+    }
+}
+
+#[tokio::test]
+async fn a_hang_swallows_heartbeats_until_the_heartbeat_timeout() {
+    let server = common::dev_server();
+    let proxy = start_proxy(&server.address).await;
+    let direct = client(server.address.clone()).await;
+    let via_proxy = client(proxy.address()).await;
+    let tq = "wire-heartbeats";
+    let runtime = Runtime::from_current_tokio(Default::default()).unwrap();
+    let worker_options = WorkerOptions::new(tq)
+        .register_workflow::<Heartbeating>()
+        .unwrap()
+        .register_activities(Beating)
+        .build();
+    let mut worker = Worker::new(&runtime, via_proxy, worker_options).unwrap();
+    let shutdown = worker.shutdown_handle();
+    let hang = plan(vec![rule(1, "beat", "1", FaultAction::Hang(HangFault {}))]);
+    let run = async {
+        let handle = direct
+            .start_workflow(Heartbeating::run, 3000, options(tq, "wire-heartbeats", Some(&hang)))
+            .await
+            .expect("start");
+        let result = tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default())).await;
+        shutdown();
+        result
+    };
+    let (worked, result) = futures::join!(worker.run(), run);
+    worked.expect("worker");
+    assert_eq!(result.expect("in time").expect("completes"), 2, "attempt 2 completes");
+    let facts = history(&direct, "wire-heartbeats").await;
+    let beat = only_activity(&facts, "beat");
+    assert_eq!(beat.attempts, 2);
+    let failure = beat.last_failure.as_ref().expect("attempt 1's timeout");
+    assert_eq!(failure.kind, FailureKind::Timeout(TimeoutKind::Heartbeat));
+    let log = proxy.attempts();
+    let attempts = records(&log, "wire-heartbeats", "beat");
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    let (first, second) = (attempts[0], attempts[1]);
+    assert!(
+        first.heartbeats_swallowed >= 1 && first.heartbeats_forwarded == 0,
+        "{first:#?}"
+    );
+    assert_eq!(
+        first.answer,
+        Some(Answer::Completed),
+        "attempt 1 ran to its end, unaware"
+    );
+    assert!(matches!(first.upstream[0].sent, Sent::Withheld { .. }), "{first:#?}");
+    assert!(
+        second.heartbeats_forwarded >= 2 && second.heartbeats_swallowed == 0,
+        "{second:#?}"
+    );
+    assert_eq!(second.upstream[0].status, "ok");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
+    // As `chaos proxy` runs it: `serve` until told to stop.
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
+    let settings = WireSettings {
+        listen,
+        upstream: dead,
+        namespace: "default".into(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(serve(settings.clone(), async {
+        let _ = stopped.await;
+    }));
+    let began = std::time::Instant::now();
+    let mut raw = loop {
+        match WorkflowServiceClient::connect(format!("http://{listen}")).await {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "the proxy does not listen: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let taken = serve(settings, std::future::pending())
+        .await
+        .expect_err("the port is taken");
+    assert!(
+        taken.to_string().contains(&format!("cannot listen on {listen}")),
+        "{taken}"
+    );
+    let status = tokio::time::timeout(
+        Duration::from_secs(15),
+        raw.get_system_info(GetSystemInfoRequest::default()),
+    )
+    .await
+    .expect("an answer, not a hang")
+    .expect_err("no frontend behind the proxy");
+    assert_eq!(status.code(), temporalio_client::tonic::Code::Unavailable);
+    let message = status.message();
+    assert!(
+        message.contains("temporal-chaos wire proxy: cannot reach the Temporal frontend at 127.0.0.1:")
+            && message.contains("onnection refused"),
+        "{message}"
+    );
+    let bad = WireProxy::start(WireSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: "localhost".into(),
+        namespace: "default".into(),
+    })
+    .await
+    .err()
+    .expect("no port");
+    assert!(bad.to_string().contains("HOST:PORT"), "{bad}");
+    stop.send(()).unwrap();
+    let log = serving.await.unwrap().expect("serve ends when told to");
+    assert!(log.is_empty(), "no activity task went through: {log:?}");
+}
