@@ -11,6 +11,7 @@ use temporal_chaos::{
     suite::{self, DEMO_SCENARIOS, SuiteError, SuiteOptions, SuiteOutcome},
     target::ConnectionSettings,
     wait::StopSignal,
+    wire::{self, ProxyOptions},
     worker,
 };
 use tracing_subscriber::EnvFilter;
@@ -64,6 +65,8 @@ enum Command {
     },
     /// Print the reference of fault kinds and their fields (Markdown), derived from the code.
     Kinds,
+    /// Run the wire fault proxy on its own, between a worker (any language) and the frontend.
+    Proxy(ProxyOptions),
     /// Run only the chaos worker (demo workflows with fault injection) on a task queue.
     Worker {
         #[command(flatten)]
@@ -131,6 +134,10 @@ fn main() -> ExitCode {
         Command::Load(options) => match runtime.block_on(load::execute(&options)) {
             Ok((report, _)) => verdict(report.passed),
             Err(LoadError::Session(SessionError::Interrupted(signal))) => stopped(signal),
+            Err(e) => error(e),
+        },
+        Command::Proxy(options) => match runtime.block_on(wire::run_proxy(&options)) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => error(e),
         },
         Command::Worker { conn, task_queue } => match runtime.block_on(worker::serve(&conn, &task_queue)) {

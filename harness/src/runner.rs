@@ -13,6 +13,7 @@ use crate::{
     inject::plan_header,
     plan::{Plan, WorkflowSpec},
     target::{Cluster, TargetError, TargetSettings},
+    wire::{AttemptRecord, WireError, WireProxy, WireSettings},
     workflows::{Orchestration, ResilientCall},
 };
 use futures::{Stream, StreamExt, stream};
@@ -27,7 +28,7 @@ use temporalio_client::{
     tonic::IntoRequest,
 };
 use temporalio_common::{
-    HasWorkflowDefinition,
+    HasWorkflowDefinition, MemoValues,
     protos::temporal::api::{
         common::v1::{Header, WorkflowExecution},
         enums::v1::PendingActivityState,
@@ -63,6 +64,20 @@ pub struct RunSettings {
     /// How to start a private server for a scenario that pauses or restarts the server, so that
     /// it disturbs no other scenario (`None`: the target cannot start servers).
     pub private_server: Option<TargetSettings>,
+    /// Where faults enter: the harness worker's SDK interceptors, or the wire proxy.
+    pub inject: Inject,
+}
+
+/// Where activity faults enter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inject {
+    /// The SDK interceptors of the harness's own worker (the plan travels in a workflow header).
+    #[default]
+    Sdk,
+    /// The wire proxy between the worker and the frontend (the plan is read from the root
+    /// workflow's memo), as for a worker in any language.
+    Wire,
 }
 
 /// Servers started for single scenarios; kept up until the run ends, so that the report's links
@@ -104,6 +119,8 @@ pub struct Execution {
     pub ui_url: Option<String>,
     /// Wall time the scenario took in the harness, its private server's start included.
     pub wall: Duration,
+    /// Every activity attempt as the wire proxy saw it (`--inject wire` only).
+    pub wire_attempts: Vec<AttemptRecord>,
 }
 
 /// Why a scenario could not run or be observed.
@@ -130,6 +147,9 @@ pub enum RunError {
     /// The scenario's private server did not start.
     #[error("cannot start a server of its own: {0}")]
     PrivateServer(#[source] TargetError),
+    /// The scenario's wire proxy did not start.
+    #[error(transparent)]
+    Wire(#[from] WireError),
 }
 
 /// Runs every plan, up to `jobs` at once; yields `(index in plans, execution)` as each finishes.
@@ -214,6 +234,7 @@ fn new_execution(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Exec
         error: None,
         ui_url: cluster.ui_url.clone(),
         wall: Duration::ZERO,
+        wire_attempts: Vec::new(),
     }
 }
 
@@ -225,7 +246,7 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> 
     let began = Instant::now();
     let mut execution = new_execution(cluster, plan, settings);
     let result = if plan.infra.is_empty() {
-        execute(cluster, &mut execution, &settings.task_queue, None).await
+        execute(cluster, &mut execution, settings, &settings.task_queue, None).await
     } else {
         with_own_worker(cluster, &mut execution, settings).await
     };
@@ -234,17 +255,31 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> 
     execution
 }
 
-/// Runs the plan with a worker process of its own, behind a fault proxy.
+/// Runs the plan with a worker process of its own, behind a network fault proxy (and, with
+/// `--inject wire`, a wire proxy of its own in front of that).
 async fn with_own_worker(cluster: &Cluster, execution: &mut Execution, settings: &RunSettings) -> Result<(), RunError> {
     let name = execution.plan.name.clone();
     let task_queue = format!("{}-{name}", settings.task_queue);
+    // worker -> [wire proxy ->] network fault proxy -> frontend: the wire proxy sits beside the
+    // worker (as a sidecar would), so a network fault cuts off what it forwards too.
     let proxy = FaultProxy::start(cluster.address.clone())
         .await
         .map_err(RunError::Proxy)?;
+    let wire = match settings.inject {
+        Inject::Sdk => None,
+        Inject::Wire => Some(
+            WireProxy::start(WireSettings {
+                upstream: proxy.address(),
+                ..wire_settings(cluster)
+            })
+            .await?,
+        ),
+    };
+    let worker_address = wire.as_ref().map_or_else(|| proxy.address(), WireProxy::address);
     let log = settings.log_dir.join(format!("worker-{name}.log"));
     let worker = WorkerProcess::new(
         cluster.client.clone(),
-        proxy.address(),
+        worker_address,
         cluster.namespace.clone(),
         task_queue.clone(),
         log,
@@ -255,9 +290,22 @@ async fn with_own_worker(cluster: &Cluster, execution: &mut Execution, settings:
         worker: Some(&worker),
         proxy: Some(&proxy),
     };
-    let result = execute(cluster, execution, &task_queue, Some(&ctl)).await;
+    let result = execute(cluster, execution, settings, &task_queue, Some(&ctl)).await;
     let _ = worker.kill().await;
+    if let Some(wire) = wire {
+        execution.wire_attempts = wire.attempts();
+        wire.shutdown().await;
+    }
     result
+}
+
+/// A wire proxy in front of `cluster` on a free loopback port.
+pub fn wire_settings(cluster: &Cluster) -> WireSettings {
+    WireSettings {
+        listen: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+        upstream: cluster.address.clone(),
+        namespace: cluster.namespace.clone(),
+    }
 }
 
 /// The id of a plan's workflow in a run.
@@ -278,6 +326,7 @@ fn as_run(plan: &Plan, settings: &RunSettings) -> Plan {
 async fn execute(
     cluster: &Cluster,
     execution: &mut Execution,
+    settings: &RunSettings,
     task_queue: &str,
     infra: Option<&InfraControl<'_>>,
 ) -> Result<(), RunError> {
@@ -287,11 +336,18 @@ async fn execute(
         .expect
         .time_budget
         .map_or(DEFAULT_DEADLINE, |b| (b * 3).max(Duration::from_secs(30)));
+    // The plan is in the memo for the wire proxy (and for people reading the workflow in the
+    // UI); in the header only when the SDK interceptors are to apply it.
+    let mut memo = MemoValues::new();
+    memo.insert(HEADER_KEY, plan.faults.clone());
+    let header = match settings.inject {
+        Inject::Sdk => HashMap::from([(HEADER_KEY.to_owned(), plan_header(&plan.faults))]),
+        Inject::Wire => HashMap::new(),
+    };
     let options = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.clone())
         .execution_timeout(deadline)
-        .header(Header {
-            fields: HashMap::from([(HEADER_KEY.to_owned(), plan_header(&plan.faults))]),
-        })
+        .header(Header { fields: header })
+        .memo(memo)
         .static_summary(format!("temporal-chaos scenario {}", plan.name))
         .build();
     let client = &cluster.client;

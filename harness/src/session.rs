@@ -9,6 +9,7 @@ use crate::{
     worker::{WorkerError, run_worker_until},
 };
 use std::{fmt, path::PathBuf};
+use temporalio_client::Client;
 
 /// Which cluster to use and how to reach it; shared by `run`, `demo` and `load`.
 #[derive(Debug, Clone, clap::Args)]
@@ -175,10 +176,15 @@ impl Session {
     /// Runs `job` next to the harness's own worker on the session's task queue (or alone when
     /// an external worker polls it).
     pub async fn run<F: Future>(&self, job: F) -> Result<F::Output, SessionError> {
+        self.run_with(self.cluster.client.clone(), job).await
+    }
+
+    /// [`Self::run`], with the worker connected through `worker_client` (e.g. to a wire proxy).
+    pub async fn run_with<F: Future>(&self, worker_client: Client, job: F) -> Result<F::Output, SessionError> {
         if self.external_worker {
             Ok(job.await)
         } else {
-            Ok(run_worker_until(self.cluster.client.clone(), &self.task_queue, job).await?)
+            Ok(run_worker_until(worker_client, &self.task_queue, job).await?)
         }
     }
 

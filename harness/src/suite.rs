@@ -6,11 +6,13 @@ use crate::{
     plan::Plan,
     replay::{self, ReplayError, ReplaySummary},
     report::{self, ReportFormat, RunReport, ScenarioReport, Summary, Timing, webhook},
-    runner::{self, PrivateServers, RunSettings},
+    runner::{self, Inject, PrivateServers, RunSettings},
     scenario::{self, Diagnostic},
     session::{Session, SessionError, SessionOptions},
+    target::{Endpoint, TargetError, connect},
     verify,
     wait::{StopSignal, stop_signal},
+    wire::{WireError, WireProxy},
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,6 +41,10 @@ pub struct SuiteOptions {
     /// Keep the started server (and so the report links) up until Ctrl-C.
     #[arg(long)]
     pub keep_server: bool,
+    /// Where activity faults enter: `sdk` (the harness worker's interceptors) or `wire` (a
+    /// proxy between the worker and the frontend, as for a worker in any language).
+    #[arg(long, value_enum, default_value = "sdk")]
+    pub inject: Inject,
 }
 
 /// The original project's demo set, in its README's order (`chaos demo`).
@@ -59,6 +65,15 @@ pub enum SuiteError {
     /// The session could not be opened or was interrupted.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// Faults that `--inject wire` cannot inject; one line per fault. Nothing was run.
+    #[error("{}\n{} fault(s) need the SDK interceptors (`--inject sdk`); nothing was run", .0.join("\n"), .0.len())]
+    SdkOnly(Vec<String>),
+    /// The wire proxy in front of the harness's worker did not start.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The harness's worker could not connect through the wire proxy.
+    #[error("the worker cannot connect through the wire proxy: {0}")]
+    WireWorker(#[source] TargetError),
 }
 
 struct Problems<'a>(&'a [Diagnostic]);
@@ -129,6 +144,24 @@ pub struct SuiteOutcome {
 pub async fn run(paths: &[PathBuf], options: &SuiteOptions, demo_links: bool) -> Result<SuiteOutcome, SuiteError> {
     let began = Instant::now();
     let plans = scenario::load_all(paths).map_err(SuiteError::Scenarios)?;
+    if options.inject == Inject::Wire {
+        let sdk_only: Vec<String> = plans
+            .iter()
+            .flat_map(|p| p.faults.rules.iter().map(move |r| (p, r)))
+            .filter(|(_, r)| !r.action.fault().on_the_wire())
+            .map(|(p, r)| {
+                format!(
+                    "{}: fault #{} ({}) can only be injected inside the harness's own worker",
+                    p.source.display(),
+                    r.id,
+                    r.action.name()
+                )
+            })
+            .collect();
+        if !sdk_only.is_empty() {
+            return Err(SuiteError::SdkOnly(sdk_only));
+        }
+    }
     let session = Session::open(&options.session, "chaos", restarts_server(&plans)).await?;
     let servers = PrivateServers::default();
     let result = run_in(&session, &plans, options, &servers, began).await;
@@ -183,13 +216,36 @@ async fn run_in(
         jobs: options.jobs,
         log_dir: session.log_dir.clone(),
         private_server: session.another_server(),
+        inject: options.inject,
     };
     let cluster = &session.cluster;
     let bar = progress(plans.len());
     let stop = CancellationToken::new();
     let mut finished: Vec<Option<ScenarioReport>> = plans.iter().map(|_| None).collect();
     let interrupted = std::cell::Cell::new(None);
-    let running = runner::run_plans(cluster, plans, &settings, servers, &stop).for_each(|(index, execution)| {
+    // With `--inject wire` the harness's worker reaches the frontend through a wire proxy.
+    let wire = match options.inject {
+        Inject::Sdk => None,
+        Inject::Wire => Some(WireProxy::start(runner::wire_settings(cluster)).await?),
+    };
+    let worker_client = match &wire {
+        Some(w) => {
+            let endpoint = Endpoint::local(w.address(), cluster.namespace.clone());
+            connect(&endpoint).await.map_err(SuiteError::WireWorker)?.0
+        }
+        None => cluster.client.clone(),
+    };
+    let running = runner::run_plans(cluster, plans, &settings, servers, &stop).for_each(|(index, mut execution)| {
+        if let Some(w) = &wire
+            && execution.wire_attempts.is_empty()
+        {
+            let root = &execution.workflow_id;
+            execution.wire_attempts = w
+                .attempts()
+                .into_iter()
+                .filter(|a| a.workflow_id == *root || a.workflow_id.starts_with(&format!("{root}-")))
+                .collect();
+        }
         let checks = match &execution.histories {
             Some(h) => verify::verify(&execution.plan, h, &execution.infra_events),
             None => Vec::new(),
@@ -222,7 +278,7 @@ async fn run_in(
         }
     };
     tokio::select! {
-        ran = session.run(running) => ran?,
+        ran = session.run_with(worker_client, running) => ran?,
         () = signals => {}
     }
     bar.finish_and_clear();

@@ -298,6 +298,12 @@ pub trait ActivityFault: Send + Sync {
         false
     }
 
+    /// Whether the wire proxy can inject this kind too (into a worker in any language), not
+    /// only the harness worker's SDK interceptors.
+    fn on_the_wire(&self) -> bool {
+        true
+    }
+
     /// Checks what the field types alone cannot (e.g. a duration above zero).
     fn validate(&self) -> Result<(), FieldError> {
         Ok(())

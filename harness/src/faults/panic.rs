@@ -31,6 +31,11 @@ impl ActivityFault for PanicFault {
         "panic".into()
     }
 
+    /// A panic needs code inside the worker: the harness's own, through its SDK interceptor.
+    fn on_the_wire(&self) -> bool {
+        false
+    }
+
     /// The SDK reports a caught panic as an untyped failure "Activity function panicked: ...".
     fn explains(&self, _kind: &FailureKind, message: &str, marker: &str) -> bool {
         message.contains("panicked") && message.contains(marker)

@@ -17,6 +17,7 @@ use crate::{
     runner::Execution,
     target::ui_link,
     verify::{self, Check},
+    wire::AttemptRecord,
 };
 use serde::Serialize;
 use std::{
@@ -156,6 +157,10 @@ pub struct ScenarioReport {
     pub duration_ms: Option<u64>,
     /// Wall time the scenario took in the harness (its private server's start included).
     pub wall_ms: Option<u64>,
+    /// Every activity attempt as the wire proxy saw it (`--inject wire`): evidence for the
+    /// attempts history does not keep, with real start and answer times.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wire_attempts: Vec<AttemptRecord>,
     /// Passed, failed or interrupted.
     pub verdict: Verdict,
     /// True when every check held and nothing went wrong (the verdict is `passed`).
@@ -189,6 +194,7 @@ impl ScenarioReport {
             error,
             ui_url,
             wall,
+            wire_attempts,
         } = execution;
         let link_to =
             |workflow_id: &str, run_id: &str| ui_url.as_deref().map(|ui| ui_link(ui, namespace, workflow_id, run_id));
@@ -224,6 +230,7 @@ impl ScenarioReport {
                 .map(|d| d.as_millis() as u64),
             verdict: if passed { Verdict::Passed } else { Verdict::Failed },
             wall_ms: Some(wall.as_millis() as u64),
+            wire_attempts,
             passed,
             error: error.map(|e| e.to_string()),
             faults: plan.fault_descriptions(),
@@ -252,6 +259,7 @@ impl ScenarioReport {
             duration_ms: None,
             verdict: Verdict::Interrupted,
             wall_ms: None,
+            wire_attempts: Vec::new(),
             passed: false,
             error: Some("interrupted before it finished; not verified".into()),
             link: None,

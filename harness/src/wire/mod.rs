@@ -35,6 +35,41 @@ use upstream::Upstream;
 /// How long open connections get to finish when the proxy stops.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// `chaos proxy`: the wire proxy on its own, e.g. as a sidecar of a deployed worker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyOptions {
+    /// Where workers connect (`HOST:PORT`; point the worker's Temporal address here).
+    #[arg(long, default_value = "127.0.0.1:7234")]
+    pub listen: SocketAddr,
+    /// The Temporal frontend (`HOST:PORT`).
+    #[arg(long, env = "TEMPORAL_ADDRESS")]
+    pub upstream: String,
+    /// Namespace for the proxy's own calls when a task does not name one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+}
+
+/// Runs `chaos proxy` until SIGINT or SIGTERM; prints one JSON line per activity attempt seen.
+pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
+    let settings = WireSettings {
+        listen: options.listen,
+        upstream: options.upstream.clone(),
+        namespace: options.namespace.clone(),
+    };
+    eprintln!(
+        "chaos proxy: workers connect to {}, forwarded to {}; Ctrl-C to stop",
+        options.listen, options.upstream
+    );
+    let attempts = serve(settings, async {
+        crate::wait::stop_signal().await;
+    })
+    .await?;
+    for attempt in attempts {
+        println!("{}", serde_json::to_string(&attempt).unwrap_or_default());
+    }
+    Ok(())
+}
+
 /// How the proxy runs.
 #[derive(Debug, Clone)]
 pub struct WireSettings {

@@ -31,7 +31,7 @@ use temporalio_common::protos::temporal::api::{
     },
 };
 use tokio::{sync::watch, task::JoinSet, time::Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Identity of the calls the proxy makes itself.
 const IDENTITY: &str = "temporal-chaos-wire-proxy";
@@ -159,7 +159,8 @@ impl Proxy {
                 .map_err(CallError::from),
         };
         result.unwrap_or_else(|e| {
-            warn!(method, error = %e, "answering the worker with an error status");
+            // Expected while the frontend is down (a restart scenario); the worker retries.
+            debug!(method, error = %e, "answering the worker with an error status");
             grpc::status_response(e.code(), &format!("temporal-chaos wire proxy: {e}"))
         })
     }
