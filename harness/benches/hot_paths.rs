@@ -119,6 +119,7 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
         error: None,
         ui_url: Some("http://127.0.0.1:8233".into()),
         wall: std::time::Duration::from_secs(1),
+        wire_attempts: vec![],
         plan,
     };
     let one = ScenarioReport::new(execution, checks, "default");

@@ -34,6 +34,7 @@ fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> S
         error: None,
         ui_url: Some(UI.into()),
         wall: Duration::from_millis(7400),
+        wire_attempts: vec![],
     };
     ScenarioReport::new(execution, checks, "default")
 }
