@@ -7,7 +7,8 @@
 //! recorded; [`verify`] checks the expectations against it; [`report`] writes HTML, JSON, Markdown
 //! and JUnit with links to the Temporal Web UI, and keeps the raw histories, which [`replay`]
 //! (`chaos replay`) replays against the current workflow code. [`suite`] (`chaos run`) and
-//! [`load`] (`chaos load`) own whole runs; [`doctor`] checks a cluster. Shared below every stage:
+//! [`load`] (`chaos load`) own whole runs; [`wire`] injects faults on the wire, into a worker in
+//! any language; [`doctor`] checks a cluster. Shared below every stage:
 //! [`error`], [`failure`], [`kind`] (declaring a fault kind once) and [`wait`].
 
 pub mod doctor;

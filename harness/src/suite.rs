@@ -148,7 +148,7 @@ pub async fn run(paths: &[PathBuf], options: &SuiteOptions, demo_links: bool) ->
         let sdk_only: Vec<String> = plans
             .iter()
             .flat_map(|p| p.faults.rules.iter().map(move |r| (p, r)))
-            .filter(|(_, r)| !r.action.fault().on_the_wire())
+            .filter(|(_, r)| r.action.fault().on_the_wire(&r.marker()).is_none())
             .map(|(p, r)| {
                 format!(
                     "{}: fault #{} ({}) can only be injected inside the harness's own worker",

@@ -1,6 +1,6 @@
 //! `delay`: the attempt sleeps before the activity runs; longer than a timeout, it times out.
 
-use super::{ActivityFault, AttemptContext, released};
+use super::{ActivityFault, AttemptContext, WireEffect, released};
 use crate::{error::FieldError, failure::FailureKind, kind::duration_schema};
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
@@ -38,6 +38,12 @@ impl ActivityFault for DelayFault {
     /// A delay leaves a trace only when it pushed the attempt past a timeout.
     fn explains(&self, kind: &FailureKind, _message: &str, _marker: &str) -> bool {
         matches!(kind, FailureKind::Timeout(_))
+    }
+
+    fn on_the_wire(&self, _marker: &str) -> Option<WireEffect> {
+        Some(WireEffect::Delay {
+            duration: self.duration,
+        })
     }
 
     fn explains_completed_attempt(&self, took: Duration) -> bool {

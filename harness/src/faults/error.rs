@@ -1,6 +1,6 @@
 //! `error`: the attempt fails with an application error of a chosen type.
 
-use super::{ActivityFault, AttemptContext};
+use super::{ActivityFault, AttemptContext, WireEffect};
 use crate::failure::FailureKind;
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
@@ -43,6 +43,14 @@ impl ActivityFault for ErrorFault {
 
     fn explains(&self, kind: &FailureKind, message: &str, marker: &str) -> bool {
         *kind == FailureKind::Error(self.error_type.clone()) && message.contains(marker)
+    }
+
+    fn on_the_wire(&self, marker: &str) -> Option<WireEffect> {
+        Some(WireEffect::Fail {
+            error_type: self.error_type.clone(),
+            message: format!("{marker} {}", self.message),
+            non_retryable: self.non_retryable,
+        })
     }
 
     fn stops_retries(&self, non_retryable_types: &[String]) -> bool {

@@ -1,7 +1,7 @@
 //! `hang`: the attempt never finishes and never heartbeats, so the server times it out.
 
 use super::released;
-use super::{ActivityFault, AttemptContext};
+use super::{ActivityFault, AttemptContext, WireEffect};
 use crate::failure::FailureKind;
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
@@ -25,6 +25,10 @@ impl ActivityFault for HangFault {
 
     fn describe(&self) -> String {
         "hang".into()
+    }
+
+    fn on_the_wire(&self, _marker: &str) -> Option<WireEffect> {
+        Some(WireEffect::Hang)
     }
 
     fn explains(&self, kind: &FailureKind, _message: &str, _marker: &str) -> bool {

@@ -298,11 +298,10 @@ pub trait ActivityFault: Send + Sync {
         false
     }
 
-    /// Whether the wire proxy can inject this kind too (into a worker in any language), not
-    /// only the harness worker's SDK interceptors.
-    fn on_the_wire(&self) -> bool {
-        true
-    }
+    /// What this fault does when the wire proxy injects it (into a worker in any language);
+    /// `None` when only the harness worker's SDK interceptors can (it needs code in the worker).
+    /// `marker` is the rule's marker.
+    fn on_the_wire(&self, marker: &str) -> Option<WireEffect>;
 
     /// Checks what the field types alone cannot (e.g. a duration above zero).
     fn validate(&self) -> Result<(), FieldError> {
@@ -322,6 +321,31 @@ kinds! {
         /// Panic inside the activity.
         "panic" => Panic(PanicFault),
     }
+}
+
+/// A fault as the wire proxy applies it to one activity attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WireEffect {
+    /// The proxy fails the attempt upstream itself; the worker never sees the task.
+    Fail {
+        /// Application failure type.
+        error_type: String,
+        /// Failure message, the rule's marker in front.
+        message: String,
+        /// Whether the failure is non-retryable.
+        non_retryable: bool,
+    },
+    /// The worker's answer is held this long, then forwarded.
+    Delay {
+        /// How long.
+        #[serde(with = "humantime_serde")]
+        duration: Duration,
+    },
+    /// The worker's answer and heartbeats are swallowed; the server times the attempt out.
+    Hang,
+    /// The worker's heartbeats are swallowed; its answer passes.
+    DropHeartbeats,
 }
 
 /// An attempt selector that does not parse.

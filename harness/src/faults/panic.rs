@@ -1,6 +1,6 @@
 //! `panic`: the activity panics; the SDK turns the panic into a retryable failure.
 
-use super::{ActivityFault, AttemptContext};
+use super::{ActivityFault, AttemptContext, WireEffect};
 use crate::failure::FailureKind;
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
@@ -32,8 +32,8 @@ impl ActivityFault for PanicFault {
     }
 
     /// A panic needs code inside the worker: the harness's own, through its SDK interceptor.
-    fn on_the_wire(&self) -> bool {
-        false
+    fn on_the_wire(&self, _marker: &str) -> Option<WireEffect> {
+        None
     }
 
     /// The SDK reports a caught panic as an untyped failure "Activity function panicked: ...".

@@ -1,53 +1,21 @@
 //! What a fault rule does on the wire, and what all rules firing on one attempt add up to.
 
-use crate::faults::{FaultAction, FaultRule};
+use crate::faults::FaultRule;
+pub use crate::faults::WireEffect;
 use serde::Serialize;
 use std::time::Duration;
 use tracing::warn;
 
-/// A fault as the proxy applies it to one activity attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum WireEffect {
-    /// The proxy fails the attempt upstream itself; the worker never sees the task.
-    Fail {
-        /// Application failure type.
-        error_type: String,
-        /// Failure message, the rule's marker in front.
-        message: String,
-        /// Whether the failure is non-retryable.
-        non_retryable: bool,
-    },
-    /// The worker's answer is held this long, then forwarded.
-    Delay {
-        /// How long.
-        #[serde(with = "humantime_serde")]
-        duration: Duration,
-    },
-    /// The worker's answer and heartbeats are swallowed; the server times the attempt out.
-    Hang,
-    /// The worker's heartbeats are swallowed; its answer passes.
-    DropHeartbeats,
-}
-
 /// The wire effect of `rule`; `None` for kinds that only exist inside an SDK worker (`panic`).
 pub fn wire_effect(rule: &FaultRule) -> Option<WireEffect> {
-    match &rule.action {
-        FaultAction::Error(e) => Some(WireEffect::Fail {
-            error_type: e.error_type.clone(),
-            message: format!("{} {}", rule.marker(), e.message),
-            non_retryable: e.non_retryable,
-        }),
-        FaultAction::Delay(d) => Some(WireEffect::Delay { duration: d.duration }),
-        FaultAction::Hang(_) => Some(WireEffect::Hang),
-        FaultAction::Panic(_) => {
-            warn!(
-                "fault {} cannot be injected on the wire (a panic needs the SDK interceptor); ignored",
-                rule.describe()
-            );
-            None
-        }
+    let effect = rule.action.fault().on_the_wire(&rule.marker());
+    if effect.is_none() {
+        warn!(
+            "fault {} cannot be injected on the wire (it needs code inside the worker); ignored",
+            rule.describe()
+        );
     }
+    effect
 }
 
 /// A fault the proxy applied, for the attempt log.
@@ -116,6 +84,7 @@ impl Behaviour {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::FaultAction;
     use crate::faults::{AttemptSelector, DelayFault, ErrorFault, HangFault, PanicFault};
 
     fn rule(id: usize, action: FaultAction) -> FaultRule {
