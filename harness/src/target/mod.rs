@@ -107,6 +107,9 @@ impl TargetKind {
     }
 }
 
+/// How long a server the harness started may take to answer healthy once its ports are open.
+const OWN_SERVER_READY: Duration = Duration::from_secs(30);
+
 /// A server the harness started.
 enum OwnedServer {
     Embedded(Box<EmbeddedServer>),
@@ -175,7 +178,13 @@ impl Cluster {
             }
             None => (configured, None),
         };
-        let (client, server_version) = match connect(&endpoint).await {
+        // A server just started may accept connections before its frontend is healthy ("Frontend
+        // is not healthy yet", seen on a busy machine): give it a moment. A remote one gets one try.
+        let connected = match &server {
+            Some(_) => wait_for_cluster(&endpoint, OWN_SERVER_READY).await,
+            None => connect(&endpoint).await,
+        };
+        let (client, server_version) = match connected {
             Ok(c) => c,
             Err(e) => {
                 if let Some(s) = server {
