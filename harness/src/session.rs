@@ -188,10 +188,10 @@ impl Session {
         }
     }
 
-    /// [`Self::run`], ended by SIGINT or SIGTERM with [`SessionError::Interrupted`].
-    pub async fn run_until_signal<F: Future>(&self, job: F) -> Result<F::Output, SessionError> {
+    /// [`Self::run_with`], ended by SIGINT or SIGTERM with [`SessionError::Interrupted`].
+    pub async fn run_until_signal<F: Future>(&self, worker_client: Client, job: F) -> Result<F::Output, SessionError> {
         tokio::select! {
-            done = self.run(job) => done,
+            done = self.run_with(worker_client, job) => done,
             signal = stop_signal() => Err(SessionError::Interrupted(signal)),
         }
     }

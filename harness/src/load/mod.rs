@@ -11,9 +11,10 @@ use crate::{
     infra::{self, Capability, InfraControl, InfraOutcome, InfraRule, TimedRuleError, Trigger},
     inject::plan_header,
     plan::{ActivitySettings, OrchestrationInput, ResilientInput, RetrySettings},
-    runner::{RunError, start, wait_closed},
+    runner::{Inject, RunError, start, wait_closed, wire_settings},
     session::{Session, SessionError, SessionOptions},
-    target::Cluster,
+    target::{Cluster, Endpoint, connect},
+    wire::{WireError, WireProxy},
     wait::poll,
     workflows::{Orchestration, ResilientCall},
 };
@@ -26,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 use temporalio_client::{WorkflowCountOptions, WorkflowStartOptions, errors::ClientError};
-use temporalio_common::protos::temporal::api::common::v1::Header;
+use temporalio_common::{MemoValues, protos::temporal::api::common::v1::Header};
 use tokio::sync::Mutex;
 
 /// Server-side deadline of each load workflow; past it a workflow counts as stuck.
@@ -72,6 +73,10 @@ pub struct LoadOptions {
     /// server_restart), e.g. "server_pause after 5s for 3s". Repeatable.
     #[arg(long)]
     pub infra: Vec<String>,
+    /// Where the faults enter: `sdk` (the worker's interceptors) or `wire` (the wire proxy in
+    /// front of the worker; compare the two to measure the proxy's cost).
+    #[arg(long, value_enum, default_value = "sdk")]
+    pub inject: Inject,
 }
 
 /// Why a load run could not run or report.
@@ -89,6 +94,9 @@ pub enum LoadError {
     /// The session could not be opened or was interrupted.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The wire proxy did not start.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// The report could not be written.
     #[error("cannot write the load report under {path}: {source}")]
     Write {
@@ -131,6 +139,7 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
         task_queue: session.task_queue.clone(),
         run_id: session.run_id.clone(),
         infra,
+        inject: options.inject,
     };
     let outcome = match session.require(
         &settings.infra,
@@ -143,8 +152,8 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
             )
         },
     ) {
-        Ok(()) => session.run_until_signal(run(&session.cluster, &settings)).await,
-        Err(e) => Err(e),
+        Ok(()) => run_with_worker(&session, &settings).await,
+        Err(e) => Err(e.into()),
     };
     let dir = session.log_dir.clone();
     session.close().await;
@@ -156,6 +165,24 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
     })?;
     eprintln!("load report written to {}", dir.display());
     Ok((report, dir))
+}
+
+/// Runs the load next to the session's worker, connected straight to the frontend or (with
+/// `--inject wire`) through a wire proxy; SIGINT or SIGTERM interrupts it.
+async fn run_with_worker(session: &Session, settings: &LoadSettings) -> Result<LoadReport, LoadError> {
+    let cluster = &session.cluster;
+    let wire = match settings.inject {
+        Inject::Sdk => None,
+        Inject::Wire => Some(WireProxy::start(wire_settings(cluster)).await?),
+    };
+    let client = match &wire {
+        Some(w) => {
+            let endpoint = Endpoint::local(w.address(), cluster.namespace.clone());
+            connect(&endpoint).await.map_err(SessionError::from)?.0
+        }
+        None => cluster.client.clone(),
+    };
+    Ok(session.run_until_signal(client, run(cluster, settings)).await?)
 }
 
 /// A load run's shape.
@@ -179,6 +206,8 @@ pub struct LoadSettings {
     pub run_id: String,
     /// Infrastructure faults during the run (timed from its start).
     pub infra: Vec<InfraRule>,
+    /// Where the faults enter.
+    pub inject: Inject,
 }
 
 /// The fault plan of a load run: a retryable `LoadFault` error on any activity attempt, with the
@@ -227,8 +256,16 @@ struct Started {
 /// Starts the workflows, waits for them, and accounts for every one of them.
 pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
     let faults = load_faults(settings);
-    let header = Header {
-        fields: HashMap::from([(HEADER_KEY.to_owned(), plan_header(&faults))]),
+    // The plan travels in a header for the SDK interceptors, or in the memo for the wire proxy.
+    let plan = match settings.inject {
+        Inject::Sdk => Plan::Header(Header {
+            fields: HashMap::from([(HEADER_KEY.to_owned(), plan_header(&faults))]),
+        }),
+        Inject::Wire => {
+            let mut memo = MemoValues::new();
+            memo.insert(HEADER_KEY, faults.clone());
+            Plan::Memo(memo)
+        }
     };
     let bar = ProgressBar::new(settings.workflows as u64);
     bar.set_style(
@@ -256,12 +293,12 @@ pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
     }));
     let starting = stream::iter(0..settings.workflows)
         .map(|i| {
-            let (header, pacer, bar) = (header.clone(), pacer.clone(), bar.clone());
+            let (plan, pacer, bar) = (plan.clone(), pacer.clone(), bar.clone());
             async move {
                 if let Some(interval) = pacer.lock().await.as_mut() {
                     interval.tick().await;
                 }
-                let result = start_one(cluster, settings, i, header).await;
+                let result = start_one(cluster, settings, i, plan).await;
                 bar.inc(1);
                 result
             }
@@ -303,7 +340,16 @@ fn process_cpu() -> Option<Duration> {
     Some(tv(usage.user_time()) + tv(usage.system_time()))
 }
 
-async fn start_one(cluster: &Cluster, settings: &LoadSettings, i: usize, header: Header) -> Result<Started, RunError> {
+/// How a load workflow carries its fault plan.
+#[derive(Clone)]
+enum Plan {
+    /// In a workflow header, for the SDK interceptors.
+    Header(Header),
+    /// In the memo, for the wire proxy.
+    Memo(MemoValues),
+}
+
+async fn start_one(cluster: &Cluster, settings: &LoadSettings, i: usize, plan: Plan) -> Result<Started, RunError> {
     let orchestration = match settings.mix {
         Mix::Both => i.is_multiple_of(2),
         Mix::Orchestration => true,
@@ -311,9 +357,11 @@ async fn start_one(cluster: &Cluster, settings: &LoadSettings, i: usize, header:
     };
     let workflow_id = format!("load-{}-{i:05}", settings.run_id);
     let options = WorkflowStartOptions::new(settings.task_queue.clone(), workflow_id.clone())
-        .execution_timeout(WORKFLOW_DEADLINE)
-        .header(header)
-        .build();
+        .execution_timeout(WORKFLOW_DEADLINE);
+    let options = match plan {
+        Plan::Header(header) => options.header(header).build(),
+        Plan::Memo(memo) => options.memo(memo).build(),
+    };
     let began = Instant::now();
     let client = &cluster.client;
     if orchestration {
