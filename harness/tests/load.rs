@@ -88,7 +88,12 @@ fn the_wire_proxy_injects_the_same_fault_schedule_and_loses_nothing() {
     let wire = load("7", &["--inject", "wire"]);
     assert_eq!(wire["settings"]["inject"], "wire");
     assert_eq!((wire["lost"].as_u64(), wire["stuck"].as_u64()), (Some(0), Some(0)));
-    assert_eq!(wire["fault_mismatches"], Value::Array(vec![]), "{:#}", wire["fault_mismatches"]);
+    assert_eq!(
+        wire["fault_mismatches"],
+        Value::Array(vec![]),
+        "{:#}",
+        wire["fault_mismatches"]
+    );
     assert_eq!(wire["faults_injected"], sdk["faults_injected"]);
     assert_eq!(wire["attempts"], sdk["attempts"]);
 }

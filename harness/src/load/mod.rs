@@ -14,8 +14,8 @@ use crate::{
     runner::{Inject, RunError, start, wait_closed, wire_settings},
     session::{Session, SessionError, SessionOptions},
     target::{Cluster, Endpoint, connect},
-    wire::{WireError, WireProxy},
     wait::poll,
+    wire::{WireError, WireProxy},
     workflows::{Orchestration, ResilientCall},
 };
 use futures::{StreamExt, stream};
