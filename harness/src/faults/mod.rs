@@ -348,6 +348,18 @@ pub enum WireEffect {
     DropHeartbeats,
 }
 
+impl WireEffect {
+    /// Short description, e.g. `fail CardDeclined` or `delay 2s`.
+    pub fn describe(&self) -> String {
+        match self {
+            WireEffect::Fail { error_type, .. } => format!("fail {error_type}"),
+            WireEffect::Delay { duration } => format!("delay {}", humantime::format_duration(*duration)),
+            WireEffect::Hang => "hang".into(),
+            WireEffect::DropHeartbeats => "drop heartbeats".into(),
+        }
+    }
+}
+
 /// An attempt selector that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {

@@ -5,6 +5,7 @@ use super::{RunReport, ScenarioReport};
 use crate::{
     failure::FailureKind,
     history::{ActivityClose, ActivityExecution},
+    wire::{Answer, AttemptRecord, WireEffect},
 };
 use minijinja::{Environment, context};
 use serde::Serialize;
@@ -136,7 +137,18 @@ impl Timeline {
                     y,
                     label,
                     fallback: a.activity_type.starts_with("fallback"),
-                    segments: segments(a, &x, h.root.closed_at.unwrap_or(end)),
+                    segments: {
+                        let seen: Vec<&AttemptRecord> = s
+                            .wire_attempts
+                            .iter()
+                            .filter(|r| r.workflow_id == a.workflow_id && r.activity_id == a.activity_id)
+                            .collect();
+                        if seen.is_empty() {
+                            segments(a, &x, h.root.closed_at.unwrap_or(end))
+                        } else {
+                            wire_segments(&seen, &x, a.closed_at.unwrap_or(end))
+                        }
+                    },
                     faults: s
                         .fault_rules
                         .iter()
@@ -185,6 +197,71 @@ impl Timeline {
             close_x: h.root.closed_at.map(x),
         })
     }
+}
+
+/// Every attempt as the wire proxy saw it, with its real times: from when the worker got the
+/// task (or the proxy failed it upstream) to the worker's answer, or to the attempt's deadline
+/// when no answer came in time (a hang, a crash).
+fn wire_segments(records: &[&AttemptRecord], x: &impl Fn(SystemTime) -> f64, close: SystemTime) -> Vec<Segment> {
+    let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+    let close_ms = ms_between(SystemTime::UNIX_EPOCH, close);
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            // The next attempt's start (or the close) bounds this one, whatever its own deadline.
+            let bound = records.get(i + 1).map_or(close_ms, |next| next.task_ms);
+            let injected: Vec<String> = r
+                .injected
+                .iter()
+                .map(|i| format!("#{} {}", i.rule, i.effect.describe()))
+                .collect();
+            // What the server saw of an answer the proxy held back (delay) or swallowed (hang).
+            let held = r.injected.iter().find_map(|i| match i.effect {
+                WireEffect::Hang => Some(None),
+                WireEffect::Delay { duration } => Some(Some(duration)),
+                _ => None,
+            });
+            let deadline = r.deadline_ms.unwrap_or(bound).min(bound);
+            let (class, what, end) = match (&r.answer, r.delivered, held) {
+                (_, false, _) => ("failed", "failed upstream by the proxy".to_owned(), r.task_ms),
+                (_, true, Some(None)) => ("timeout", "answer swallowed; timed out".to_owned(), deadline),
+                (Some(_), true, Some(Some(d))) => {
+                    let forwarded = r.answered_ms.unwrap_or(r.task_ms) + d.as_millis() as u64;
+                    if forwarded > deadline {
+                        (
+                            "timeout",
+                            "answer held past the deadline; timed out".to_owned(),
+                            deadline,
+                        )
+                    } else {
+                        ("ok", "completed, answer held".to_owned(), forwarded)
+                    }
+                }
+                (Some(Answer::Completed), _, _) => ("ok", "completed".to_owned(), r.answered_ms.unwrap_or(r.task_ms)),
+                (Some(Answer::Failed { failure_type, message }), _, _) => (
+                    "failed",
+                    format!("failed: {failure_type} {message}"),
+                    r.answered_ms.unwrap_or(r.task_ms),
+                ),
+                (Some(Answer::Canceled), _, _) => {
+                    ("cancel", "cancelled".to_owned(), r.answered_ms.unwrap_or(r.task_ms))
+                }
+                (None, true, _) => ("timeout", "no answer in time".to_owned(), deadline),
+            };
+            let injected = if injected.is_empty() {
+                String::new()
+            } else {
+                format!("; injected {}", injected.join(", "))
+            };
+            Segment {
+                x: x(at(r.task_ms)),
+                width: (x(at(end)) - x(at(r.task_ms))).max(3.0),
+                class,
+                title: format!("attempt {} (seen on the wire): {what}{injected}", r.attempt),
+            }
+        })
+        .collect()
 }
 
 /// The attempts before the last leave no events, only the last one's start and the previous
