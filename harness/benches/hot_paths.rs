@@ -110,7 +110,7 @@ time_budget = "1h"
 
 fn report(scenarios: usize, histories: &Histories) -> RunReport {
     let plan = scenario::parse(Path::new("bench.toml"), PLAN).unwrap();
-    let checks = verify(&plan, histories, &[]);
+    let checks = verify(&plan, histories, &[], &[]);
     let execution = Execution {
         workflow_id: "bench-1".into(),
         run_id: Some("run".into()),
@@ -120,6 +120,7 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
         ui_url: Some("http://127.0.0.1:8233".into()),
         wall: std::time::Duration::from_secs(1),
         wire_attempts: vec![],
+        worker: None,
         plan,
     };
     let one = ScenarioReport::new(execution, checks, "default");
@@ -161,7 +162,7 @@ fn benches(c: &mut Criterion) {
                 root: HistoryFacts::from_events("bench-1", black_box(&events)),
                 children: vec![],
             };
-            black_box(verify(&plan, &h, &[]))
+            black_box(verify(&plan, &h, &[], &[]))
         })
     });
 

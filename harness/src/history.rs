@@ -534,14 +534,18 @@ pub async fn read_histories(client: &Client, workflow_id: &str) -> Result<Histor
 }
 
 async fn read_history(client: &Client, workflow_id: &str) -> Result<HistoryFacts, HistoryError> {
+    Ok(HistoryFacts::read(workflow_id, read_events(client, workflow_id).await?))
+}
+
+/// The events of the latest run of `workflow_id` so far.
+pub async fn read_events(client: &Client, workflow_id: &str) -> Result<Vec<HistoryEvent>, HistoryError> {
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
-    let events = handle
+    handle
         .fetch_history(WorkflowFetchHistoryOptions::default())
         .into_events()
         .await
         .map_err(|source| HistoryError {
             workflow_id: workflow_id.to_owned(),
             source,
-        })?;
-    Ok(HistoryFacts::read(workflow_id, events))
+        })
 }

@@ -3,7 +3,11 @@
 //! A [`Plan`] is the only thing the runner sees. It never holds an invalid combination
 //! (those are rejected by [`crate::scenario`] with positions), so later stages can trust it.
 
-use crate::{failure::FailureKind, faults::FaultPlan, infra::InfraRule};
+use crate::{
+    failure::FailureKind,
+    faults::FaultPlan,
+    infra::{InfraRule, WorkerSpec},
+};
 use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
@@ -18,6 +22,12 @@ pub struct Plan {
     pub source: PathBuf,
     /// Which workflow runs and with what input.
     pub workflow: WorkflowSpec,
+    /// The task queue a worker of the user's own polls, fixed in its code (`None`: the harness
+    /// picks one per run, passed to a `[worker]` as `{task_queue}`).
+    pub task_queue: Option<String>,
+    /// How the harness starts the user's worker (`None`: the harness's own worker for the demo
+    /// workflows, or a user worker already running behind `chaos proxy`).
+    pub worker: Option<WorkerSpec>,
     /// Faults injected into activities; travels with the workflow in a header.
     pub faults: FaultPlan,
     /// Faults injected into the infrastructure while the workflow runs.
@@ -42,36 +52,51 @@ impl Plan {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkflowSpec {
-    /// Validated input, two child workflows in parallel, results summed.
+    /// Demo: validated input, two child workflows in parallel, results summed.
     Orchestration(OrchestrationInput),
-    /// One risky activity under a retry policy, with fallbacks chosen by failure kind.
+    /// Demo: one risky activity under a retry policy, with fallbacks chosen by failure kind.
     Resilient(ResilientInput),
+    /// A workflow of the user's own, run by a worker in any language; faults enter on the wire.
+    User(UserWorkflow),
 }
 
 impl WorkflowSpec {
-    /// Activity type names this workflow (and its children) can schedule.
-    pub fn activity_types(&self) -> &'static [&'static str] {
+    /// Activity type names this workflow (and its children) can schedule; `None` when unknown
+    /// (a workflow of the user's own).
+    pub fn activity_types(&self) -> Option<&'static [&'static str]> {
         match self {
-            WorkflowSpec::Orchestration(_) => &["add", "multiply", "sum"],
-            WorkflowSpec::Resilient(_) => &["risky", "fallback_a", "fallback_b"],
+            WorkflowSpec::Orchestration(_) => Some(&["add", "multiply", "sum"]),
+            WorkflowSpec::Resilient(_) => Some(&["risky", "fallback_a", "fallback_b"]),
+            WorkflowSpec::User(_) => None,
         }
     }
 
-    /// Short name of the workflow kind, as written in scenario files.
-    pub fn kind(&self) -> &'static str {
+    /// The workflow as written in scenario files: a demo kind or the user's workflow type.
+    pub fn kind(&self) -> &str {
         match self {
             WorkflowSpec::Orchestration(_) => "orchestration",
             WorkflowSpec::Resilient(_) => "resilient",
+            WorkflowSpec::User(u) => &u.workflow_type,
         }
     }
 
-    /// Activity settings the scenario applies to its activities.
-    pub fn activity(&self) -> &ActivitySettings {
+    /// Activity settings the scenario applies to its activities (a user's workflow sets its own).
+    pub fn activity(&self) -> Option<&ActivitySettings> {
         match self {
-            WorkflowSpec::Orchestration(i) => &i.activity,
-            WorkflowSpec::Resilient(i) => &i.activity,
+            WorkflowSpec::Orchestration(i) => Some(&i.activity),
+            WorkflowSpec::Resilient(i) => Some(&i.activity),
+            WorkflowSpec::User(_) => None,
         }
     }
+}
+
+/// A workflow of the user's own.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UserWorkflow {
+    /// The workflow type its worker registers.
+    pub workflow_type: String,
+    /// Its arguments, one JSON value each.
+    pub args: Vec<serde_json::Value>,
 }
 
 /// Input of the orchestration workflow. Numbers are raw JSON values and not validated here on
@@ -144,9 +169,29 @@ pub enum Outcome {
     /// The workflow failed.
     #[serde(rename = "failed")]
     Failed,
-    /// Terminated, cancelled, timed out, or still running at the deadline.
+    /// The workflow hit its execution timeout.
+    #[serde(rename = "timed_out")]
+    TimedOut,
+    /// The workflow was cancelled.
+    #[serde(rename = "canceled")]
+    Canceled,
+    /// The workflow was terminated (by the harness when it outlived its deadline, or by someone).
+    #[serde(rename = "terminated")]
+    Terminated,
+    /// Still running when last read, or continued as new.
     #[serde(rename = "stuck")]
     Stuck,
+}
+
+impl Outcome {
+    /// The outcomes any workflow can have, as written in scenario files.
+    pub const GENERIC: [Outcome; 5] = [
+        Outcome::Completed,
+        Outcome::Failed,
+        Outcome::TimedOut,
+        Outcome::Canceled,
+        Outcome::Terminated,
+    ];
 }
 
 impl std::fmt::Display for Outcome {
@@ -156,6 +201,9 @@ impl std::fmt::Display for Outcome {
             Outcome::FallbackA => "fallback-A",
             Outcome::FallbackB => "fallback-B",
             Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Canceled => "canceled",
+            Outcome::Terminated => "terminated",
             Outcome::Stuck => "stuck",
         })
     }
@@ -166,7 +214,8 @@ impl std::fmt::Display for Outcome {
 pub struct Expectations {
     /// How the workflow ended.
     pub outcome: Option<Outcome>,
-    /// The workflow's result value (the `value` field for the resilient workflow).
+    /// The workflow's result value (the `value` field for the resilient workflow, the whole
+    /// result otherwise).
     pub result: Option<serde_json::Value>,
     /// Attempts per activity type (summed over its executions; 0 = never scheduled).
     pub attempts: Vec<(String, u32)>,

@@ -3,10 +3,10 @@
 
 use crate::{
     infra::Capability,
-    plan::Plan,
+    plan::{Plan, WorkflowSpec},
     replay::{self, ReplayError, ReplaySummary},
     report::{self, ReportFormat, RunReport, ScenarioReport, Summary, Timing, webhook},
-    runner::{self, Inject, PrivateServers, RunSettings},
+    runner::{self, Inject, Resources, RunSettings},
     scenario::{self, Diagnostic},
     session::{Session, SessionError, SessionOptions},
     target::{Endpoint, TargetError, connect},
@@ -66,8 +66,8 @@ pub enum SuiteError {
     #[error(transparent)]
     Session(#[from] SessionError),
     /// Faults that `--inject wire` cannot inject; one line per fault. Nothing was run.
-    #[error("{}\n{} fault(s) need the SDK interceptors (`--inject sdk`); nothing was run", .0.join("\n"), .0.len())]
-    SdkOnly(Vec<String>),
+    #[error("{}\n{} fault(s) cannot be injected where these scenarios run; nothing was run", .0.join("\n"), .0.len())]
+    Misplaced(Vec<String>),
     /// The wire proxy in front of the harness's worker did not start.
     #[error(transparent)]
     Wire(#[from] WireError),
@@ -144,26 +144,12 @@ pub struct SuiteOutcome {
 pub async fn run(paths: &[PathBuf], options: &SuiteOptions, demo_links: bool) -> Result<SuiteOutcome, SuiteError> {
     let began = Instant::now();
     let plans = scenario::load_all(paths).map_err(SuiteError::Scenarios)?;
-    if options.inject == Inject::Wire {
-        let sdk_only: Vec<String> = plans
-            .iter()
-            .flat_map(|p| p.faults.rules.iter().map(move |r| (p, r)))
-            .filter(|(_, r)| r.action.fault().on_the_wire(&r.marker()).is_none())
-            .map(|(p, r)| {
-                format!(
-                    "{}: fault #{} ({}) can only be injected inside the harness's own worker",
-                    p.source.display(),
-                    r.id,
-                    r.action.name()
-                )
-            })
-            .collect();
-        if !sdk_only.is_empty() {
-            return Err(SuiteError::SdkOnly(sdk_only));
-        }
+    let misplaced = misplaced_faults(&plans, options.inject);
+    if !misplaced.is_empty() {
+        return Err(SuiteError::Misplaced(misplaced));
     }
     let session = Session::open(&options.session, "chaos", restarts_server(&plans)).await?;
-    let servers = PrivateServers::default();
+    let servers = Resources::default();
     let result = run_in(&session, &plans, options, &servers, began).await;
     let outcome = match result {
         Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, demo_links).await),
@@ -187,13 +173,43 @@ pub async fn run(paths: &[PathBuf], options: &SuiteOptions, demo_links: bool) ->
 }
 
 /// How long running scenarios may go on after the first SIGINT or SIGTERM.
+/// Faults that cannot enter where their scenario runs: through the wire proxy (`--inject wire`,
+/// or a workflow of the user's own) a fault that needs code in the worker (`panic`); through the
+/// SDK interceptors one that only the wire proxy can inject (`drop_heartbeats`).
+fn misplaced_faults(plans: &[Plan], inject: Inject) -> Vec<String> {
+    plans
+        .iter()
+        .flat_map(|p| p.faults.rules.iter().map(move |r| (p, r)))
+        .filter_map(|(p, r)| {
+            let fault = r.action.fault();
+            let on_the_wire = inject == Inject::Wire || matches!(p.workflow, WorkflowSpec::User(_));
+            let why = match (
+                on_the_wire,
+                fault.on_the_wire(&r.marker()).is_some(),
+                fault.in_the_sdk(),
+            ) {
+                // (A workflow of the user's own with such a fault does not get past validation.)
+                (true, false, _) => "can only be injected inside the harness's own worker (`--inject sdk`)",
+                (false, _, false) => "can only be injected by the wire proxy: run with `--inject wire`",
+                _ => return None,
+            };
+            Some(format!(
+                "{}: fault #{} ({}) {why}",
+                p.source.display(),
+                r.id,
+                r.action.name()
+            ))
+        })
+        .collect()
+}
+
 const GRACE: Duration = Duration::from_secs(10);
 
 async fn run_in(
     session: &Session,
     plans: &[Plan],
     options: &SuiteOptions,
-    servers: &PrivateServers,
+    servers: &Resources,
     began: Instant,
 ) -> Result<(RunReport, Option<StopSignal>), SuiteError> {
     session.require(
@@ -247,7 +263,7 @@ async fn run_in(
                 .collect();
         }
         let checks = match &execution.histories {
-            Some(h) => verify::verify(&execution.plan, h, &execution.infra_events),
+            Some(h) => verify::verify(&execution.plan, h, &execution.infra_events, &execution.wire_attempts),
             None => Vec::new(),
         };
         let report = ScenarioReport::new(execution, checks, &cluster.namespace);
@@ -336,20 +352,22 @@ async fn deliver(
         }
     };
     let replay = match &dir {
-        Some(d) if report.scenarios.iter().any(|s| s.history.is_some()) => match replay::check_report(d).await {
-            Ok(summary) => {
-                if summary.passed() {
-                    eprintln!("{}", summary.totals());
-                } else {
-                    print!("{summary}");
+        Some(d) if report.scenarios.iter().any(|s| s.replayable() && s.history.is_some()) => {
+            match replay::check_report(d).await {
+                Ok(summary) => {
+                    if summary.passed() {
+                        eprintln!("{}", summary.totals());
+                    } else {
+                        print!("{summary}");
+                    }
+                    Some(summary)
                 }
-                Some(summary)
+                Err(e) => {
+                    undelivered.push(e.into());
+                    None
+                }
             }
-            Err(e) => {
-                undelivered.push(e.into());
-                None
-            }
-        },
+        }
         _ => None,
     };
     // An empty value (an unset platform variable) means no webhook.

@@ -7,7 +7,8 @@ use crate::{
     faults::{AttemptKey, FaultPlan, FaultRule},
     history::{ActivityClose, Histories, WorkflowClose},
     infra::{InfraEvent, InfraOutcome},
-    plan::{Outcome, Plan},
+    plan::{Outcome, Plan, WorkflowSpec},
+    wire::AttemptRecord,
 };
 use serde::Serialize;
 
@@ -44,28 +45,37 @@ impl Evidence {
     }
 }
 
-/// How the scenario's workflow ended, read from history.
-pub fn outcome(h: &Histories) -> Outcome {
+/// How the scenario's workflow ended, read from history. For the demo `resilient` workflow a
+/// completion tells which path it took (its fallbacks are its own activities).
+pub fn outcome(workflow: &WorkflowSpec, h: &Histories) -> Outcome {
     match &h.root.close {
         Some(WorkflowClose::Completed { .. }) => {
             let ran = |t: &str| h.root.activities.iter().any(|a| a.activity_type == t);
-            if ran("fallback_b") {
+            let resilient = matches!(workflow, WorkflowSpec::Resilient(_));
+            if resilient && ran("fallback_b") {
                 Outcome::FallbackB
-            } else if ran("fallback_a") {
+            } else if resilient && ran("fallback_a") {
                 Outcome::FallbackA
             } else {
                 Outcome::Completed
             }
         }
         Some(WorkflowClose::Failed { .. }) => Outcome::Failed,
-        _ => Outcome::Stuck,
+        Some(WorkflowClose::TimedOut) => Outcome::TimedOut,
+        Some(WorkflowClose::Canceled) => Outcome::Canceled,
+        Some(WorkflowClose::Terminated) => Outcome::Terminated,
+        Some(WorkflowClose::ContinuedAsNew) | None => Outcome::Stuck,
     }
 }
 
-/// The workflow's result value (the `value` field for the resilient workflow).
-pub fn result_value(h: &Histories) -> Option<serde_json::Value> {
+/// The workflow's result value: the `value` field for the demo `resilient` workflow, the whole
+/// result otherwise.
+pub fn result_value(workflow: &WorkflowSpec, h: &Histories) -> Option<serde_json::Value> {
     match &h.root.close {
-        Some(WorkflowClose::Completed { result }) => Some(result.get("value").cloned().unwrap_or(result.clone())),
+        Some(WorkflowClose::Completed { result }) => match workflow {
+            WorkflowSpec::Resilient(_) => Some(result.get("value").cloned().unwrap_or(result.clone())),
+            _ => Some(result.clone()),
+        },
         _ => None,
     }
 }
@@ -87,20 +97,21 @@ pub fn infra_check(event: &InfraEvent) -> Check {
         evidence: None,
     }
 }
-/// Verifies every expectation, that every fault left evidence of firing, and that every
-/// infrastructure fault was applied.
-pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent]) -> Vec<Check> {
+/// Verifies every expectation, that every fault left evidence of firing (in history and, when the
+/// wire proxy injected the faults, in its attempt log `wire`), and that every infrastructure
+/// fault was applied.
+pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptRecord]) -> Vec<Check> {
     let root = &h.root;
     let close_evidence = Evidence::at(&root.workflow_id, root.close_event_id);
     let mut checks = Vec::new();
     let e = &plan.expect;
     if let Some(expected) = e.outcome {
-        let observed = outcome(h);
+        let observed = outcome(&plan.workflow, h);
         checks.push(Check {
             name: "outcome".into(),
             passed: observed == expected,
             expected: expected.to_string(),
-            observed: describe_close(h),
+            observed: describe_close(&plan.workflow, h),
             evidence: close_evidence.clone(),
         });
         if matches!(observed, Outcome::FallbackA | Outcome::FallbackB) {
@@ -108,7 +119,7 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent]) -> Vec<Check> {
         }
     }
     if let Some(expected) = &e.result {
-        let observed = result_value(h);
+        let observed = result_value(&plan.workflow, h);
         checks.push(Check {
             name: "result".into(),
             passed: observed.as_ref().is_some_and(|o| json_equal(o, expected)),
@@ -162,7 +173,11 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent]) -> Vec<Check> {
         });
     }
     for rule in &plan.faults.rules {
-        checks.push(fault_fired(rule, &plan.faults, h));
+        let mut check = fault_fired(rule, &plan.faults, h);
+        if !wire.is_empty() {
+            wire_evidence(&mut check, rule, &plan.faults, h, wire);
+        }
+        checks.push(check);
     }
     checks.extend(infra.iter().map(infra_check));
     checks
@@ -172,15 +187,12 @@ fn fmt_ms(d: std::time::Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
-fn describe_close(h: &Histories) -> String {
+fn describe_close(workflow: &WorkflowSpec, h: &Histories) -> String {
     match &h.root.close {
         None => "still running (stuck)".into(),
-        Some(WorkflowClose::Completed { .. }) => outcome(h).to_string(),
         Some(WorkflowClose::Failed { message, .. }) => format!("failed: {message}"),
-        Some(WorkflowClose::TimedOut) => "stuck: workflow timed out".into(),
-        Some(WorkflowClose::Terminated) => "stuck: workflow terminated".into(),
-        Some(WorkflowClose::Canceled) => "stuck: workflow cancelled".into(),
         Some(WorkflowClose::ContinuedAsNew) => "stuck: continued as new".into(),
+        Some(_) => outcome(workflow, h).to_string(),
     }
 }
 
@@ -367,6 +379,45 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
         expected,
         observed,
         evidence,
+    }
+}
+
+/// Adds the wire proxy's evidence to a fault's check: every attempt history counts that the
+/// rule targets must be in the proxy's log with this rule among its injections.
+fn wire_evidence(check: &mut Check, rule: &FaultRule, plan: &FaultPlan, h: &Histories, wire: &[AttemptRecord]) {
+    let mut injected = Vec::new();
+    let mut missing = Vec::new();
+    for act in h.activities().filter(|a| rule.targets(&a.activity_type)) {
+        for attempt in 1..=act.attempts {
+            let key = AttemptKey {
+                workflow_id: &act.workflow_id,
+                activity_id: &act.activity_id,
+                activity_type: &act.activity_type,
+                attempt,
+            };
+            if !plan.fires(rule, &key) {
+                continue;
+            }
+            let record = wire
+                .iter()
+                .find(|r| r.workflow_id == act.workflow_id && r.activity_id == act.activity_id && r.attempt == attempt);
+            let label = format!("{} attempt {attempt}", act.activity_type);
+            match record {
+                Some(r) if r.injected.iter().any(|i| i.rule == rule.id) => injected.push(label),
+                Some(_) => missing.push(format!("{label} went through the proxy without this fault")),
+                None => missing.push(format!("{label} is not in the proxy's log")),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        check.passed = false;
+        check.observed = format!("{}; the wire proxy's log: {}", check.observed, missing.join("; "));
+    } else if !injected.is_empty() {
+        check.observed = format!(
+            "{}; the wire proxy's log shows it injected on {}",
+            check.observed,
+            injected.join(", ")
+        );
     }
 }
 

@@ -25,7 +25,8 @@ fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> S
         root: fallback_b_history(&workflow_id),
         children: vec![],
     };
-    let checks = verify::verify(&plan, &histories, &infra_events);
+    let wire_attempts = wire_log(&workflow_id);
+    let checks = verify::verify(&plan, &histories, &infra_events, &wire_attempts);
     let execution = Execution {
         plan,
         run_id: Some(format!("run-of-{workflow_id}")),
@@ -35,7 +36,8 @@ fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> S
         error: None,
         ui_url: Some(UI.into()),
         wall: Duration::from_millis(7400),
-        wire_attempts: wire_log(&workflow_id),
+        wire_attempts,
+        worker: None,
     };
     ScenarioReport::new(execution, checks, "default")
 }

@@ -14,7 +14,7 @@ fn run(expect: &str, faults: &str) -> Vec<Check> {
         root: fallback_b_history("wf-1"),
         children: vec![],
     };
-    verify(&fallback_b_plan("p", expect, faults), &h, &[])
+    verify(&fallback_b_plan("p", expect, faults), &h, &[], &[])
 }
 
 #[test]

@@ -10,11 +10,13 @@
 //! elsewhere) sees the same plan; see [`crate::inject`].
 
 mod delay;
+mod drop_heartbeats;
 mod error;
 mod hang;
 mod panic;
 
 pub use delay::DelayFault;
+pub use drop_heartbeats::DropHeartbeatsFault;
 pub use error::ErrorFault;
 pub use hang::HangFault;
 pub use panic::{PanicFault, quiet_injected_panics};
@@ -298,6 +300,12 @@ pub trait ActivityFault: Send + Sync {
         false
     }
 
+    /// Whether the harness worker's SDK interceptors can inject it (`false`: only the wire proxy
+    /// can, as it needs a hold on calls the activity makes itself, e.g. heartbeats).
+    fn in_the_sdk(&self) -> bool {
+        true
+    }
+
     /// What this fault does when the wire proxy injects it (into a worker in any language);
     /// `None` when only the harness worker's SDK interceptors can (it needs code in the worker).
     /// `marker` is the rule's marker.
@@ -320,6 +328,7 @@ kinds! {
         "hang" => Hang(HangFault),
         /// Panic inside the activity.
         "panic" => Panic(PanicFault),
+        "drop_heartbeats" => DropHeartbeats(DropHeartbeatsFault),
     }
 }
 

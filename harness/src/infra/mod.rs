@@ -16,7 +16,7 @@ pub use network::NetworkFault;
 pub use server_pause::ServerPause;
 pub use server_restart::ServerRestart;
 pub use worker_crash::WorkerCrash;
-pub use worker_process::WorkerProcess;
+pub use worker_process::{PLACEHOLDERS, READY_TIMEOUT, Readiness, WorkerCommand, WorkerProcess, WorkerSpec};
 
 use crate::kind::{Kinds, kinds};
 use futures::future::BoxFuture;
@@ -118,7 +118,7 @@ pub enum InfraError {
     #[error("no worker traffic crossed the proxy during the fault ({0})")]
     NoTraffic(String),
     /// The worker process could not be started, or exited.
-    #[error("{what}; see {log}")]
+    #[error("{what} (worker log: {log})")]
     Worker {
         /// What happened.
         what: String,

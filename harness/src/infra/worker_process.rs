@@ -1,22 +1,174 @@
-//! A `chaos worker` child process: a worker the harness can kill for real.
+//! A worker child process the harness can kill for real: its own `chaos worker`, or the user's
+//! worker command from a scenario's `[worker]` table.
 
 use super::InfraError;
 use crate::wait::poll;
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde::Serialize;
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 use temporalio_client::{Client, tonic::IntoRequest};
 use temporalio_common::protos::temporal::api::{
     enums::v1::TaskQueueType, taskqueue::v1::TaskQueue, workflowservice::v1::DescribeTaskQueueRequest,
 };
-use tokio::{process::Child, sync::Mutex};
+use tokio::{
+    process::Child,
+    sync::{Mutex, watch},
+};
 
-/// How long a fresh worker may take to start polling.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a fresh worker may take to start polling, unless its `[worker]` says otherwise.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The worker process of one scenario; killed when dropped.
+/// Lines of its log shown when a worker process exits before it polls.
+const LOG_TAIL_LINES: usize = 20;
+
+/// Connection variables a user's worker must not inherit: it talks plaintext to the harness's
+/// proxy, which holds the real connection settings (TLS, API key) towards the server.
+const CONNECTION_VARS: [&str; 8] = [
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_TLS",
+    "TEMPORAL_TLS_CA_PATH",
+    "TEMPORAL_TLS_CERT_PATH",
+    "TEMPORAL_TLS_KEY_PATH",
+    "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+];
+
+/// How to start a worker of the user's own. `command`, `cwd` and `env` values may hold the
+/// placeholders of [`PLACEHOLDERS`], filled in by [`WorkerSpec::expand`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkerSpec {
+    /// Program and arguments; a relative program path is relative to `cwd`.
+    pub command: Vec<String>,
+    /// Working directory (relative paths in the scenario are relative to the scenario file).
+    pub cwd: PathBuf,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// How long the worker may take to poll its task queue once started.
+    #[serde(with = "humantime_serde")]
+    pub ready_timeout: Duration,
+}
+
+/// What a `[worker]` may refer to, each written `{name}`: the address the worker must connect to
+/// (the harness's proxy in front of the server), its host and port, the namespace, the task queue.
+pub const PLACEHOLDERS: [&str; 5] = ["address", "host", "port", "namespace", "task_queue"];
+
+impl WorkerSpec {
+    /// The spec with every `{placeholder}` replaced by its value from `values` (pairs of a
+    /// [`PLACEHOLDERS`] name and its value).
+    pub fn expand(&self, values: &[(&str, &str)]) -> WorkerSpec {
+        let fill = |text: &str| {
+            values.iter().fold(text.to_owned(), |t, (name, value)| {
+                t.replace(&format!("{{{name}}}"), value)
+            })
+        };
+        WorkerSpec {
+            command: self.command.iter().map(|a| fill(a)).collect(),
+            cwd: self.cwd.clone(),
+            env: self.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+            ready_timeout: self.ready_timeout,
+        }
+    }
+
+    /// Placeholder names used in `text` that are not in [`PLACEHOLDERS`].
+    pub fn unknown_placeholders(text: &str) -> Vec<String> {
+        text.split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+            .filter(|name| !PLACEHOLDERS.contains(name))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// What to run as a worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    /// Program and arguments.
+    argv: Vec<String>,
+    /// Working directory (`None`: the harness's own).
+    cwd: Option<PathBuf>,
+    /// Variables set on top of the harness's environment.
+    env: Vec<(String, String)>,
+    /// Variables removed from the harness's environment.
+    env_remove: &'static [&'static str],
+    /// How long it may take to poll once started.
+    ready_timeout: Duration,
+}
+
+impl WorkerCommand {
+    /// The harness's own worker (`chaos worker`), connecting to `address`.
+    pub fn harness(address: &str, namespace: &str, task_queue: &str) -> Result<Self, std::io::Error> {
+        let exe = std::env::current_exe()?.display().to_string();
+        let argv = [&exe, "worker", "--address", address, "--namespace", namespace];
+        Ok(Self {
+            argv: argv
+                .iter()
+                .chain(&["--task-queue", task_queue])
+                .map(|a| a.to_string())
+                .collect(),
+            cwd: None,
+            env: Vec::new(),
+            env_remove: &[],
+            ready_timeout: READY_TIMEOUT,
+        })
+    }
+
+    /// A user's worker from its `[worker]` table, placeholders already filled in, connecting to
+    /// `address` in `namespace`: `TEMPORAL_ADDRESS` and `TEMPORAL_NAMESPACE` are set (the table's
+    /// `env` may override them) and the harness's own connection secrets are not passed on.
+    pub fn user(spec: &WorkerSpec, address: &str, namespace: &str) -> Self {
+        let mut argv = spec.command.clone();
+        // `./worker` or `.venv/bin/python`: relative to the worker's directory, not the harness's.
+        if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
+            argv[0] = spec.cwd.join(&argv[0]).display().to_string();
+        }
+        let defaults = [
+            ("TEMPORAL_ADDRESS", address),
+            ("TEMPORAL_NAMESPACE", namespace),
+            // A killed Python worker's log would otherwise lose what it had buffered.
+            ("PYTHONUNBUFFERED", "1"),
+        ];
+        Self {
+            argv,
+            cwd: Some(spec.cwd.clone()),
+            env: defaults
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .chain(spec.env.iter().cloned())
+                .collect(),
+            env_remove: &CONNECTION_VARS,
+            ready_timeout: spec.ready_timeout,
+        }
+    }
+
+    /// The command line as shown in errors.
+    fn display(&self) -> String {
+        self.argv.join(" ")
+    }
+}
+
+/// How the harness knows a fresh worker process is ready.
+pub enum Readiness {
+    /// Its pollers show on the task queue with an identity ending in `:<pid>` (as the harness's
+    /// own worker names itself).
+    PollerIdentity,
+    /// The wire proxy in front of it saw it poll: the count of polls rose.
+    PollsSeen(watch::Receiver<u64>),
+}
+
+/// The worker process of one scenario (or of the scenarios sharing a task queue); its whole
+/// process group is killed when dropped.
 pub struct WorkerProcess {
-    child: Mutex<Option<Child>>,
-    /// Address the worker connects to (the fault proxy).
-    address: String,
+    /// The running child and its pid (which is also its process group's id).
+    child: Mutex<Option<(Child, u32)>>,
+    command: WorkerCommand,
+    readiness: Readiness,
     namespace: String,
     task_queue: String,
     log: PathBuf,
@@ -25,11 +177,19 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Prepares (does not start) a worker on `task_queue` that connects to `address`.
-    pub fn new(client: Client, address: String, namespace: String, task_queue: String, log: PathBuf) -> Self {
+    /// Prepares (does not start) `command` as a worker on `task_queue`, logging to `log`.
+    pub fn new(
+        client: Client,
+        command: WorkerCommand,
+        readiness: Readiness,
+        namespace: String,
+        task_queue: String,
+        log: PathBuf,
+    ) -> Self {
         Self {
             child: Mutex::new(None),
-            address,
+            command,
+            readiness,
             namespace,
             task_queue,
             log,
@@ -37,9 +197,14 @@ impl WorkerProcess {
         }
     }
 
-    /// Starts the process and waits until it polls the task queue; returns its pid.
+    /// The worker's log file.
+    pub fn log(&self) -> &std::path::Path {
+        &self.log
+    }
+
+    /// Starts the process (in a process group of its own) and waits until it polls the task
+    /// queue; returns its pid.
     pub async fn start(&self) -> Result<u32, InfraError> {
-        let exe = std::env::current_exe().map_err(|e| self.error(format!("cannot find the chaos binary: {e}")))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -48,28 +213,47 @@ impl WorkerProcess {
         let err = log
             .try_clone()
             .map_err(|e| self.error(format!("cannot open the worker log: {e}")))?;
-        let child = tokio::process::Command::new(exe)
-            .args(["worker", "--address", &self.address, "--namespace", &self.namespace])
-            .args(["--task-queue", &self.task_queue])
+        let c = &self.command;
+        let mut command = tokio::process::Command::new(&c.argv[0]);
+        if let Some(dir) = &c.cwd {
+            command.current_dir(dir);
+        }
+        for name in c.env_remove {
+            command.env_remove(name);
+        }
+        let polls_before = match &self.readiness {
+            Readiness::PollsSeen(polls) => Some(*polls.borrow()),
+            Readiness::PollerIdentity => None,
+        };
+        let child = command
+            .args(&c.argv[1..])
+            .envs(c.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| self.error(format!("cannot start a worker process: {e}")))?;
+            .map_err(|e| {
+                let dir = c
+                    .cwd
+                    .as_ref()
+                    .map_or_else(String::new, |d| format!(" in {}", d.display()));
+                self.error(format!("cannot start worker command `{}`{dir}: {e}", c.display()))
+            })?;
         let pid = child.id().unwrap_or_default();
-        *self.child.lock().await = Some(child);
-        self.wait_polling(pid).await?;
+        *self.child.lock().await = Some((child, pid));
+        self.wait_polling(pid, polls_before).await?;
         Ok(pid)
     }
 
-    /// Kills the process with SIGKILL (no graceful shutdown: a crash); returns its pid.
+    /// Kills the process group with SIGKILL (no graceful shutdown: a crash); returns its pid.
     pub async fn kill(&self) -> Result<u32, InfraError> {
         let mut slot = self.child.lock().await;
-        let mut child = slot
+        let (mut child, pid) = slot
             .take()
             .ok_or_else(|| self.error("no worker process is running".into()))?;
-        let pid = child.id().unwrap_or_default();
+        kill_group(pid);
         child
             .kill()
             .await
@@ -84,42 +268,99 @@ impl WorkerProcess {
         }
     }
 
-    async fn wait_polling(&self, pid: u32) -> Result<(), InfraError> {
+    /// Whether the worker process has exited, and how (with the end of its log).
+    async fn exited(&self, pid: u32) -> Option<InfraError> {
+        let mut slot = self.child.lock().await;
+        let status = slot.as_mut()?.0.try_wait().ok()??;
+        Some(self.error(format!(
+            "worker `{}` (pid {pid}) exited with {status} before it polled task queue `{}`; the end of its log:\n{}\n",
+            self.command.display(),
+            self.task_queue,
+            log_tail(&self.log)
+        )))
+    }
+
+    async fn wait_polling(&self, pid: u32, polls_before: Option<u64>) -> Result<(), InfraError> {
         let identity_suffix = format!(":{pid}");
         let svc = self.client.connection().workflow_service();
         let timed_out = || {
             self.error(format!(
-                "worker {pid} did not poll task queue `{}` within {} s",
+                "worker `{}` (pid {pid}) did not poll task queue `{}` within {}: does it connect to the \
+                 address it is given and poll that task queue?",
+                self.command.display(),
                 self.task_queue,
-                READY_TIMEOUT.as_secs()
+                humantime::format_duration(self.command.ready_timeout)
             ))
         };
-        poll(Duration::from_millis(100), Some(READY_TIMEOUT), timed_out, || {
-            let (mut svc, identity_suffix) = (svc.clone(), &identity_suffix);
-            async move {
-                if let Some(child) = self.child.lock().await.as_mut()
-                    && let Ok(Some(status)) = child.try_wait()
-                {
-                    return Err(self.error(format!("worker {pid} exited with {status}")));
+        poll(
+            Duration::from_millis(100),
+            Some(self.command.ready_timeout),
+            timed_out,
+            || {
+                let (mut svc, identity_suffix) = (svc.clone(), &identity_suffix);
+                async move {
+                    if let Some(exited) = self.exited(pid).await {
+                        return Err(exited);
+                    }
+                    let polling = match (&self.readiness, polls_before) {
+                        (Readiness::PollsSeen(polls), Some(before)) => *polls.borrow() > before,
+                        _ => {
+                            let request = DescribeTaskQueueRequest {
+                                namespace: self.namespace.clone(),
+                                task_queue: Some(TaskQueue {
+                                    name: self.task_queue.clone(),
+                                    ..Default::default()
+                                }),
+                                task_queue_type: TaskQueueType::Activity as i32,
+                                ..Default::default()
+                            };
+                            svc.describe_task_queue(request.into_request()).await.is_ok_and(|r| {
+                                r.into_inner()
+                                    .pollers
+                                    .iter()
+                                    .any(|p| p.identity.ends_with(identity_suffix))
+                            })
+                        }
+                    };
+                    Ok(polling.then_some(()))
                 }
-                let request = DescribeTaskQueueRequest {
-                    namespace: self.namespace.clone(),
-                    task_queue: Some(TaskQueue {
-                        name: self.task_queue.clone(),
-                        ..Default::default()
-                    }),
-                    task_queue_type: TaskQueueType::Activity as i32,
-                    ..Default::default()
-                };
-                let polling = svc.describe_task_queue(request.into_request()).await.is_ok_and(|r| {
-                    r.into_inner()
-                        .pollers
-                        .iter()
-                        .any(|p| p.identity.ends_with(identity_suffix))
-                });
-                Ok(polling.then_some(()))
-            }
-        })
+            },
+        )
         .await
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // The child itself dies with `kill_on_drop`; what it started (a wrapper's children) with
+        // its process group.
+        if let Some((_, pid)) = self.child.get_mut() {
+            kill_group(*pid);
+        }
+    }
+}
+
+/// SIGKILL to the process group led by `pid` (each worker is started as a group leader). Never
+/// to group 0 or 1, which would be the harness's own group or init's.
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 1
+    {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// The last lines of a log file, or why it cannot be read.
+fn log_tail(path: &std::path::Path) -> String {
+    let mut text = String::new();
+    if let Err(e) = std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
+        return format!("(cannot read {}: {e})", path.display());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    if tail.is_empty() {
+        "(the log is empty)".into()
+    } else {
+        tail.iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
     }
 }

@@ -59,6 +59,14 @@ pub(super) fn render(r: &RunReport) -> String {
             s.duration_ms.map_or_else(|| "-".into(), |d| format!("{d} ms")),
         );
     }
+    let placed: Vec<String> = r
+        .scenarios
+        .iter()
+        .filter_map(|s| Some(format!("- {}: {}", s.name, s.worker.as_ref()?)))
+        .collect();
+    if !placed.is_empty() {
+        let _ = write!(out, "\nWorkers of your own workflows:\n{}\n", placed.join("\n"));
+    }
     for s in r.scenarios.iter().filter(|s| s.verdict != Verdict::Passed) {
         let _ = writeln!(out, "\n## {} {}\n", mark(s.verdict), s.name);
         if let Some(e) = &s.error {

@@ -141,8 +141,12 @@ pub struct ScenarioReport {
     pub description: String,
     /// File it came from.
     pub source: PathBuf,
-    /// `orchestration` or `resilient`.
+    /// `orchestration` or `resilient` (the demo workflows), or the user's workflow type.
     pub workflow: String,
+    /// For a workflow of the user's own: which worker ran it and how (shared by the scenarios
+    /// on its task queue, one of its own, or one the harness did not start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Workflow id.
     pub workflow_id: String,
     /// Run id, once started.
@@ -195,6 +199,7 @@ impl ScenarioReport {
             ui_url,
             wall,
             wire_attempts,
+            worker,
         } = execution;
         let link_to =
             |workflow_id: &str, run_id: &str| ui_url.as_deref().map(|ui| ui_link(ui, namespace, workflow_id, run_id));
@@ -218,11 +223,12 @@ impl ScenarioReport {
             description: plan.description.clone(),
             source: plan.source.clone(),
             workflow: plan.workflow.kind().into(),
+            worker,
             link: run_id.as_deref().and_then(|r| link_to(&workflow_id, r)),
             workflow_id,
             run_id,
-            outcome: histories.as_ref().map(verify::outcome),
-            result: histories.as_ref().and_then(verify::result_value),
+            outcome: histories.as_ref().map(|h| verify::outcome(&plan.workflow, h)),
+            result: histories.as_ref().and_then(|h| verify::result_value(&plan.workflow, h)),
             attempts,
             duration_ms: histories
                 .as_ref()
@@ -242,7 +248,16 @@ impl ScenarioReport {
     }
 }
 
+/// Where, under the raw histories folder, the histories of the user's own workflows go.
+pub const USER_HISTORIES_DIR: &str = "user";
+
 impl ScenarioReport {
+    /// Whether its histories are of the harness's own workflows, which `chaos replay` replays
+    /// (a user's workflow runs in a worker the report names).
+    pub fn replayable(&self) -> bool {
+        self.worker.is_none()
+    }
+
     /// The report of a plan that an interruption kept from finishing (or from starting);
     /// `workflow_id` is the id it has or would have had.
     pub fn interrupted(plan: &crate::plan::Plan, workflow_id: String) -> Self {
@@ -251,6 +266,7 @@ impl ScenarioReport {
             description: plan.description.clone(),
             source: plan.source.clone(),
             workflow: plan.workflow.kind().into(),
+            worker: None,
             workflow_id,
             run_id: None,
             outcome: None,
@@ -334,14 +350,18 @@ pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
     for format in ReportFormat::ALL {
         std::fs::write(dir.join(format.file_name()), format.render(report))?;
     }
+    // The harness's own workflows' histories, which `chaos replay` replays; those of the user's
+    // workflows beside them, for the user's own SDK's replayer.
     let raw = dir.join(RAW_HISTORIES_DIR);
-    for facts in report
-        .scenarios
-        .iter()
-        .flat_map(|s| &s.history)
-        .flat_map(Histories::all)
-    {
-        facts.write_raw(&raw)?;
+    for s in &report.scenarios {
+        let folder = if s.replayable() {
+            raw.clone()
+        } else {
+            raw.join(USER_HISTORIES_DIR)
+        };
+        for facts in s.history.iter().flat_map(Histories::all) {
+            facts.write_raw(&folder)?;
+        }
     }
     let latest = root.join("latest");
     let _ = std::fs::remove_file(&latest);

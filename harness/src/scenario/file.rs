@@ -17,6 +17,9 @@ pub(super) struct ScenarioFile {
     #[serde(default)]
     pub description: String,
     pub workflow: Spanned<String>,
+    pub task_queue: Option<Spanned<String>>,
+    pub args: Option<Spanned<Vec<toml::Value>>>,
+    pub worker: Option<Spanned<WorkerSection>>,
     pub seed: Option<u64>,
     #[serde(default)]
     pub input: InputSection,
@@ -25,6 +28,17 @@ pub(super) struct ScenarioFile {
     #[serde(default)]
     pub fallback: FallbackSection,
     pub expect: Spanned<ExpectSection>,
+}
+
+/// `[worker]`: how the harness starts a worker of the user's own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WorkerSection {
+    pub command: Spanned<Vec<String>>,
+    pub cwd: Option<Spanned<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub ready_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -131,7 +131,114 @@ fn contradictions_are_errors() {
         "name = \"o\"\nworkflow = \"orchestration\"\n[input]\nnumbers = [1]\n[expect]\noutcome = \"fallback-A\"\n";
     assert_eq!(
         problems(orch),
-        ["s.toml:6:11: the orchestration workflow has no fallbacks; expect `completed` or `failed`"]
+        [
+            "s.toml:6:11: `fallback-A` is an outcome of the demo `resilient` workflow only; expect one of: completed, failed, timed_out, canceled, terminated"
+        ]
+    );
+}
+
+/// A workflow of the user's own, run by a worker the harness starts.
+const USER: &str = r#"name = "pay"
+workflow = "PaymentWorkflow"
+task_queue = "payments"
+args = [{ amount = 40 }, "eur"]
+
+[worker]
+command = [".venv/bin/python", "worker.py", "--queue", "{task_queue}"]
+env = { TEMPORAL_HOST = "{host}", TEMPORAL_PORT = "{port}" }
+ready_timeout = "5s"
+
+[[fault]]
+activity = "charge"
+attempts = [1]
+kind = "drop_heartbeats"
+
+[[infra]]
+kind = "worker_crash"
+activity = "charge"
+duration = "500ms"
+
+[expect]
+outcome = "timed_out"
+result = { charged = 40 }
+attempts = { charge = 2, refund = 0 }
+failure = "timeout:heartbeat"
+"#;
+
+#[test]
+fn a_workflow_of_your_own_takes_args_a_worker_and_generic_expectations() {
+    let plan = parse(Path::new("/work/app/scenarios/s.toml"), USER).unwrap();
+    let WorkflowSpec::User(user) = &plan.workflow else {
+        panic!("{:?}", plan.workflow)
+    };
+    assert_eq!(user.workflow_type, "PaymentWorkflow");
+    assert_eq!(user.args, [serde_json::json!({"amount": 40}), serde_json::json!("eur")]);
+    assert_eq!(plan.task_queue.as_deref(), Some("payments"));
+    let worker = plan.worker.as_ref().unwrap();
+    assert_eq!(worker.cwd, Path::new("/work/app/scenarios"));
+    assert_eq!(worker.ready_timeout, Duration::from_secs(5));
+    let filled = worker.expand(&[("host", "127.0.0.1"), ("port", "7234"), ("task_queue", "payments")]);
+    assert_eq!(filled.command[3], "payments");
+    assert_eq!(
+        filled.env,
+        [
+            ("TEMPORAL_HOST".to_owned(), "127.0.0.1".to_owned()),
+            ("TEMPORAL_PORT".to_owned(), "7234".to_owned())
+        ]
+    );
+    assert_eq!(plan.expect.outcome, Some(Outcome::TimedOut));
+    assert_eq!(
+        plan.expect.attempts,
+        [("charge".to_owned(), 2), ("refund".to_owned(), 0)]
+    );
+}
+
+#[test]
+fn demo_and_user_fields_do_not_mix() {
+    let p = problems(&USER.replace("[[fault]]", "[activity]\nstart_to_close = \"1s\"\n\n[[fault]]"));
+    assert!(
+        p[0].contains("`[activity]` and `[fallback]` belong to the demo workflows"),
+        "{p:?}"
+    );
+    let p = problems(&VALID.replace("[input]", "args = [1]\n[input]"));
+    assert!(
+        p[0].contains("are for a workflow of your own; the demo workflow `resilient`"),
+        "{p:?}"
+    );
+    let p = problems(&USER.replace("kind = \"drop_heartbeats\"", "kind = \"panic\"\nmessage = \"x\""));
+    assert!(
+        p[0].contains("fault kind `panic` needs code inside the worker"),
+        "{p:?}"
+    );
+    let p = problems(&USER.replace("\"{task_queue}\"", "\"{queue}\""));
+    assert!(
+        p[0].contains("s.toml:7:11: unknown placeholder `{queue}`; known: {address}"),
+        "{p:?}"
+    );
+    let p = problems(&USER.replace("outcome = \"timed_out\"", "outcome = \"fallback-B\""));
+    assert!(
+        p[0].contains("`fallback-B` is an outcome of the demo `resilient` workflow only"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_worker_the_harness_does_not_start_cannot_be_crashed() {
+    let start = USER.find("[worker]").unwrap();
+    let end = USER.find("[[fault]]").unwrap();
+    let external = format!("{}{}", &USER[..start], &USER[end..]);
+    let p = problems(&external);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("`worker_crash` needs a worker the harness starts"),
+        "{p:?}"
+    );
+    let neither = external.replace("task_queue = \"payments\"\n", "");
+    assert!(
+        problems(&neither)[0]
+            .contains("not a demo workflow (`orchestration`, `resilient`); for a workflow of your own"),
+        "{:?}",
+        problems(&neither)
     );
 }
 

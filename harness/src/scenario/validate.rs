@@ -3,14 +3,15 @@
 use super::{
     diagnostic::Diagnostics,
     entry::{self, Entry, Parsed},
-    file::{ActivitySection, AttemptsField, FaultCommon, InfraCommon, RetrySection, ScenarioFile},
+    file::{ActivitySection, AttemptsField, FaultCommon, InfraCommon, RetrySection, ScenarioFile, WorkerSection},
 };
 use crate::{
     failure::{FailureKind, TimeoutKind},
     faults::{AttemptSelector, FaultAction, FaultPlan, FaultRule},
-    infra::{InfraAction, InfraRule, Trigger},
+    infra::{Capability, InfraAction, InfraRule, PLACEHOLDERS, READY_TIMEOUT, Trigger, WorkerSpec},
     plan::{
-        ActivitySettings, Expectations, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings, WorkflowSpec,
+        ActivitySettings, Expectations, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings, UserWorkflow,
+        WorkflowSpec,
     },
 };
 use std::{path::Path, time::Duration};
@@ -33,11 +34,12 @@ pub(super) fn validate(
     }
     let activity = activity_settings(&raw, d);
     let workflow = workflow_spec(&raw, activity, d)?;
+    let worker = raw.worker.as_ref().and_then(|w| worker_spec(path, w.get_ref(), d));
     let faults = fault_plan(&raw, fault_entries, &workflow, d);
     let infra = infra_entries
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| infra_rule(i + 1, r, &workflow, d))
+        .filter_map(|(i, r)| infra_rule(i + 1, r, &workflow, worker.as_ref(), d))
         .collect();
     let expect = expectations(&raw, &workflow, &faults, d);
     Some(Plan {
@@ -45,9 +47,67 @@ pub(super) fn validate(
         description: raw.description.clone(),
         source: path.to_owned(),
         workflow,
+        task_queue: raw.task_queue.as_ref().map(|q| q.get_ref().clone()),
+        worker,
         faults,
         infra,
         expect,
+    })
+}
+
+/// `[worker]`: a command, its directory (relative to the scenario file) and its environment,
+/// with only known placeholders.
+fn worker_spec(path: &Path, w: &WorkerSection, d: &mut Diagnostics<'_>) -> Option<WorkerSpec> {
+    let known = PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ");
+    let check = |text: &Spanned<String>, d: &mut Diagnostics<'_>| {
+        for name in WorkerSpec::unknown_placeholders(text.get_ref()) {
+            d.error(text.span(), format!("unknown placeholder `{{{name}}}`; known: {known}"));
+        }
+    };
+    if w.command.get_ref().is_empty() || w.command.get_ref()[0].trim().is_empty() {
+        d.error(
+            w.command.span(),
+            "`command` needs the program and its arguments, e.g. [\"python\", \"worker.py\"]",
+        );
+        return None;
+    }
+    for arg in w.command.get_ref() {
+        check(&Spanned::new(w.command.span(), arg.clone()), d);
+    }
+    for value in w.env.values() {
+        check(value, d);
+    }
+    // Absolute, so that errors and the worker's own view of its directory are unambiguous.
+    let folder = path
+        .parent()
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .and_then(|p| std::path::absolute(p).ok())
+        .unwrap_or_default();
+    let cwd = match &w.cwd {
+        Some(c) => {
+            let dir = folder.join(c.get_ref());
+            if !dir.is_dir() {
+                d.error(
+                    c.span(),
+                    format!(
+                        "`cwd` {} is not a directory (relative paths start at the scenario file's folder)",
+                        dir.display()
+                    ),
+                );
+            }
+            dir
+        }
+        None => folder,
+    };
+    Some(WorkerSpec {
+        command: w.command.get_ref().clone(),
+        cwd,
+        env: w
+            .env
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+            .collect(),
+        ready_timeout: duration(&w.ready_timeout, d).unwrap_or(READY_TIMEOUT),
     })
 }
 
@@ -127,7 +187,24 @@ fn workflow_spec(raw: &ScenarioFile, activity: ActivitySettings, d: &mut Diagnos
     let span = raw.workflow.span();
     let input = &raw.input;
     let b_types = raw.fallback.b_error_types.as_ref();
-    match raw.workflow.get_ref().as_str() {
+    let name = raw.workflow.get_ref().as_str();
+    if matches!(name, "orchestration" | "resilient") {
+        let user_only = [
+            raw.args.as_ref().map(Spanned::span),
+            raw.task_queue.as_ref().map(Spanned::span),
+            raw.worker.as_ref().map(Spanned::span),
+        ];
+        for span in user_only.into_iter().flatten() {
+            d.error(
+                span,
+                format!(
+                    "`args`, `task_queue` and `[worker]` are for a workflow of your own; the demo workflow \
+                     `{name}` runs in the harness's own worker and takes `[input]`"
+                ),
+            );
+        }
+    }
+    match name {
         "orchestration" => {
             if let Some(v) = &input.value {
                 d.error(
@@ -173,14 +250,61 @@ fn workflow_spec(raw: &ScenarioFile, activity: ActivitySettings, d: &mut Diagnos
                 fallback_b_error_types: b_types.map(|b| b.get_ref().clone()).unwrap_or_default(),
             }))
         }
-        other => {
-            d.error(
-                span,
-                format!("unknown workflow `{other}`, expected `orchestration` or `resilient`"),
-            );
-            None
-        }
+        other => user_workflow(raw, other, d),
     }
+}
+
+/// A workflow of the user's own: its type, arguments and where its worker polls; none of the
+/// demo workflows' sections apply.
+fn user_workflow(raw: &ScenarioFile, workflow_type: &str, d: &mut Diagnostics<'_>) -> Option<WorkflowSpec> {
+    if raw.task_queue.is_none() && raw.worker.is_none() {
+        d.error(
+            raw.workflow.span(),
+            format!(
+                "workflow `{workflow_type}` is not a demo workflow (`orchestration`, `resilient`); for a workflow of \
+                 your own give a `[worker]` the harness starts, or the `task_queue` your running worker polls"
+            ),
+        );
+        return None;
+    }
+    let demo_only = [
+        raw.input.numbers.as_ref().map(Spanned::span),
+        raw.input.value.as_ref().map(Spanned::span),
+        raw.fallback.b_error_types.as_ref().map(Spanned::span),
+        activity_section_span(&raw.activity),
+    ];
+    for span in demo_only.into_iter().flatten() {
+        d.error(
+            span,
+            "`[input]`, `[activity]` and `[fallback]` belong to the demo workflows; your workflow takes `args` \
+             and sets its own activity options",
+        );
+    }
+    if let Some(q) = &raw.task_queue
+        && q.get_ref().trim().is_empty()
+    {
+        d.error(q.span(), "`task_queue` must not be empty");
+    }
+    let args = raw.args.as_ref().map_or_else(Vec::new, |a| {
+        a.get_ref()
+            .iter()
+            .map(|v| serde_json::to_value(v).unwrap_or_default())
+            .collect()
+    });
+    Some(WorkflowSpec::User(UserWorkflow {
+        workflow_type: workflow_type.to_owned(),
+        args,
+    }))
+}
+
+/// Where the `[activity]` section is, if it says anything.
+fn activity_section_span(a: &ActivitySection) -> Option<std::ops::Range<usize>> {
+    [&a.start_to_close, &a.schedule_to_close, &a.heartbeat_timeout]
+        .into_iter()
+        .flatten()
+        .map(Spanned::span)
+        .chain(a.retry.as_ref().map(Spanned::span))
+        .next()
 }
 
 fn fault_plan(
@@ -205,7 +329,7 @@ fn fault_plan(
 /// The retry policy's attempt limit, if bounded.
 fn max_attempts(workflow: &WorkflowSpec) -> Option<u32> {
     workflow
-        .activity()
+        .activity()?
         .retry
         .as_ref()
         .map(|r| r.maximum_attempts)
@@ -258,6 +382,18 @@ fn fault_rule(
             None
         }
     });
+    if let (Some(a), WorkflowSpec::User(_)) = (&action, workflow)
+        && a.fault().on_the_wire("").is_none()
+    {
+        d.error(
+            f.kind.span(),
+            format!(
+                "fault kind `{}` needs code inside the worker (only the harness's own demo workflows have it); \
+                 into a workflow of your own faults go on the wire: error, delay, hang, drop_heartbeats",
+                a.name()
+            ),
+        );
+    }
     Some(FaultRule {
         id,
         activity: activity.clone(),
@@ -268,24 +404,26 @@ fn fault_rule(
 }
 
 fn outcome(text: &Spanned<String>, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> Option<Outcome> {
+    let generic = Outcome::GENERIC.map(|o| o.to_string()).join(", ");
     let o = match text.get_ref().as_str() {
-        "completed" => Outcome::Completed,
         "fallback-A" => Outcome::FallbackA,
         "fallback-B" => Outcome::FallbackB,
-        "failed" => Outcome::Failed,
-        other => {
-            d.error(
-                text.span(),
-                format!("unknown outcome `{other}`, expected one of: completed, fallback-A, fallback-B, failed"),
-            );
-            return None;
-        }
+        other => match Outcome::GENERIC.into_iter().find(|o| o.to_string() == other) {
+            Some(o) => o,
+            None => {
+                d.error(
+                    text.span(),
+                    format!("unknown outcome `{other}`, expected one of: {generic} (or fallback-A, fallback-B for the demo `resilient` workflow)"),
+                );
+                return None;
+            }
+        },
     };
     let fallback = matches!(o, Outcome::FallbackA | Outcome::FallbackB);
-    if fallback && matches!(workflow, WorkflowSpec::Orchestration(_)) {
+    if fallback && !matches!(workflow, WorkflowSpec::Resilient(_)) {
         d.error(
             text.span(),
-            "the orchestration workflow has no fallbacks; expect `completed` or `failed`",
+            format!("`{o}` is an outcome of the demo `resilient` workflow only; expect one of: {generic}"),
         );
     }
     if o == Outcome::FallbackB
@@ -301,7 +439,12 @@ fn outcome(text: &Spanned<String>, workflow: &WorkflowSpec, d: &mut Diagnostics<
 }
 
 /// `settings` is the raw section: a timeout given but malformed was reported already.
-fn failure_kind(text: &Spanned<String>, settings: &ActivitySection, d: &mut Diagnostics<'_>) -> Option<FailureKind> {
+/// `settings` is `None` for a workflow of the user's own, whose timeouts the harness cannot see.
+fn failure_kind(
+    text: &Spanned<String>,
+    settings: Option<&ActivitySection>,
+    d: &mut Diagnostics<'_>,
+) -> Option<FailureKind> {
     let t = text.get_ref();
     let kind = if let Some(ty) = t.strip_prefix("error:") {
         FailureKind::Error(ty.to_owned())
@@ -317,11 +460,11 @@ fn failure_kind(text: &Spanned<String>, settings: &ActivitySection, d: &mut Diag
                 return None;
             }
         };
-        let configured = match timeout {
+        let configured = settings.is_none_or(|settings| match timeout {
             TimeoutKind::Heartbeat => settings.heartbeat_timeout.is_some(),
             TimeoutKind::ScheduleToClose => settings.schedule_to_close.is_some(),
             _ => settings.start_to_close.is_some(),
-        };
+        });
         if !configured {
             d.error(
                 text.span(),
@@ -359,15 +502,15 @@ fn expectations(
         None => {
             d.error(
                 section.clone(),
-                "`[expect]` needs an `outcome` (completed, fallback-A, fallback-B or failed)",
+                "`[expect]` needs an `outcome` (completed, failed, timed_out, canceled, terminated; fallback-A or \
+                 fallback-B for the demo `resilient` workflow)",
             );
             None
         }
     };
     let max = max_attempts(workflow);
     let non_retryable = settings
-        .retry
-        .as_ref()
+        .and_then(|s| s.retry.as_ref())
         .map(|r| r.non_retryable_types.clone())
         .unwrap_or_default();
     let mut attempts = Vec::new();
@@ -426,7 +569,10 @@ fn expectations(
         outcome,
         result,
         attempts,
-        failure: e.failure.as_ref().and_then(|f| failure_kind(f, &raw.activity, d)),
+        failure: e.failure.as_ref().and_then(|f| {
+            let settings = workflow.activity().is_some().then_some(&raw.activity);
+            failure_kind(f, settings, d)
+        }),
         error_contains,
         time_budget: duration(&e.time_budget, d),
     }
@@ -438,10 +584,17 @@ fn uses_scenario_settings(workflow: &WorkflowSpec, activity: &str) -> bool {
     match workflow {
         WorkflowSpec::Orchestration(_) => true,
         WorkflowSpec::Resilient(_) => activity == "risky",
+        WorkflowSpec::User(_) => false,
     }
 }
 
-fn infra_rule(id: usize, entry: &Entry<'_>, workflow: &WorkflowSpec, d: &mut Diagnostics<'_>) -> Option<InfraRule> {
+fn infra_rule(
+    id: usize,
+    entry: &Entry<'_>,
+    workflow: &WorkflowSpec,
+    worker: Option<&WorkerSpec>,
+    d: &mut Diagnostics<'_>,
+) -> Option<InfraRule> {
     let Parsed { common: r, action } =
         entry::parse::<InfraCommon, InfraAction>(entry, "infrastructure fault kind", |c| &c.kind, d)?;
     let trigger = match (&r.activity, &r.after) {
@@ -480,6 +633,21 @@ fn infra_rule(id: usize, entry: &Entry<'_>, workflow: &WorkflowSpec, d: &mut Dia
             return None;
         }
     };
+    if let (Some(action), WorkflowSpec::User(_), None) = (&action, workflow, worker)
+        && matches!(
+            action.fault().needs(),
+            Capability::CrashWorker | Capability::NetworkProxy
+        )
+    {
+        d.error(
+            r.kind.span(),
+            format!(
+                "`{}` needs a worker the harness starts: add a `[worker]` table (a worker you run yourself \
+                 cannot be crashed or cut off by the harness)",
+                action.name()
+            ),
+        );
+    }
     let duration = duration(&Some(r.duration.clone()), d)?;
     Some(InfraRule {
         id,
@@ -497,7 +665,11 @@ fn known_activity(
     wildcard: bool,
     d: &mut Diagnostics<'_>,
 ) -> bool {
-    let (name, known) = (activity.get_ref().as_str(), workflow.activity_types());
+    // The activity types of a workflow of the user's own are not known before it runs.
+    let Some(known) = workflow.activity_types() else {
+        return true;
+    };
+    let name = activity.get_ref().as_str();
     if known.contains(&name) || (wildcard && name == "*") {
         return true;
     }

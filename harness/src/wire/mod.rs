@@ -135,6 +135,12 @@ impl WireProxy {
         self.proxy.log().records()
     }
 
+    /// The number of task polls workers have sent through the proxy, rising with each: a worker
+    /// behind the proxy is ready once it polls.
+    pub fn polls(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.proxy.polls()
+    }
+
     /// A handle on the attempt log that outlives the proxy.
     pub fn attempt_log(&self) -> AttemptLog {
         self.proxy.log().clone()

@@ -93,6 +93,7 @@ pub struct Proxy {
     namespace: String,
     held: Mutex<JoinSet<()>>,
     closing: watch::Sender<bool>,
+    polls: watch::Sender<u64>,
 }
 
 fn incoming(body: Incoming) -> ProxyBody {
@@ -109,7 +110,13 @@ impl Proxy {
             namespace,
             held: Mutex::new(JoinSet::new()),
             closing: watch::Sender::new(false),
+            polls: watch::Sender::new(0),
         }
+    }
+
+    /// How many task polls (workflow or activity) workers have sent through the proxy so far.
+    pub fn polls(&self) -> watch::Receiver<u64> {
+        self.polls.subscribe()
     }
 
     /// The attempt log.
@@ -147,6 +154,9 @@ impl Proxy {
             .strip_prefix(WORKFLOW_SERVICE)
             .unwrap_or_default()
             .to_owned();
+        if method.starts_with("Poll") && method.ends_with("TaskQueue") {
+            self.polls.send_modify(|n| *n += 1);
+        }
         let (parts, body) = request.into_parts();
         let result = match method.as_str() {
             POLL | WORKFLOW_TASK_COMPLETED => self.hand_out(&method, parts, body).await,
@@ -198,6 +208,27 @@ impl Proxy {
         if response.status() != StatusCode::OK || response.headers().contains_key("grpc-status") {
             return Ok(response.map(incoming));
         }
+        // The server has handed out what the response holds: record it (and apply its faults)
+        // even if the worker goes away now, e.g. killed by a worker-crash fault, so that the log
+        // still accounts for every attempt history counts.
+        let proxy = Arc::clone(self);
+        let method = method.to_owned();
+        tokio::spawn(async move { proxy.read_handed_out(&method, response).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(CallError::Response {
+                    address: self.upstream.address(),
+                    reason: format!("reading the response failed: {e}"),
+                })
+            })
+    }
+
+    /// The rest of [`Self::hand_out`] once the response headers are in.
+    async fn read_handed_out(
+        self: &Arc<Self>,
+        method: &str,
+        response: Response<Incoming>,
+    ) -> Result<Response<ProxyBody>, CallError> {
         let (parts, body) = response.into_parts();
         let (data, trailers) = collect(body).await.map_err(|e| CallError::Response {
             address: self.upstream.address(),

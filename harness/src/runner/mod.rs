@@ -2,18 +2,19 @@
 //! faults, wait for it to close, and read its histories. What the histories mean is for
 //! [`crate::verify`] to say; the runner only observes.
 
+mod workers;
+
+pub use workers::SharedWorkers;
+
 use crate::wait::poll;
 use crate::{
     faults::HEADER_KEY,
     history::{Histories, HistoryError, read_histories},
-    infra::{
-        self, Capability, InfraControl, InfraError, InfraEvent, InfraOutcome, InfraRule, Trigger, WorkerProcess,
-        proxy::FaultProxy,
-    },
+    infra::{self, Capability, InfraControl, InfraError, InfraEvent, InfraOutcome, InfraRule, Trigger},
     inject::plan_header,
     plan::{Plan, WorkflowSpec},
     target::{Cluster, TargetError, TargetSettings},
-    wire::{AttemptRecord, WireError, WireProxy, WireSettings},
+    wire::{AttemptRecord, WireError, WireSettings},
     workflows::{Orchestration, ResilientCall},
 };
 use futures::{Stream, StreamExt, stream};
@@ -29,15 +30,18 @@ use temporalio_client::{
 };
 use temporalio_common::{
     HasWorkflowDefinition, MemoValues,
+    data_converters::RawValue,
     protos::temporal::api::{
-        common::v1::{Header, WorkflowExecution},
+        common::v1::{Header, Payload, WorkflowExecution},
         enums::v1::PendingActivityState,
+        history::v1::history_event::Attributes,
         workflowservice::v1::DescribeWorkflowExecutionRequest,
     },
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
+use workers::Placement;
 
 /// Server-side deadline of a scenario workflow without a time budget.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
@@ -80,20 +84,28 @@ pub enum Inject {
     Wire,
 }
 
-/// Servers started for single scenarios; kept up until the run ends, so that the report's links
-/// to their Web UI work while the shared server's do.
+/// What a run starts for some of its scenarios and keeps until it ends: servers of their own
+/// (kept so that the report's links to their Web UI work while the shared server's do) and the
+/// user workers shared by the scenarios on one fixed task queue.
 #[derive(Default)]
-pub struct PrivateServers(std::sync::Mutex<Vec<Cluster>>);
+pub struct Resources {
+    servers: std::sync::Mutex<Vec<Cluster>>,
+    workers: SharedWorkers,
+}
 
-impl PrivateServers {
+impl Resources {
     /// Stops every one of them.
     pub async fn stop(self) {
-        let servers = self.0.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.workers.stop().await;
+        let servers = self
+            .servers
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         futures::future::join_all(servers.into_iter().map(Cluster::stop)).await;
     }
 
     fn keep(&self, cluster: Cluster) {
-        self.0
+        self.servers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(cluster);
@@ -119,8 +131,11 @@ pub struct Execution {
     pub ui_url: Option<String>,
     /// Wall time the scenario took in the harness, its private server's start included.
     pub wall: Duration,
-    /// Every activity attempt as the wire proxy saw it (`--inject wire` only).
+    /// Every activity attempt as the wire proxy saw it (`--inject wire`, and workflows of the
+    /// user's own run by a worker the harness started).
     pub wire_attempts: Vec<AttemptRecord>,
+    /// For a workflow of the user's own: which worker ran it, and how (shared, its own, external).
+    pub worker: Option<String>,
 }
 
 /// Why a scenario could not run or be observed.
@@ -150,18 +165,39 @@ pub enum RunError {
     /// The scenario's wire proxy did not start.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// No worker polls the task queue of a workflow the harness does not run a worker for.
+    #[error(
+        "no worker polls task queue `{task_queue}` on {address}: start your worker (connected through \
+         `chaos proxy --upstream {address}`) before the run, or give the scenario a `[worker]` for the harness to start"
+    )]
+    NoWorker {
+        /// The scenario's task queue.
+        task_queue: String,
+        /// The server's address.
+        address: String,
+    },
+    /// The workflow's tasks keep failing on the worker (an unregistered workflow type, a
+    /// nondeterminism, a bug); the harness terminated it instead of waiting for its deadline.
+    #[error("the worker keeps failing the workflow task of {workflow_id}, so it was terminated: {message}")]
+    WorkflowTaskFailing {
+        /// The workflow id.
+        workflow_id: String,
+        /// The worker's failure message (for an unknown type it names the types it registers).
+        message: String,
+    },
 }
 
 /// Runs every plan, up to `jobs` at once; yields `(index in plans, execution)` as each finishes.
 /// Scenarios stay out of each other's way instead of waiting for each other: one that pauses or
-/// restarts the server gets a server of its own (kept in `servers`), one that crashes its worker
-/// or breaks its network gets a worker process and proxy of its own. Once `stop` is cancelled no
+/// restarts the server gets a server of its own (kept in `resources`), one that crashes its worker
+/// or breaks its network gets a worker process and proxy of its own; scenarios on a user worker's
+/// fixed task queue share that worker, or take turns when they would disturb it. Once `stop` is cancelled no
 /// further plan starts (those are not yielded).
 pub fn run_plans<'a>(
     cluster: &'a Cluster,
     plans: &'a [Plan],
     settings: &'a RunSettings,
-    servers: &'a PrivateServers,
+    resources: &'a Resources,
     stop: &'a CancellationToken,
 ) -> impl Stream<Item = (usize, Execution)> + 'a {
     stream::iter(plans.iter().enumerate())
@@ -169,7 +205,7 @@ pub fn run_plans<'a>(
             if stop.is_cancelled() {
                 return None;
             }
-            Some((index, run_isolated(cluster, plan, settings, servers).await))
+            Some((index, run_isolated(cluster, plan, settings, resources).await))
         })
         .buffer_unordered(settings.jobs.max(1))
         .filter_map(futures::future::ready)
@@ -186,7 +222,7 @@ fn needs_own_server(plan: &Plan) -> bool {
 }
 
 /// [`run_one`] on the shared cluster, or on a private server when the plan needs one.
-async fn run_isolated(cluster: &Cluster, plan: &Plan, settings: &RunSettings, servers: &PrivateServers) -> Execution {
+async fn run_isolated(cluster: &Cluster, plan: &Plan, settings: &RunSettings, resources: &Resources) -> Execution {
     let began = Instant::now();
     let private = match (&settings.private_server, needs_own_server(plan)) {
         (Some(target), true) => {
@@ -216,10 +252,10 @@ async fn run_isolated(cluster: &Cluster, plan: &Plan, settings: &RunSettings, se
         }
         _ => None,
     };
-    let mut execution = run_one(private.as_ref().unwrap_or(cluster), plan, settings).await;
+    let mut execution = run_one(private.as_ref().unwrap_or(cluster), plan, settings, &resources.workers).await;
     execution.wall = began.elapsed();
     if let Some(own) = private {
-        servers.keep(own);
+        resources.keep(own);
     }
     execution
 }
@@ -235,68 +271,44 @@ fn new_execution(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Exec
         ui_url: cluster.ui_url.clone(),
         wall: Duration::ZERO,
         wire_attempts: Vec::new(),
+        worker: None,
     }
 }
 
 /// Runs one plan on `cluster`. Never fails: problems become the execution's `error`.
 ///
 /// Plans with infrastructure faults get their own worker process (behind a fault proxy) and task
-/// queue, so that the worker can be killed or cut off without touching other scenarios.
-pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Execution {
+/// queue, so that the worker can be killed or cut off without touching other scenarios; a
+/// workflow of the user's own runs where [`Placement`] says.
+pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, shared: &SharedWorkers) -> Execution {
     let began = Instant::now();
     let mut execution = new_execution(cluster, plan, settings);
-    let result = if plan.infra.is_empty() {
-        execute(cluster, &mut execution, settings, &settings.task_queue, None).await
-    } else {
-        with_own_worker(cluster, &mut execution, settings).await
+    let placement = Placement::of(plan);
+    execution.worker = placement.describe(plan, settings);
+    let result = match placement {
+        Placement::Harness => execute(cluster, &mut execution, settings, &settings.task_queue, None).await,
+        Placement::External { task_queue } => match workers::has_pollers(cluster, &task_queue).await {
+            true => execute(cluster, &mut execution, settings, &task_queue, None).await,
+            false => Err(RunError::NoWorker {
+                task_queue,
+                address: cluster.address.clone(),
+            }),
+        },
+        Placement::Shared { task_queue } => shared.run(cluster, &mut execution, settings, &task_queue).await,
+        Placement::Own { fixed_queue } => match fixed_queue {
+            Some(queue) => {
+                let _turn = shared.exclusive(&queue).await;
+                workers::with_own_worker(cluster, &mut execution, settings, &queue).await
+            }
+            None => {
+                let queue = format!("{}-{}", settings.task_queue, plan.name);
+                workers::with_own_worker(cluster, &mut execution, settings, &queue).await
+            }
+        },
     };
     execution.error = result.err();
     execution.wall = began.elapsed();
     execution
-}
-
-/// Runs the plan with a worker process of its own, behind a network fault proxy (and, with
-/// `--inject wire`, a wire proxy of its own in front of that).
-async fn with_own_worker(cluster: &Cluster, execution: &mut Execution, settings: &RunSettings) -> Result<(), RunError> {
-    let name = execution.plan.name.clone();
-    let task_queue = format!("{}-{name}", settings.task_queue);
-    // worker -> [wire proxy ->] network fault proxy -> frontend: the wire proxy sits beside the
-    // worker (as a sidecar would), so a network fault cuts off what it forwards too.
-    let proxy = FaultProxy::start(cluster.address.clone())
-        .await
-        .map_err(RunError::Proxy)?;
-    let wire = match settings.inject {
-        Inject::Sdk => None,
-        Inject::Wire => Some(
-            WireProxy::start(WireSettings {
-                upstream: proxy.address(),
-                ..wire_settings(cluster)
-            })
-            .await?,
-        ),
-    };
-    let worker_address = wire.as_ref().map_or_else(|| proxy.address(), WireProxy::address);
-    let log = settings.log_dir.join(format!("worker-{name}.log"));
-    let worker = WorkerProcess::new(
-        cluster.client.clone(),
-        worker_address,
-        cluster.namespace.clone(),
-        task_queue.clone(),
-        log,
-    );
-    worker.start().await?;
-    let ctl = InfraControl {
-        server: cluster.server(),
-        worker: Some(&worker),
-        proxy: Some(&proxy),
-    };
-    let result = execute(cluster, execution, settings, &task_queue, Some(&ctl)).await;
-    let _ = worker.kill().await;
-    if let Some(wire) = wire {
-        execution.wire_attempts = wire.attempts();
-        wire.shutdown().await;
-    }
-    result
 }
 
 /// A wire proxy in front of `cluster` on a free loopback port.
@@ -323,7 +335,7 @@ fn as_run(plan: &Plan, settings: &RunSettings) -> Plan {
     plan
 }
 
-async fn execute(
+pub(super) async fn execute(
     cluster: &Cluster,
     execution: &mut Execution,
     settings: &RunSettings,
@@ -340,9 +352,9 @@ async fn execute(
     // UI); in the header only when the SDK interceptors are to apply it.
     let mut memo = MemoValues::new();
     memo.insert(HEADER_KEY, plan.faults.clone());
-    let header = match settings.inject {
-        Inject::Sdk => HashMap::from([(HEADER_KEY.to_owned(), plan_header(&plan.faults))]),
-        Inject::Wire => HashMap::new(),
+    let header = match (settings.inject, &plan.workflow) {
+        (_, WorkflowSpec::User(_)) | (Inject::Wire, _) => HashMap::new(),
+        (Inject::Sdk, _) => HashMap::from([(HEADER_KEY.to_owned(), plan_header(&plan.faults))]),
     };
     let options = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.clone())
         .execution_timeout(deadline)
@@ -354,6 +366,10 @@ async fn execute(
     let started = match &plan.workflow {
         WorkflowSpec::Orchestration(input) => start(client, Orchestration::run, input.clone(), options).await,
         WorkflowSpec::Resilient(input) => start(client, ResilientCall::run, input.clone(), options).await,
+        WorkflowSpec::User(user) => {
+            let args = RawValue::new(user.args.iter().map(json_payload).collect());
+            start(client, UntypedWorkflow::new(&user.workflow_type), args, options).await
+        }
     };
     execution.run_id = Some(started?);
     let began = Instant::now();
@@ -374,10 +390,84 @@ async fn execute(
             None => Vec::new(),
         }
     };
-    let ((), events) = futures::join!(waiting, driving);
+    // A workflow whose tasks keep failing would otherwise sit until its deadline.
+    let watching = async {
+        tokio::select! {
+            failing = failing_workflow_task(client, &cluster.namespace, &workflow_id) => Some(failing),
+            _ = closed.notified() => None,
+        }
+    };
+    let ((), events, failing) = futures::join!(waiting, driving, watching);
     execution.infra_events = events;
     execution.histories = Some(read_histories(client, &workflow_id).await?);
-    Ok(())
+    match failing {
+        Some(message) => Err(RunError::WorkflowTaskFailing { workflow_id, message }),
+        None => Ok(()),
+    }
+}
+
+/// A JSON value as a `json/plain` payload, as every SDK's default converter reads it.
+fn json_payload(value: &serde_json::Value) -> Payload {
+    Payload {
+        metadata: HashMap::from([("encoding".to_owned(), b"json/plain".to_vec())]),
+        data: serde_json::to_vec(value).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// Resolves once the workflow's task has failed on the worker and failed again (the server
+/// shows its third attempt, the last closed one a failure), having terminated the workflow;
+/// with the worker's failure message. Never resolves for a healthy workflow.
+async fn failing_workflow_task(client: &Client, namespace: &str, workflow_id: &str) -> String {
+    let svc = client.connection().workflow_service();
+    let failing = poll(
+        Duration::from_millis(500),
+        None,
+        || (),
+        || {
+            let mut svc = svc.clone();
+            async move {
+                let request = DescribeWorkflowExecutionRequest {
+                    namespace: namespace.to_owned(),
+                    execution: Some(WorkflowExecution {
+                        workflow_id: workflow_id.to_owned(),
+                        run_id: String::new(),
+                    }),
+                };
+                let attempt = match svc.describe_workflow_execution(request.into_request()).await {
+                    Ok(r) => r.into_inner().pending_workflow_task.map_or(0, |t| t.attempt),
+                    Err(_) => 0,
+                };
+                if attempt < 3 {
+                    return Ok(None);
+                }
+                // Retried workflow tasks are transient: history keeps the first failure only.
+                let Ok(events) = crate::history::read_events(client, workflow_id).await else {
+                    return Ok(None);
+                };
+                let last_closed = events.iter().rev().find_map(|e| match &e.attributes {
+                    Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
+                        Some(Some(a.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default()))
+                    }
+                    Some(
+                        Attributes::WorkflowTaskCompletedEventAttributes(_)
+                        | Attributes::WorkflowTaskTimedOutEventAttributes(_),
+                    ) => Some(None),
+                    _ => None,
+                });
+                Ok(last_closed.flatten())
+            }
+        },
+    );
+    let message: String = failing.await.unwrap_or_default();
+    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
+    let reason = WorkflowTerminateOptions::builder()
+        .reason(format!("temporal-chaos: the workflow task keeps failing: {message}"))
+        .build();
+    if let Err(e) = handle.terminate(reason).await {
+        warn!(workflow_id, error = %e, "could not terminate");
+    }
+    message
 }
 
 /// Waits for the rule's trigger, then applies it; gives up if the workflow closes first.

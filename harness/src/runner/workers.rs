@@ -1,0 +1,333 @@
+//! Which worker runs a scenario's workflow: the harness's own worker, a worker process of the
+//! scenario's own (to crash it or cut it off), a user's worker shared by the scenarios on its fixed
+//! task queue, or a user's worker the harness does not run at all.
+
+use super::{Execution, Inject, RunError, RunSettings, execute, wire_settings};
+use crate::{
+    infra::{InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
+    plan::{Plan, WorkflowSpec},
+    target::Cluster,
+    wire::WireProxy,
+};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+use temporalio_client::tonic::IntoRequest;
+use temporalio_common::protos::temporal::api::{
+    enums::v1::TaskQueueType, taskqueue::v1::TaskQueue, workflowservice::v1::DescribeTaskQueueRequest,
+};
+use tokio::sync::{Mutex, OwnedRwLockWriteGuard, RwLock};
+
+/// Where a plan's workflow runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// The harness's own worker on the run's task queue.
+    Harness,
+    /// A worker process of the scenario's own, behind its own proxies, so that infrastructure
+    /// faults touch nothing else; on the user's fixed task queue, if any, which the scenario then
+    /// has to itself.
+    Own {
+        /// The user worker's fixed task queue.
+        fixed_queue: Option<String>,
+    },
+    /// The user's worker shared by the scenarios on its fixed task queue.
+    Shared {
+        /// That queue.
+        task_queue: String,
+    },
+    /// A worker the user runs (behind `chaos proxy`); the harness only starts the workflow.
+    External {
+        /// The queue it polls.
+        task_queue: String,
+    },
+}
+
+impl Placement {
+    /// Where `plan` runs.
+    pub(super) fn of(plan: &Plan) -> Self {
+        let user = matches!(plan.workflow, WorkflowSpec::User(_));
+        match (user, &plan.worker, &plan.task_queue) {
+            (true, None, queue) => Placement::External {
+                task_queue: queue.clone().unwrap_or_default(),
+            },
+            (true, Some(_), Some(queue)) if plan.infra.is_empty() => Placement::Shared {
+                task_queue: queue.clone(),
+            },
+            (true, Some(_), queue) => Placement::Own {
+                fixed_queue: queue.clone(),
+            },
+            (false, ..) if plan.infra.is_empty() => Placement::Harness,
+            (false, ..) => Placement::Own { fixed_queue: None },
+        }
+    }
+
+    /// How the report says a workflow of the user's own ran (`None` for the demo workflows).
+    pub(super) fn describe(&self, plan: &Plan, settings: &RunSettings) -> Option<String> {
+        if !matches!(plan.workflow, WorkflowSpec::User(_)) {
+            return None;
+        }
+        Some(match self {
+            Placement::Harness => return None,
+            Placement::Own { fixed_queue: Some(q) } => format!(
+                "a worker process of its own on task queue `{q}`, which it had to itself (its infrastructure \
+                 faults would disturb other scenarios); log worker-{}.log",
+                plan.name
+            ),
+            Placement::Own { fixed_queue: None } => format!(
+                "a worker process of its own on task queue `{}-{}`; log worker-{}.log",
+                settings.task_queue, plan.name, plan.name
+            ),
+            Placement::Shared { task_queue } => format!(
+                "the worker process shared by the scenarios on task queue `{task_queue}`; log worker-{task_queue}.log"
+            ),
+            Placement::External { task_queue } => {
+                format!("a worker the harness did not start, polling task queue `{task_queue}`")
+            }
+        })
+    }
+}
+
+/// Whether any worker polls `task_queue` for workflow tasks.
+pub(super) async fn has_pollers(cluster: &Cluster, task_queue: &str) -> bool {
+    let request = DescribeTaskQueueRequest {
+        namespace: cluster.namespace.clone(),
+        task_queue: Some(TaskQueue {
+            name: task_queue.to_owned(),
+            ..Default::default()
+        }),
+        task_queue_type: TaskQueueType::Workflow as i32,
+        ..Default::default()
+    };
+    let mut svc = cluster.client.connection().workflow_service();
+    svc.describe_task_queue(request.into_request())
+        .await
+        .is_ok_and(|r| !r.into_inner().pollers.is_empty())
+}
+
+/// The worker process for `plan` connecting to `address` (a proxy of the harness's): the user's
+/// `[worker]` with its placeholders filled in, seen ready once it polls through `wire`; or the
+/// harness's own `chaos worker`.
+fn worker_process(
+    cluster: &Cluster,
+    plan: &Plan,
+    address: &str,
+    wire: Option<&WireProxy>,
+    task_queue: &str,
+    log: std::path::PathBuf,
+) -> Result<WorkerProcess, RunError> {
+    let namespace = &cluster.namespace;
+    let (command, readiness) = match (&plan.worker, wire) {
+        (Some(spec), Some(wire)) => {
+            let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
+            let values = [
+                ("address", address),
+                ("host", host),
+                ("port", port),
+                ("namespace", namespace.as_str()),
+                ("task_queue", task_queue),
+            ];
+            let command = WorkerCommand::user(&spec.expand(&values), address, namespace);
+            (command, Readiness::PollsSeen(wire.polls()))
+        }
+        _ => {
+            let command = WorkerCommand::harness(address, namespace, task_queue).map_err(|e| {
+                RunError::Worker(crate::infra::InfraError::Worker {
+                    what: format!("cannot find the chaos binary: {e}"),
+                    log: log.display().to_string(),
+                })
+            })?;
+            (command, Readiness::PollerIdentity)
+        }
+    };
+    Ok(WorkerProcess::new(
+        cluster.client.clone(),
+        command,
+        readiness,
+        namespace.clone(),
+        task_queue.to_owned(),
+        log,
+    ))
+}
+
+/// Runs the plan with a worker process of its own on `task_queue`, behind a network fault proxy
+/// and, for a user's worker or with `--inject wire`, a wire proxy of its own in front of that.
+pub(super) async fn with_own_worker(
+    cluster: &Cluster,
+    execution: &mut Execution,
+    settings: &RunSettings,
+    task_queue: &str,
+) -> Result<(), RunError> {
+    let plan = execution.plan.clone();
+    // worker -> [wire proxy ->] network fault proxy -> frontend: the wire proxy sits beside the
+    // worker (as a sidecar would), so a network fault cuts off what it forwards too.
+    let proxy = FaultProxy::start(cluster.address.clone())
+        .await
+        .map_err(RunError::Proxy)?;
+    let wire = match (settings.inject, &plan.worker) {
+        (Inject::Sdk, None) => None,
+        _ => Some(
+            WireProxy::start(crate::wire::WireSettings {
+                upstream: proxy.address(),
+                ..wire_settings(cluster)
+            })
+            .await?,
+        ),
+    };
+    let worker_address = wire.as_ref().map_or_else(|| proxy.address(), WireProxy::address);
+    let log = settings.log_dir.join(format!("worker-{}.log", plan.name));
+    let worker = worker_process(cluster, &plan, &worker_address, wire.as_ref(), task_queue, log)?;
+    let started = worker.start().await;
+    let result = match started {
+        Ok(_) => {
+            let ctl = InfraControl {
+                server: cluster.server(),
+                worker: Some(&worker),
+                proxy: Some(&proxy),
+            };
+            execute(cluster, execution, settings, task_queue, Some(&ctl)).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    let _ = worker.kill().await;
+    if let Some(wire) = wire {
+        execution.wire_attempts = wire.attempts();
+        wire.shutdown().await;
+    }
+    result
+}
+
+/// The user workers shared by the scenarios on one fixed task queue, each started when the first
+/// such scenario needs it; a scenario that would disturb it (an infrastructure fault, another
+/// `[worker]`) waits for the others, stops it and runs with its own.
+#[derive(Default)]
+pub struct SharedWorkers {
+    queues: std::sync::Mutex<HashMap<String, Arc<Queue>>>,
+}
+
+/// One fixed task queue: who may use it now, and its shared worker if running.
+#[derive(Default)]
+struct Queue {
+    turn: Arc<RwLock<()>>,
+    running: Mutex<Option<Arc<Running>>>,
+}
+
+impl Queue {
+    /// Stops the shared worker, if running. Only with the queue to oneself (or at the end of the
+    /// run), when no scenario holds on to the worker any more.
+    async fn stop_running(&self) {
+        let running = self.running.lock().await.take();
+        if let Some(running) = running.and_then(Arc::into_inner) {
+            running.stop().await;
+        }
+    }
+}
+
+/// The caller's exclusive use of a fixed task queue, until dropped.
+pub(super) type QueueTurn = OwnedRwLockWriteGuard<()>;
+
+/// A shared worker process and the wire proxy in front of it.
+struct Running {
+    /// The `[worker]` it was started from.
+    spec: Option<WorkerSpec>,
+    worker: WorkerProcess,
+    wire: WireProxy,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.worker.kill().await;
+        self.wire.shutdown().await;
+    }
+}
+
+impl SharedWorkers {
+    fn queue(&self, task_queue: &str) -> Arc<Queue> {
+        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queues.entry(task_queue.to_owned()).or_default().clone()
+    }
+
+    /// Runs the plan on the shared worker of `task_queue`, started first if needed; when the
+    /// running one was started from another `[worker]`, runs it on its own instead.
+    pub(super) async fn run(
+        &self,
+        cluster: &Cluster,
+        execution: &mut Execution,
+        settings: &RunSettings,
+        task_queue: &str,
+    ) -> Result<(), RunError> {
+        let queue = self.queue(task_queue);
+        let spec = &execution.plan.worker;
+        let turn = queue.turn.read().await;
+        let running = {
+            let mut slot = queue.running.lock().await;
+            match slot.as_ref() {
+                Some(r) if r.spec == *spec => Some(r.clone()),
+                Some(_) => None,
+                None => {
+                    let started = start_shared(cluster, &execution.plan, settings, task_queue).await?;
+                    Some(slot.insert(Arc::new(started)).clone())
+                }
+            }
+        };
+        let Some(running) = running else {
+            drop(turn);
+            let _turn = self.exclusive(task_queue).await;
+            return with_own_worker(cluster, execution, settings, task_queue).await;
+        };
+        let result = execute(cluster, execution, settings, task_queue, None).await;
+        let ids: HashSet<&str> = execution
+            .histories
+            .iter()
+            .flat_map(|h| h.all())
+            .map(|h| h.workflow_id.as_str())
+            .collect();
+        let attempts = running.wire.attempts();
+        execution.wire_attempts = attempts
+            .into_iter()
+            .filter(|a| ids.contains(a.workflow_id.as_str()))
+            .collect();
+        result
+    }
+
+    /// Waits until no other scenario uses `task_queue`, then stops its shared worker; the queue
+    /// is the caller's until the guard drops.
+    pub(super) async fn exclusive(&self, task_queue: &str) -> QueueTurn {
+        let queue = self.queue(task_queue);
+        let turn = queue.turn.clone().write_owned().await;
+        queue.stop_running().await;
+        turn
+    }
+
+    /// Stops every shared worker.
+    pub async fn stop(&self) {
+        let queues: Vec<Arc<Queue>> = self
+            .queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .map(|(_, q)| q)
+            .collect();
+        for queue in queues {
+            queue.stop_running().await;
+        }
+    }
+}
+
+/// Starts the shared worker of `task_queue` from `plan`'s `[worker]`, behind a wire proxy.
+async fn start_shared(
+    cluster: &Cluster,
+    plan: &Plan,
+    settings: &RunSettings,
+    task_queue: &str,
+) -> Result<Running, RunError> {
+    let wire = WireProxy::start(wire_settings(cluster)).await?;
+    let log = settings.log_dir.join(format!("worker-{task_queue}.log"));
+    let worker = worker_process(cluster, plan, &wire.address(), Some(&wire), task_queue, log)?;
+    worker.start().await?;
+    Ok(Running {
+        spec: plan.worker.clone(),
+        worker,
+        wire,
+    })
+}
