@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -19,6 +20,9 @@ from app.workflows import AddWorkflow, MultiplyWorkflow, OrderTotalWorkflow, Pay
 TASK_QUEUE = "python-example"
 WORKFLOWS = [OrderTotalWorkflow, PaymentWorkflow, AddWorkflow, MultiplyWorkflow]
 ACTIVITIES = [add, multiply, sum_results, charge, charge_backup, queue_for_review]
+# After a crash, the next workflow task of a cached workflow waits on the dead worker's sticky
+# queue this long before the server hands it to another worker (the SDK default is 10 s).
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=2)
 
 
 def server_address() -> str:
@@ -42,7 +46,13 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with Worker(client, task_queue=TASK_QUEUE, workflows=WORKFLOWS, activities=ACTIVITIES):
+    async with Worker(
+        client,
+        task_queue=TASK_QUEUE,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
+    ):
         workflow_types = ", ".join(w.__name__ for w in WORKFLOWS)
         activity_types = ", ".join(a.__name__ for a in ACTIVITIES)
         print(

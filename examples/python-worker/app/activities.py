@@ -10,8 +10,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-# How long `charge` "processes" the payment, and how often it heartbeats meanwhile.
-CHARGE_PROCESSING_SECONDS = 0.6
+# How often `charge` heartbeats while it "processes".
 CHARGE_HEARTBEAT_EVERY_SECONDS = 0.2
 
 # An int or a float, kept as JSON decoded it: a `float` hint would turn 24 into 24.0 and
@@ -38,17 +37,17 @@ async def sum_results(values: list) -> Number:
 
 
 @activity.defn
-async def charge(amount: int) -> dict:
-    """Charges the card: "processes" for ~600 ms, heartbeating every 200 ms."""
+async def charge(amount: int, processing_ms: int) -> dict:
+    """Charges the card: "processes" for `processing_ms`, heartbeating every 200 ms meanwhile."""
     if amount <= 0:
         raise ApplicationError(
             f"card invalid: cannot charge {amount}", type="CardInvalid", non_retryable=True
         )
-    elapsed = 0.0
-    while elapsed < CHARGE_PROCESSING_SECONDS:
-        activity.heartbeat(elapsed)
-        await asyncio.sleep(CHARGE_HEARTBEAT_EVERY_SECONDS)
-        elapsed += CHARGE_HEARTBEAT_EVERY_SECONDS
+    loop = asyncio.get_running_loop()
+    done_at = loop.time() + processing_ms / 1000
+    while (left := done_at - loop.time()) > 0:
+        activity.heartbeat()
+        await asyncio.sleep(min(left, CHARGE_HEARTBEAT_EVERY_SECONDS))
     return {"charged": amount, "via": "card"}
 
 

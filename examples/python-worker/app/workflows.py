@@ -45,6 +45,8 @@ PAYMENT_POLICY_DEFAULTS = {
     "initial_interval_ms": 200,
 }
 PAYMENT_BACKOFF = 2.0
+# How long `charge` "processes" unless the request says otherwise (`processing_ms`).
+CHARGE_PROCESSING_MS = 600
 PAYMENT_NON_RETRYABLE_TYPES = ["CardInvalid"]
 
 
@@ -56,6 +58,11 @@ def invalid_input(reason: str) -> ApplicationError:
 def is_number(value: object) -> bool:
     """A finite JSON number (booleans are not numbers here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value: object) -> bool:
+    """A JSON integer (booleans are not integers here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def order_numbers(order: object) -> list:
@@ -108,15 +115,22 @@ class OrderTotalWorkflow:
 
 
 def payment_request(request: object) -> tuple:
-    """The amount and the `charge` activity options of a payment request, validated."""
+    """The amount, processing time and `charge` activity options of a payment request, validated."""
     if not isinstance(request, dict):
-        raise invalid_input('expected an object {"amount": int, "policy": {...}}')
-    unknown = sorted(set(request) - {"amount", "policy"})
+        raise invalid_input(
+            'expected an object {"amount": int, "processing_ms": int, "policy": {...}}'
+        )
+    unknown = sorted(set(request) - {"amount", "processing_ms", "policy"})
     if unknown:
-        raise invalid_input(f"unknown field(s) {unknown}; expected `amount` and `policy`")
+        raise invalid_input(
+            f"unknown field(s) {unknown}; expected `amount`, `processing_ms`, `policy`"
+        )
     amount = request.get("amount")
-    if not isinstance(amount, int) or isinstance(amount, bool):
+    if not is_int(amount):
         raise invalid_input(f"`amount` must be an integer, got {amount!r}")
+    processing_ms = request.get("processing_ms", CHARGE_PROCESSING_MS)
+    if not is_int(processing_ms) or processing_ms < 0:
+        raise invalid_input(f"`processing_ms` must be an integer >= 0, got {processing_ms!r}")
     policy = request.get("policy", {})
     if not isinstance(policy, dict):
         raise invalid_input("`policy` must be an object")
@@ -130,7 +144,7 @@ def payment_request(request: object) -> tuple:
         if value is None and PAYMENT_POLICY_DEFAULTS[key] is None:
             continue
         least = 0 if key == "heartbeat_timeout_ms" else 1
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        if not is_int(value) or value < least:
             raise invalid_input(f"`policy.{key}` must be an integer >= {least}, got {value!r}")
 
     def millis(key: str):
@@ -148,20 +162,20 @@ def payment_request(request: object) -> tuple:
             non_retryable_error_types=PAYMENT_NON_RETRYABLE_TYPES,
         ),
     }
-    return amount, options
+    return amount, processing_ms, options
 
 
 @workflow.defn
 class PaymentWorkflow:
-    """Charges a card under a retry policy; when `charge` finally fails, the kind of failure decides:
-    a timeout -> `charge_backup`, a `CardDeclined` error -> `queue_for_review`, anything else fails
-    the workflow."""
+    """Charges a card under a retry policy. When `charge` finally fails, the kind of failure
+    decides: a timeout -> `charge_backup`, a `CardDeclined` error -> `queue_for_review`, anything
+    else fails the workflow."""
 
     @workflow.run
     async def run(self, request: dict) -> dict:
-        amount, options = payment_request(request)
+        amount, processing_ms, options = payment_request(request)
         try:
-            return await workflow.execute_activity(charge, amount, **options)
+            return await workflow.execute_activity(charge, args=[amount, processing_ms], **options)
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, TimeoutError):
