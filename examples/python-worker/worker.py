@@ -11,7 +11,9 @@ import signal
 import sys
 from datetime import timedelta
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from app.activities import add, charge, charge_backup, multiply, queue_for_review, sum_results
@@ -40,8 +42,13 @@ async def main() -> None:
     namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
     try:
         client = await Client.connect(address, namespace=namespace)
-    except RuntimeError as err:
+    except (RuntimeError, RPCError) as err:
         sys.exit(f"worker: cannot connect to the Temporal server at {address}: {err}")
+    try:
+        request = DescribeNamespaceRequest(namespace=namespace)
+        await client.workflow_service.describe_namespace(request)
+    except RPCError as err:
+        sys.exit(f"worker: TEMPORAL_NAMESPACE `{namespace}` is not usable on {address}: {err}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -65,4 +72,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except RuntimeError as err:  # a fatal worker error, e.g. the server went away for good
+        sys.exit(f"worker: stopped: {err}")
