@@ -14,6 +14,11 @@ if [ -x "$venv/bin/python" ] \
 fi
 
 if [ ! -x "$venv/bin/python" ]; then
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    found="$("$python" --version 2>&1 | head -n1)" || true
+    echo "setup: temporalio $wanted needs Python 3.10 or newer; '$python' gives: ${found:-nothing} (set PYTHON=/path/to/python3.x)" >&2
+    exit 1
+  fi
   echo "setup: creating the virtualenv $venv"
   if ! "$python" -m venv "$venv"; then
     rm -rf "$venv"
