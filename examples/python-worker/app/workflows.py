@@ -35,7 +35,7 @@ FALLBACK_ACTIVITY = {
     "retry_policy": RetryPolicy(maximum_attempts=3),
 }
 
-# `PaymentWorkflow` policy keys and their defaults (milliseconds; `None`: not set).
+# `PaymentWorkflow` policy keys and their defaults (`*_ms` in milliseconds; `None`: not set).
 # A `heartbeat_timeout_ms` of 0 turns the heartbeat timeout off.
 PAYMENT_POLICY_DEFAULTS = {
     "start_to_close_ms": 2000,
@@ -45,9 +45,9 @@ PAYMENT_POLICY_DEFAULTS = {
     "initial_interval_ms": 200,
 }
 PAYMENT_BACKOFF = 2.0
+PAYMENT_NON_RETRYABLE_TYPES = ["CardInvalid"]
 # How long `charge` "processes" unless the request says otherwise (`processing_ms`).
 CHARGE_PROCESSING_MS = 600
-PAYMENT_NON_RETRYABLE_TYPES = ["CardInvalid"]
 
 
 def invalid_input(reason: str) -> ApplicationError:
