@@ -1,0 +1,1 @@
+"""The python-example Temporal app: workflows and activities the temporal-chaos scenarios break."""
