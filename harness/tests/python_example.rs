@@ -1,0 +1,201 @@
+//! The Python example app (`examples/python-worker/`, the Python SDK from PyPI) broken by
+//! `chaos run` with no chaos code in it: the faults enter on the wire, every fault is proven by the
+//! proxy's attempt log and by history, and bad workers get errors that say what to fix.
+//! `scripts/test.sh` creates the app's virtualenv (`examples/python-worker/setup.sh`).
+
+mod common;
+
+use common::{chaos, missing_tool, repo, text};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn example() -> PathBuf {
+    repo().join("examples/python-worker")
+}
+
+/// Whether the app's virtualenv is there (a skip, or a failure under `CI=true`, if not).
+fn venv_ready(test: &str) -> bool {
+    let ready = example().join(".venv/bin/python").exists();
+    if !ready {
+        missing_tool(
+            test,
+            "examples/python-worker/.venv is missing: run examples/python-worker/setup.sh",
+        );
+    }
+    ready
+}
+
+/// Runs `chaos run` on `paths`; returns whether it passed, its stdout and its `report.json`.
+fn run(paths: &[&str]) -> (bool, String, Value) {
+    let reports = tempfile::tempdir().unwrap();
+    let mut args = vec!["run", "--reports", reports.path().to_str().unwrap()];
+    args.extend(paths);
+    let out = chaos(&args);
+    let stdout = text(&out.stdout);
+    let report = std::fs::read_to_string(reports.path().join("latest/report.json"))
+        .unwrap_or_else(|e| panic!("no report.json ({e}):\n{stdout}\n{}", text(&out.stderr)));
+    let mut report: Value = serde_json::from_str(&report).unwrap();
+    // The report folder goes away with `reports`: keep what the tests look at.
+    let html = std::fs::read_to_string(reports.path().join("latest/index.html")).unwrap_or_default();
+    let logs: Vec<String> = std::fs::read_dir(reports.path().join("latest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("worker-"))
+        .collect();
+    report["html"] = html.into();
+    report["worker_logs"] = logs.into();
+    (out.status.success(), stdout, report)
+}
+
+fn scenarios(report: &Value) -> &Vec<Value> {
+    report["scenarios"].as_array().unwrap()
+}
+
+#[test]
+fn the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history() {
+    if !venv_ready("the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history") {
+        return;
+    }
+    let (passed, stdout, report) = run(&["examples/python-worker/scenarios"]);
+    assert!(passed, "{stdout}");
+    assert_eq!(scenarios(&report).len(), 9);
+    for s in scenarios(&report) {
+        let name = s["name"].as_str().unwrap();
+        let fault_checks: Vec<&Value> = s["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"].as_str().unwrap().starts_with("fault #"))
+            .collect();
+        for c in &fault_checks {
+            let observed = c["observed"].as_str().unwrap();
+            assert!(
+                c["passed"] == true && observed.contains("the wire proxy's log shows it injected on"),
+                "{name}: {c}"
+            );
+            assert!(
+                c["link"].is_string(),
+                "{name}: the history evidence links to its event: {c}"
+            );
+        }
+        // The proxy saw every attempt history counts, with its real times.
+        let attempts = s["wire_attempts"].as_array().cloned().unwrap_or_default();
+        for (activity, count) in s["attempts"].as_object().unwrap() {
+            let seen: Vec<&Value> = attempts.iter().filter(|a| a["activity_type"] == *activity).collect();
+            assert!(
+                seen.len() as u64 >= count.as_u64().unwrap(),
+                "{name}: history counts {count} {activity} attempts, the proxy saw {}",
+                seen.len()
+            );
+            assert!(
+                seen.iter().all(|a| a["task_ms"].as_u64().unwrap() > 0),
+                "{name}: {seen:?}"
+            );
+        }
+        let worker = s["worker"].as_str().unwrap();
+        let shared = worker.starts_with("the worker process shared by the scenarios on task queue `python-example`");
+        let crashes = !s["infra_events"].as_array().unwrap().is_empty();
+        assert_eq!(shared, !crashes, "{name}: {worker}");
+    }
+    // The crash scenario's worker was really killed and replaced, and its fault held the answer.
+    let crash = scenarios(&report)
+        .iter()
+        .find(|s| s["name"] == "py-worker-crash")
+        .unwrap();
+    assert_eq!(crash["infra_events"][0]["outcome"]["status"], "applied", "{crash}");
+    // Every attempt is its own bar on the timeline, and each worker kept its log in the report.
+    let html = report["html"].as_str().unwrap();
+    assert!(html.contains("attempt 1 (seen on the wire)"), "no wire attempt bars");
+    let logs = report["worker_logs"].to_string();
+    assert!(
+        logs.contains("worker-python-example.log") && logs.contains("worker-py-worker-crash.log"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_precise_message() {
+    if !venv_ready("a_wrong_expectation_fails_with_a_precise_message") {
+        return;
+    }
+    let (passed, stdout, report) = run(&["examples/python-worker/wrong-expectation"]);
+    assert!(!passed, "{stdout}");
+    assert!(
+        stdout.contains("- **attempts[charge]**: expected 1, history shows 2 ([event "),
+        "{stdout}"
+    );
+    assert_eq!(scenarios(&report)[0]["verdict"], "failed");
+}
+
+#[test]
+fn bad_workers_get_errors_that_say_what_to_fix() {
+    if !venv_ready("bad_workers_get_errors_that_say_what_to_fix") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = example().display().to_string();
+    let scenario = |name: &str, head: &str, worker: &str| {
+        let body = format!("name = \"{name}\"\n{head}\n{worker}\n[expect]\noutcome = \"completed\"\n");
+        std::fs::write(dir.path().join(format!("{name}.toml")), body).unwrap();
+    };
+    let python_worker = format!(
+        "[worker]\ncommand = [\".venv/bin/python\", \"worker.py\"]\ncwd = \"{app}\"\n\
+         env = {{ TEMPORAL_HOST = \"{{host}}\", TEMPORAL_PORT = \"{{port}}\" }}"
+    );
+    scenario(
+        "unknown-type",
+        "workflow = \"NoSuchWorkflow\"\ntask_queue = \"python-example\"",
+        &python_worker,
+    );
+    scenario(
+        "exits-at-once",
+        "workflow = \"PaymentWorkflow\"",
+        "[worker]\ncommand = [\"sh\", \"-c\", \"echo 'DATABASE_URL is not set' >&2; exit 3\"]",
+    );
+    scenario(
+        "never-polls",
+        "workflow = \"PaymentWorkflow\"",
+        "[worker]\ncommand = [\"sleep\", \"600\"]\nready_timeout = \"2s\"",
+    );
+    scenario(
+        "nobody-polls",
+        "workflow = \"PaymentWorkflow\"\ntask_queue = \"no-worker-polls-this\"",
+        "",
+    );
+    let (passed, stdout, report) = run(&[dir.path().to_str().unwrap()]);
+    assert!(!passed, "{stdout}");
+    let error = |name: &str| {
+        scenarios(&report)
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["error"].as_str())
+            .unwrap_or_else(|| panic!("{name} has no error:\n{stdout}"))
+            .to_owned()
+    };
+    let unknown = error("unknown-type");
+    assert!(
+        unknown.contains("the worker keeps failing the workflow task")
+            && unknown.contains("NoSuchWorkflow is not registered on this worker")
+            && unknown.contains("OrderTotalWorkflow"),
+        "{unknown}"
+    );
+    let exits = error("exits-at-once");
+    assert!(
+        exits.contains("exited with exit status: 3 before it polled task queue")
+            && exits.contains("| DATABASE_URL is not set"),
+        "{exits}"
+    );
+    let never = error("never-polls");
+    assert!(
+        never.contains("`sleep 600`")
+            && never.contains("did not poll task queue `chaos-")
+            && never.contains("within 2s"),
+        "{never}"
+    );
+    let nobody = error("nobody-polls");
+    assert!(
+        nobody.contains("no worker polls task queue `no-worker-polls-this`")
+            && nobody.contains("chaos proxy --upstream"),
+        "{nobody}"
+    );
+}
