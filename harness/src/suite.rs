@@ -35,8 +35,8 @@ pub struct SuiteOptions {
     /// Seed for probabilistic faults, overriding each scenario's own.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Scenarios in flight at once.
-    #[arg(long, default_value_t = 16)]
+    /// Scenarios in flight at once (they mostly wait on the server, so many fit on few cores).
+    #[arg(long, default_value_t = 32)]
     pub jobs: usize,
     /// Keep the started server (and so the report links) up until Ctrl-C.
     #[arg(long)]

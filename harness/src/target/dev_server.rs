@@ -20,9 +20,18 @@ pub(super) struct DevPorts {
 }
 
 impl DevPorts {
-    /// Ports that were free a moment ago on 127.0.0.1.
+    /// Ports that were free a moment ago on 127.0.0.1, below the kernel's ephemeral range (on
+    /// Linux 32768-60999 by default): a server restarted on the same ports must find them free,
+    /// and a port the kernel hands out for `bind(0)` or an outgoing connection (the harness's
+    /// proxies, other servers, their clients) could be taken while the server is down.
     pub fn free() -> std::io::Result<Self> {
-        let port = || -> std::io::Result<u16> { Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port()) };
+        let port = || -> std::io::Result<u16> {
+            let outside_ephemeral = (0..200).map(|_| rand::random_range(20_000..32_000));
+            match outside_ephemeral.into_iter().find(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).is_ok()) {
+                Some(p) => Ok(p),
+                None => Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port()),
+            }
+        };
         Ok(Self {
             grpc: port()?,
             ui: port()?,
