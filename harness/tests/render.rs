@@ -13,7 +13,7 @@ use temporal_chaos::{
     report::{ReportFormat, RunReport, ScenarioReport, Summary, Timing},
     runner::Execution,
     verify,
-    wire::{Answer, AttemptRecord, Injection, WireEffect},
+    wire::{AttemptRecord, Injection, WireEffect},
 };
 
 const UI: &str = "http://127.0.0.1:8233";
@@ -42,8 +42,8 @@ fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> S
     ScenarioReport::new(execution, checks, "default")
 }
 
-/// The attempts of `risky` as the wire proxy saw them: two failed upstream by fault #1 (the
-/// history keeps only the last one's failure), the third answered by the worker with that error.
+/// The attempts of `risky` as the wire proxy saw them: all three failed upstream by fault #1
+/// (which targets every attempt; history keeps only the last one's failure).
 fn wire_log(workflow_id: &str) -> Vec<AttemptRecord> {
     let at = |s: u64| (1_800_000_000 + s) * 1000;
     (1..=3)
@@ -55,24 +55,18 @@ fn wire_log(workflow_id: &str) -> Vec<AttemptRecord> {
             attempt,
             task_ms: at(u64::from(attempt)),
             eager: attempt == 1,
-            delivered: attempt == 3,
+            delivered: false,
             deadline_ms: Some(at(u64::from(attempt) + 2)),
-            injected: (attempt < 3)
-                .then(|| Injection {
-                    rule: 1,
-                    effect: WireEffect::Fail {
-                        error_type: "ServiceUnavailable".into(),
-                        message: "[chaos fault #1] 503".into(),
-                        non_retryable: false,
-                    },
-                })
-                .into_iter()
-                .collect(),
-            answered_ms: (attempt == 3).then(|| at(3) + 600),
-            answer: (attempt == 3).then(|| Answer::Failed {
-                failure_type: "ServiceUnavailable".into(),
-                message: "[chaos fault #1] 503".into(),
-            }),
+            injected: vec![Injection {
+                rule: 1,
+                effect: WireEffect::Fail {
+                    error_type: "ServiceUnavailable".into(),
+                    message: "[chaos fault #1] 503".into(),
+                    non_retryable: false,
+                },
+            }],
+            answered_ms: None,
+            answer: None,
             heartbeats_forwarded: 0,
             heartbeats_swallowed: 0,
             upstream: vec![],

@@ -100,3 +100,69 @@ fn a_probabilistic_fault_that_was_never_drawn_says_so() {
         "{c:?}"
     );
 }
+
+/// The wire proxy's record of `risky` attempt `attempt` of workflow `wf-1`, with fault #1
+/// injected or not.
+fn seen_on_the_wire(attempt: u32, injected: bool) -> temporal_chaos::wire::AttemptRecord {
+    use temporal_chaos::wire::{AttemptRecord, Injection, WireEffect};
+    AttemptRecord {
+        workflow_id: "wf-1".into(),
+        run_id: "run-1".into(),
+        activity_id: "1".into(),
+        activity_type: "risky".into(),
+        attempt,
+        task_ms: 1_000 * u64::from(attempt),
+        eager: false,
+        delivered: !injected,
+        deadline_ms: None,
+        injected: injected
+            .then(|| Injection {
+                rule: 1,
+                effect: WireEffect::Fail {
+                    error_type: "ServiceUnavailable".into(),
+                    message: "[chaos fault #1] 503".into(),
+                    non_retryable: false,
+                },
+            })
+            .into_iter()
+            .collect(),
+        answered_ms: None,
+        answer: None,
+        heartbeats_forwarded: 0,
+        heartbeats_swallowed: 0,
+        upstream: vec![],
+    }
+}
+
+#[test]
+fn with_the_wire_proxy_a_fault_must_be_in_its_log_for_every_targeted_attempt() {
+    let h = Histories {
+        root: fallback_b_history("wf-1"),
+        children: vec![],
+    };
+    let plan = fallback_b_plan("p", "outcome = \"fallback-B\"", FAULT);
+    let fired = |wire: &[temporal_chaos::wire::AttemptRecord]| {
+        verify(&plan, &h, &[], wire)
+            .into_iter()
+            .find(|c| c.name == "fault #1 fired")
+            .unwrap()
+    };
+    let all: Vec<_> = (1..=3).map(|a| seen_on_the_wire(a, true)).collect();
+    let proven = fired(&all);
+    assert!(proven.passed, "{proven:?}");
+    assert!(
+        proven
+            .observed
+            .ends_with("the wire proxy's log shows it injected on risky attempt 1, risky attempt 2, risky attempt 3"),
+        "{proven:?}"
+    );
+    let gaps = [seen_on_the_wire(1, true), seen_on_the_wire(2, false)];
+    let contradicted = fired(&gaps);
+    assert!(!contradicted.passed);
+    assert!(
+        contradicted.observed.ends_with(
+            "the wire proxy's log: risky attempt 2 went through the proxy without this fault; risky attempt 3 is not in the proxy's log"
+        ),
+        "{contradicted:?}"
+    );
+}

@@ -27,7 +27,10 @@ impl DevPorts {
     pub fn free() -> std::io::Result<Self> {
         let port = || -> std::io::Result<u16> {
             let outside_ephemeral = (0..200).map(|_| rand::random_range(20_000..32_000));
-            match outside_ephemeral.into_iter().find(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).is_ok()) {
+            match outside_ephemeral
+                .into_iter()
+                .find(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).is_ok())
+            {
                 Some(p) => Ok(p),
                 None => Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port()),
             }
