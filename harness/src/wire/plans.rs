@@ -1,24 +1,37 @@
 //! Finding an activity's fault plan on the server: the memo of its workflow's root.
 //!
 //! The runner puts the scenario's [`FaultPlan`] into the root workflow's memo under
-//! [`HEADER_KEY`]. For an activity of workflow W the proxy asks the frontend for W's
-//! `root_execution` (empty when W is its own root), then for the root's memo. Answers are cached
-//! per run of W, so each run costs one or two lookups.
+//! [`HEADER_KEY`]. Usually the proxy has seen it already, for nothing: the first workflow task of
+//! every run the worker behind it polls holds the run's `WorkflowExecutionStarted` event, with its
+//! memo and its root ([`PlanLookup::learn`]), and a root's first task comes before its children's.
+//! Otherwise (a run whose workflow tasks went to another worker) it asks the frontend: W's
+//! `root_execution` (empty when W is its own root), then the root's memo. Answers are cached per
+//! run, so such a run costs one or two lookups.
 
-use super::upstream::{Upstream, UpstreamError};
+use super::{
+    protobuf::{WireFormatError, first_field},
+    upstream::{Upstream, UpstreamError},
+};
 use crate::faults::{FaultPlan, HEADER_KEY};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
+use prost::Message;
 use temporalio_common::protos::temporal::api::{
-    common::v1::WorkflowExecution,
+    common::v1::{Memo, WorkflowExecution},
+    history::v1::{HistoryEvent, history_event::Attributes},
     workflowservice::v1::{DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse},
 };
 use tracing::warn;
 
 /// Runs remembered at most; past it the cache starts over (a long-running sidecar stays small).
 const MAX_CACHED_RUNS: usize = 10_000;
+
+/// `PollWorkflowTaskQueueResponse.workflow_execution`, `.history`, and `History.events`.
+const TASK_EXECUTION_FIELD: u32 = 2;
+const TASK_HISTORY_FIELD: u32 = 8;
+const HISTORY_EVENTS_FIELD: u32 = 1;
 
 /// A workflow run: (workflow id, run id).
 type RunKey = (String, String);
@@ -38,6 +51,54 @@ impl PlanLookup {
         }
     }
 
+    /// Learns the plan of the run a `PollWorkflowTaskQueue` response (`message`, its encoded
+    /// bytes) is about, when it holds the run's first event and the plan is known: the run's own
+    /// memo for a root, its root's cached plan for a child. Reads only what it needs: the
+    /// execution, and the first event of the history when the run is not cached yet.
+    pub fn learn(&self, message: &[u8]) -> Result<(), LearnError> {
+        let Some(execution) = first_field(message, TASK_EXECUTION_FIELD)? else {
+            return Ok(());
+        };
+        let execution = WorkflowExecution::decode(execution)?;
+        let key = (execution.workflow_id, execution.run_id);
+        if self.cached(&key).is_some() {
+            return Ok(());
+        }
+        let first = match first_field(message, TASK_HISTORY_FIELD)? {
+            Some(history) => first_field(history, HISTORY_EVENTS_FIELD)?,
+            None => None,
+        };
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let event = HistoryEvent::decode(first)?;
+        let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = event.attributes else {
+            return Ok(());
+        };
+        let plan = match started.root_workflow_execution.filter(|r| !r.workflow_id.is_empty()) {
+            None => plan_in(started.memo.as_ref(), &key.0, &key.1).map(Arc::new),
+            Some(root) => match self.cached(&(root.workflow_id, root.run_id)) {
+                Some(plan) => plan,
+                // The root ran elsewhere: ask the frontend when an activity needs it.
+                None => return Ok(()),
+            },
+        };
+        self.remember(key, plan);
+        Ok(())
+    }
+
+    fn cached(&self, key: &RunKey) -> Option<Option<Arc<FaultPlan>>> {
+        self.cache.lock().expect("plan cache lock").get(key).cloned()
+    }
+
+    fn remember(&self, key: RunKey, plan: Option<Arc<FaultPlan>>) {
+        let mut cache = self.cache.lock().expect("plan cache lock");
+        if cache.len() >= MAX_CACHED_RUNS {
+            cache.clear();
+        }
+        cache.insert(key, plan);
+    }
+
     /// The plan of the root of `execution` in `namespace`, `None` when it has none. Lookup
     /// failures are not cached, so the next attempt asks again.
     pub async fn plan_for(
@@ -46,8 +107,8 @@ impl PlanLookup {
         execution: &WorkflowExecution,
     ) -> Result<Option<Arc<FaultPlan>>, UpstreamError> {
         let key = (execution.workflow_id.clone(), execution.run_id.clone());
-        if let Some(hit) = self.cache.lock().expect("plan cache lock").get(&key) {
-            return Ok(hit.clone());
+        if let Some(hit) = self.cached(&key) {
+            return Ok(hit);
         }
         let described = self.describe(namespace, execution).await?;
         let root = described
@@ -55,16 +116,17 @@ impl PlanLookup {
             .as_ref()
             .and_then(|i| i.root_execution.clone())
             .filter(|r| !r.workflow_id.is_empty() && r != execution);
+        let memo = |d: DescribeWorkflowExecutionResponse| d.workflow_execution_info.and_then(|i| i.memo);
         let plan = match root {
-            Some(root) => plan_in(&self.describe(namespace, &root).await?, &root),
-            None => plan_in(&described, execution),
-        }
-        .map(Arc::new);
-        let mut cache = self.cache.lock().expect("plan cache lock");
-        if cache.len() >= MAX_CACHED_RUNS {
-            cache.clear();
-        }
-        cache.insert(key, plan.clone());
+            Some(root) => {
+                let memo = memo(self.describe(namespace, &root).await?);
+                let plan = plan_in(memo.as_ref(), &root.workflow_id, &root.run_id).map(Arc::new);
+                self.remember((root.workflow_id, root.run_id), plan.clone());
+                plan
+            }
+            None => plan_in(memo(described).as_ref(), &key.0, &key.1).map(Arc::new),
+        };
+        self.remember(key, plan.clone());
         Ok(plan)
     }
 
@@ -81,25 +143,30 @@ impl PlanLookup {
     }
 }
 
-/// The plan in a described workflow's memo; a malformed one is ignored with a warning.
-fn plan_in(described: &DescribeWorkflowExecutionResponse, execution: &WorkflowExecution) -> Option<FaultPlan> {
-    let payload = described
-        .workflow_execution_info
-        .as_ref()?
-        .memo
-        .as_ref()?
-        .fields
-        .get(HEADER_KEY)?;
+/// The plan in a workflow's memo; a malformed one is ignored with a warning.
+fn plan_in(memo: Option<&Memo>, workflow_id: &str, run_id: &str) -> Option<FaultPlan> {
+    let payload = memo?.fields.get(HEADER_KEY)?;
     match serde_json::from_slice(&payload.data) {
         Ok(plan) => Some(plan),
         Err(e) => {
             warn!(
-                workflow_id = execution.workflow_id,
-                run_id = execution.run_id,
+                workflow_id,
+                run_id,
                 error = %e,
                 "ignoring the malformed `{HEADER_KEY}` memo (a harness version mismatch?)"
             );
             None
         }
     }
+}
+
+/// A workflow task the proxy could not read for plans (it is forwarded untouched all the same).
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    /// Not well-formed protobuf.
+    #[error(transparent)]
+    Format(#[from] WireFormatError),
+    /// A part that does not decode as what it should be.
+    #[error("does not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
 }

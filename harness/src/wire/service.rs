@@ -54,6 +54,8 @@ const INSPECTED: &[&str] = &[
 /// Calls whose responses hand out activity tasks: polls, and workflow-task completions that
 /// carry eagerly dispatched activities (field 2 of the response).
 const POLL: &str = "PollActivityTaskQueue";
+/// Workflow tasks, read for the fault plans of their runs.
+const WORKFLOW_POLL: &str = "PollWorkflowTaskQueue";
 const WORKFLOW_TASK_COMPLETED: &str = "RespondWorkflowTaskCompleted";
 const EAGER_TASKS_FIELD: u32 = 2;
 
@@ -84,6 +86,9 @@ impl CallError {
         }
     }
 }
+
+/// A response read whole (`Ok((parts, body, trailers))`), or one to pass on as it is (`Err`).
+type Collected = Result<(http::response::Parts, Bytes, Option<HeaderMap>), Response<ProxyBody>>;
 
 /// State shared by all connections of one proxy.
 pub struct Proxy {
@@ -160,6 +165,7 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         let result = match method.as_str() {
             POLL | WORKFLOW_TASK_COMPLETED => self.hand_out(&method, parts, body).await,
+            WORKFLOW_POLL => self.learn_plans(parts, body).await,
             m if INSPECTED.contains(&m) => self.respond(&method, parts, body).await,
             _ => self
                 .upstream
@@ -205,9 +211,6 @@ impl Proxy {
         body: Incoming,
     ) -> Result<Response<ProxyBody>, CallError> {
         let response = self.upstream.send(parts, incoming(body)).await?;
-        if response.status() != StatusCode::OK || response.headers().contains_key("grpc-status") {
-            return Ok(response.map(incoming));
-        }
         // The server has handed out what the response holds: record it (and apply its faults)
         // even if the worker goes away now, e.g. killed by a worker-crash fault, so that the log
         // still accounts for every attempt history counts.
@@ -229,17 +232,11 @@ impl Proxy {
         method: &str,
         response: Response<Incoming>,
     ) -> Result<Response<ProxyBody>, CallError> {
-        let (parts, body) = response.into_parts();
-        let (data, trailers) = collect(body).await.map_err(|e| CallError::Response {
-            address: self.upstream.address(),
-            reason: e.to_string(),
-        })?;
-        if grpc::status_of(&parts.headers, trailers.as_ref()).is_some_and(|(code, _)| code != 0) {
-            return Ok(Response::from_parts(parts, grpc::body(data, trailers)));
-        }
-        let replacement = self.take_out_injected(method, &data, &parts.headers).await;
-        let mut parts = parts;
-        let data = match replacement {
+        let (mut parts, data, trailers) = match self.collect_ok(response).await? {
+            Ok(collected) => collected,
+            Err(not_ok) => return Ok(not_ok),
+        };
+        let data = match self.take_out_injected(method, &data, &parts.headers).await {
             Some(message) => {
                 parts.headers.remove(http::header::CONTENT_LENGTH);
                 grpc::frame_bytes(&message)
@@ -247,6 +244,41 @@ impl Proxy {
             None => data,
         };
         Ok(Response::from_parts(parts, grpc::body(data, trailers)))
+    }
+
+    /// A workflow task handed to the worker: forwarded untouched, once the proxy has learnt the
+    /// run's fault plan from it (see [`PlanLookup::learn`]).
+    async fn learn_plans(self: &Arc<Self>, parts: Parts, body: Incoming) -> Result<Response<ProxyBody>, CallError> {
+        let response = self.upstream.send(parts, incoming(body)).await?;
+        let (parts, data, trailers) = match self.collect_ok(response).await? {
+            Ok(collected) => collected,
+            Err(not_ok) => return Ok(not_ok),
+        };
+        let encoding = parts.headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
+        let learnt = grpc::first_message(&data, encoding)
+            .map_err(|e| e.to_string())
+            .and_then(|message| self.plans.learn(&message).map_err(|e| e.to_string()));
+        if let Err(e) = learnt {
+            debug!(error = %e, "cannot read a workflow task for fault plans; forwarding it untouched");
+        }
+        Ok(Response::from_parts(parts, grpc::body(data, trailers)))
+    }
+
+    /// The whole body of an OK response with its parts and trailers; an error status (in the
+    /// headers, or in the trailers) is handed back as a response to pass on as it is.
+    async fn collect_ok(&self, response: Response<Incoming>) -> Result<Collected, CallError> {
+        if response.status() != StatusCode::OK || response.headers().contains_key("grpc-status") {
+            return Ok(Err(response.map(incoming)));
+        }
+        let (parts, body) = response.into_parts();
+        let (data, trailers) = collect(body).await.map_err(|e| CallError::Response {
+            address: self.upstream.address(),
+            reason: e.to_string(),
+        })?;
+        if grpc::status_of(&parts.headers, trailers.as_ref()).is_some_and(|(code, _)| code != 0) {
+            return Ok(Err(Response::from_parts(parts, grpc::body(data, trailers))));
+        }
+        Ok(Ok((parts, data, trailers)))
     }
 
     /// Begins an attempt for every task in a response; when an injected failure keeps any of
