@@ -269,7 +269,7 @@ async fn with_own_worker(cluster: &Cluster, execution: &mut Execution, settings:
         Inject::Sdk => None,
         Inject::Wire => Some(
             WireProxy::start(WireSettings {
-                upstream: proxy.address(),
+                via: Some(proxy.address()),
                 ..wire_settings(cluster)
             })
             .await?,
@@ -303,8 +303,8 @@ async fn with_own_worker(cluster: &Cluster, execution: &mut Execution, settings:
 pub fn wire_settings(cluster: &Cluster) -> WireSettings {
     WireSettings {
         listen: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
-        upstream: cluster.address.clone(),
-        namespace: cluster.namespace.clone(),
+        upstream: cluster.endpoint().clone(),
+        via: None,
     }
 }
 
