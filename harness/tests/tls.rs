@@ -21,22 +21,34 @@ use std::{
 use tokio_rustls::{
     TlsAcceptor,
     rustls::{
-        ServerConfig,
+        RootCertStore, ServerConfig,
         pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
+        server::WebPkiClientVerifier,
     },
 };
 
 /// Terminates TLS on a free port and forwards plaintext to `upstream`; returns the port and the
 /// CA (the self-signed certificate) as PEM.
 fn tls_proxy(upstream: u16) -> (u16, String) {
+    tls_proxy_with(upstream, None)
+}
+
+/// [`tls_proxy`]; with `client_ca`, only clients with a certificate it signed get through (mTLS).
+fn tls_proxy_with(upstream: u16, client_ca: Option<CertificateDer<'static>>) -> (u16, String) {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let ca_pem = certified.cert.pem();
     let certs = vec![CertificateDer::from(certified.cert.der().to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
-    let mut config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    let builder = ServerConfig::builder();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            roots.add(ca).unwrap();
+            builder.with_client_cert_verifier(WebPkiClientVerifier::builder(Arc::new(roots)).build().unwrap())
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).unwrap();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -196,6 +208,16 @@ fn chaos_proxy_reaches_a_tls_frontend_with_the_ca_and_refuses_it_without() {
         table.contains("| connection | FAIL |") && table.contains("invalid peer certificate: UnknownIssuer"),
         "{table}"
     );
+    // A gRPC-Go client (as a Go worker would be) gets the reason too.
+    let out = output_within(
+        temporal(&["workflow", "list"]).args(["--address", &listen]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        text(&out.stderr).contains("invalid peer certificate: UnknownIssuer"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A CA file that is not there stops the proxy at once, naming the file.
     let missing = dir.path().join("absent.pem");
@@ -208,6 +230,52 @@ fn chaos_proxy_reaches_a_tls_frontend_with_the_ca_and_refuses_it_without() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("absent.pem"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn chaos_proxy_presents_the_client_certificate_to_an_mtls_frontend() {
+    let server = dev_server();
+    let client = rcgen::generate_simple_self_signed(vec!["chaos-worker".into()]).unwrap();
+    let (port, ca_pem) = tls_proxy_with(server.grpc_port, Some(client.cert.der().clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let ca = file("ca.pem", ca_pem);
+    let cert = file("client.pem", client.cert.pem());
+    let key = file("client.key", client.signing_key.serialize_pem());
+    let tls_address = format!("127.0.0.1:{port}");
+    let list = |listen: &str| {
+        output_within(
+            &mut temporal(&["workflow", "list", "--address", listen]),
+            Duration::from_secs(30),
+        )
+    };
+
+    let (_proxy, listen) = chaos_proxy(&[
+        "--upstream",
+        &tls_address,
+        "--tls-ca-path",
+        &ca,
+        "--tls-cert-path",
+        &cert,
+        "--tls-key-path",
+        &key,
+    ]);
+    let out = list(&listen);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Without the client certificate the frontend ends the connection, and the worker learns why.
+    let (_anonymous, listen) = chaos_proxy(&["--upstream", &tls_address, "--tls-ca-path", &ca]);
+    let out = list(&listen);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the frontend asked for a client certificate and none is configured"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -45,7 +45,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 #[command(mut_arg("address", |a| a
     .long("upstream")
     .visible_alias("address")
-    .help("The Temporal frontend the proxy forwards to (HOST:PORT)")))]
+    .value_name("HOST:PORT")
+    .help("The Temporal frontend the proxy forwards to")))]
 pub struct ProxyOptions {
     /// Where workers connect (`HOST:PORT`; point the worker's Temporal address here).
     #[arg(long, default_value = "127.0.0.1:7234")]

@@ -17,14 +17,19 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
 };
 use rustls::{
-    ClientConfig, RootCertStore,
+    ClientConfig, RootCertStore, SignatureScheme,
+    client::ResolvesClientCert,
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+    sign::CertifiedKey,
 };
 use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -55,6 +60,27 @@ struct Tls {
     connector: TlsConnector,
     /// What the certificate is verified against (and sent as SNI).
     server_name: ServerName<'static>,
+    /// Without a client certificate: whether the frontend asked for one.
+    without_client_cert: Option<Arc<NoClientCert>>,
+}
+
+/// The client "certificate" when none is configured: notes that the frontend asked for one. Under
+/// TLS 1.3 a frontend that requires one refuses only after the handshake, which reaches the proxy
+/// as a connection that closed, with no reason given; this gives the reason.
+#[derive(Debug, Default)]
+struct NoClientCert {
+    asked: AtomicBool,
+}
+
+impl ResolvesClientCert for NoClientCert {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
 }
 
 /// Never prints the API key.
@@ -131,6 +157,21 @@ impl UpstreamEndpoint {
     pub fn authority(&self) -> String {
         self.base.authority().map(ToString::to_string).unwrap_or_default()
     }
+
+    /// What to add to a transport error: the likely cause, when the proxy knows one.
+    fn hint(&self) -> &'static str {
+        let asked = self
+            .tls
+            .as_ref()
+            .and_then(|t| t.without_client_cert.as_ref())
+            .is_some_and(|n| n.asked.load(Ordering::Relaxed));
+        if asked {
+            " (the frontend asked for a client certificate and none is configured: \
+             --tls-cert-path and --tls-key-path)"
+        } else {
+            ""
+        }
+    }
 }
 
 /// A rustls client for `settings`; the certificate must name `server_name` or else `host`.
@@ -158,8 +199,13 @@ fn tls(settings: &ClientConfigTLS, host: &str) -> Result<Tls, UpstreamError> {
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(e.to_string()))?
         .with_root_certificates(roots);
+    let mut without_client_cert = None;
     let mut config = match (&settings.client_cert, &settings.client_key) {
-        (None, None) => builder.with_no_client_auth(),
+        (None, None) => {
+            let resolver = Arc::new(NoClientCert::default());
+            without_client_cert = Some(resolver.clone());
+            builder.with_client_cert_resolver(resolver)
+        }
         (Some(cert), Some(key)) => {
             let (cert_pem, cert_what) = read(cert, "client certificate")?;
             let (key_pem, key_what) = read(key, "client key")?;
@@ -182,6 +228,7 @@ fn tls(settings: &ClientConfigTLS, host: &str) -> Result<Tls, UpstreamError> {
     Ok(Tls {
         connector: TlsConnector::from(Arc::new(config)),
         server_name,
+        without_client_cert,
     })
 }
 
@@ -371,7 +418,7 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::Unreachable {
                 address: self.address(),
-                reason: error_chain(&e),
+                reason: error_chain(&e) + self.endpoint.hint(),
             })
     }
 
