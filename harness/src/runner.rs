@@ -283,7 +283,8 @@ async fn with_own_worker(cluster: &Cluster, execution: &mut Execution, settings:
         cluster.namespace.clone(),
         task_queue.clone(),
         log,
-    );
+    )
+    .plaintext(wire.is_some());
     worker.start().await?;
     let ctl = InfraControl {
         server: cluster.server(),

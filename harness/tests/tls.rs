@@ -305,6 +305,28 @@ fn a_run_through_the_wire_proxy_reaches_a_tls_frontend() {
         table.contains("fallback-B | fallback_b×1, risky×3") && table.contains("network-latency | completed"),
         "{table}"
     );
+
+    // The CA from the environment: the scenario's worker process inherits it, yet talks plaintext
+    // to its wire proxy, which does the TLS.
+    let out = chaos_command(&[
+        "run",
+        "scenarios/infrastructure/15-network-latency.toml",
+        "--inject",
+        "wire",
+        "--address",
+        &format!("127.0.0.1:{port}"),
+        "--reports",
+        dir.path().to_str().unwrap(),
+    ])
+    .env("TEMPORAL_TLS_SERVER_CA_CERT_PATH", &ca)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("network-latency | completed"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// One call seen by [`capture`].

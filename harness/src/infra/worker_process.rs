@@ -22,6 +22,8 @@ pub struct WorkerProcess {
     log: PathBuf,
     /// Used to see the worker's pollers arrive.
     client: Client,
+    /// Connect without TLS whatever the environment and profile say (behind a wire proxy).
+    plaintext: bool,
 }
 
 impl WorkerProcess {
@@ -34,7 +36,15 @@ impl WorkerProcess {
             task_queue,
             log,
             client,
+            plaintext: false,
         }
+    }
+
+    /// With `on`, the worker connects without TLS whatever the environment and profile it inherits
+    /// turn on: a wire proxy on loopback listens in plaintext and does the TLS to the frontend.
+    pub fn plaintext(mut self, on: bool) -> Self {
+        self.plaintext = on;
+        self
     }
 
     /// Starts the process and waits until it polls the task queue; returns its pid.
@@ -51,6 +61,7 @@ impl WorkerProcess {
         let child = tokio::process::Command::new(exe)
             .args(["worker", "--address", &self.address, "--namespace", &self.namespace])
             .args(["--task-queue", &self.task_queue])
+            .args(if self.plaintext { &["--tls", "false"][..] } else { &[] })
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
