@@ -11,7 +11,7 @@
 //!
 //! Workers connect in plaintext (h2c, on loopback or in their pod); the proxy reaches the
 //! frontend the way the harness's connection settings say ([`crate::target::Endpoint`]: TLS, mTLS,
-//! API key), see [`upstream`].
+//! API key), see `upstream.rs`.
 //!
 //! ```text
 //! worker --h2c--> WireProxy --h2c or TLS (+ API key)--> frontend
