@@ -89,8 +89,8 @@ fn forwarding(c: &mut Criterion) {
         let direct = upstream().await;
         let proxy = WireProxy::start(WireSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: direct.to_string(),
-            namespace: "default".into(),
+            upstream: Endpoint::local(direct.to_string(), "default".into()),
+            via: None,
         })
         .await
         .unwrap();
@@ -182,8 +182,8 @@ fn against_dev_server(c: &mut Criterion) {
     let (proxy, mut direct_client, mut proxy_client) = rt.block_on(async {
         let proxy = WireProxy::start(WireSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: address.clone(),
-            namespace: "default".into(),
+            upstream: Endpoint::local(address.clone(), "default".into()),
+            via: None,
         })
         .await
         .unwrap();

@@ -40,8 +40,8 @@ const WAIT: Duration = Duration::from_secs(90);
 async fn start_proxy(upstream: &str) -> WireProxy {
     WireProxy::start(WireSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: upstream.to_owned(),
-        namespace: "default".into(),
+        upstream: Endpoint::local(upstream.to_owned(), "default".into()),
+        via: None,
     })
     .await
     .expect("the proxy starts")
@@ -532,8 +532,8 @@ async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
     let settings = WireSettings {
         listen,
-        upstream: dead,
-        namespace: "default".into(),
+        upstream: Endpoint::local(dead, "default".into()),
+        via: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(serve(settings.clone(), async {
@@ -573,8 +573,8 @@ async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
     );
     let bad = WireProxy::start(WireSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: "localhost".into(),
-        namespace: "default".into(),
+        upstream: Endpoint::local("localhost".into(), "default".into()),
+        via: None,
     })
     .await
     .err()

@@ -102,14 +102,18 @@ pub struct WorkerCommand {
 }
 
 impl WorkerCommand {
-    /// The harness's own worker (`chaos worker`), connecting to `address`.
-    pub fn harness(address: &str, namespace: &str, task_queue: &str) -> Result<Self, std::io::Error> {
+    /// The harness's own worker (`chaos worker`), connecting to `address`; with `plaintext`
+    /// without TLS whatever the environment and profile it inherits turn on (a wire proxy on
+    /// loopback listens in plaintext and does the TLS to the frontend).
+    pub fn harness(address: &str, namespace: &str, task_queue: &str, plaintext: bool) -> Result<Self, std::io::Error> {
         let exe = std::env::current_exe()?.display().to_string();
         let argv = [&exe, "worker", "--address", address, "--namespace", namespace];
+        let tls: &[&str] = if plaintext { &["--tls", "false"] } else { &[] };
         Ok(Self {
             argv: argv
                 .iter()
                 .chain(&["--task-queue", task_queue])
+                .chain(tls)
                 .map(|a| a.to_string())
                 .collect(),
             cwd: None,

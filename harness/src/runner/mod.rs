@@ -315,8 +315,8 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
 pub fn wire_settings(cluster: &Cluster) -> WireSettings {
     WireSettings {
         listen: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
-        upstream: cluster.address.clone(),
-        namespace: cluster.namespace.clone(),
+        upstream: cluster.endpoint().clone(),
+        via: None,
     }
 }
 

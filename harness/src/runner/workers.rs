@@ -131,7 +131,7 @@ fn worker_process(
             (command, Readiness::PollsSeen(wire.polls()))
         }
         _ => {
-            let command = WorkerCommand::harness(address, namespace, task_queue).map_err(|e| {
+            let command = WorkerCommand::harness(address, namespace, task_queue, wire.is_some()).map_err(|e| {
                 RunError::Worker(crate::infra::InfraError::Worker {
                     what: format!("cannot find the chaos binary: {e}"),
                     log: log.display().to_string(),
@@ -168,7 +168,7 @@ pub(super) async fn with_own_worker(
         (Inject::Sdk, None) => None,
         _ => Some(
             WireProxy::start(crate::wire::WireSettings {
-                upstream: proxy.address(),
+                via: Some(proxy.address()),
                 ..wire_settings(cluster)
             })
             .await?,

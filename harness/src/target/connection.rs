@@ -136,6 +136,17 @@ impl Endpoint {
             .map_or(self.profile.api_key.is_some(), |t| t.disabled != Some(true))
     }
 
+    /// The TLS settings when TLS is on (empty ones when only an API key turned it on), for a
+    /// connection the SDK does not make (the wire proxy's). Holds key material: never log it.
+    pub(crate) fn tls_settings(&self) -> Option<ClientConfigTLS> {
+        self.tls().then(|| self.profile.tls.clone().unwrap_or_default())
+    }
+
+    /// The API key, for a connection the SDK does not make (the wire proxy's). Never log it.
+    pub(crate) fn api_key(&self) -> Option<&str> {
+        self.profile.api_key.as_deref()
+    }
+
     /// Connection options, with `identity` for pollers and logs.
     pub(super) fn connection_options(&self, identity: String) -> Result<ConnectionOptions, BoxError> {
         let mut options = ConnectionOptions::try_from(self.profile.clone())?;

@@ -154,6 +154,7 @@ pub struct Cluster {
     pub server_version: String,
     /// Which kind of target this is.
     pub target: TargetKind,
+    endpoint: Endpoint,
     server: Option<OwnedServer>,
 }
 
@@ -200,8 +201,14 @@ impl Cluster {
             ui_url: settings.ui_url.clone().or(own_ui),
             server_version,
             target: settings.kind,
+            endpoint,
             server,
         })
+    }
+
+    /// How the cluster is reached: address, namespace, TLS and API key.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Control over the server process, when the target owns it.

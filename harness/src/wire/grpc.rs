@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Empty, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::Frame;
 use std::io::Read;
 
@@ -119,9 +119,11 @@ pub fn ok_response(message: &impl prost::Message) -> Response<ProxyBody> {
     response
 }
 
-/// A trailers-only response with a non-OK status.
+/// A trailers-only response with a non-OK status. It has no body at all, so that its headers end
+/// the stream: gRPC-Go clients (the `temporal` CLI, Go workers) take headers followed by an empty
+/// body as a stream closed "without sending trailers" and lose the status.
 pub fn status_response(code: Code, message: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(body(Bytes::new(), None));
+    let mut response = Response::new(Empty::new().map_err(BoxError::from).boxed_unsync());
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -230,5 +232,9 @@ mod tests {
         assert_eq!(code, 14);
         assert_eq!(message, "upstream 100% down: ü\nbye");
         assert!(response.headers()["grpc-message"].to_str().unwrap().contains("100%25"));
+        assert!(
+            hyper::body::Body::is_end_stream(response.body()),
+            "trailers-only: the headers end the stream"
+        );
     }
 }

@@ -9,8 +9,12 @@
 //! ([`plans`]), decides with the same seeded rules as the SDK injector, and applies the rule's
 //! [`WireEffect`]. Every attempt lands in the [`AttemptRecord`] log.
 //!
+//! Workers connect in plaintext (h2c, on loopback or in their pod); the proxy reaches the
+//! frontend the way the harness's connection settings say ([`crate::target::Endpoint`]: TLS, mTLS,
+//! API key), see `upstream.rs`.
+//!
 //! ```text
-//! worker --h2c--> WireProxy --h2c--> frontend
+//! worker --h2c--> WireProxy --h2c or TLS (+ API key)--> frontend
 //! ```
 
 mod attempts;
@@ -25,6 +29,7 @@ pub use attempts::{Answer, AttemptLog, AttemptRecord, Sent, UpstreamEvent};
 pub use effect::{Behaviour, Injection, WireEffect, wire_effect};
 pub use upstream::{UpstreamEndpoint, UpstreamError};
 
+use crate::target::{ConnectionSettings, Endpoint, TargetError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use service::Proxy;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -37,28 +42,39 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// `chaos proxy`: the wire proxy on its own, e.g. as a sidecar of a deployed worker.
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("address", |a| a
+    .long("upstream")
+    .visible_alias("address")
+    .value_name("HOST:PORT")
+    .help("The Temporal frontend the proxy forwards to")))]
 pub struct ProxyOptions {
     /// Where workers connect (`HOST:PORT`; point the worker's Temporal address here).
     #[arg(long, default_value = "127.0.0.1:7234")]
     pub listen: SocketAddr,
-    /// The Temporal frontend (`HOST:PORT`).
-    #[arg(long, env = "TEMPORAL_ADDRESS")]
-    pub upstream: String,
-    /// Namespace for the proxy's own calls when a task does not name one.
-    #[arg(long, default_value = "default")]
-    pub namespace: String,
+    /// How to reach the frontend, with the same flags, environment and profile as the other
+    /// commands; `--upstream` is its address. The namespace is for the proxy's own calls when a
+    /// task does not name one.
+    #[command(flatten)]
+    pub connection: ConnectionSettings,
 }
 
 /// Runs `chaos proxy` until SIGINT or SIGTERM; prints one JSON line per activity attempt seen.
 pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
     let settings = WireSettings {
         listen: options.listen,
-        upstream: options.upstream.clone(),
-        namespace: options.namespace.clone(),
+        upstream: options.connection.resolve()?,
+        via: None,
     };
     eprintln!(
-        "chaos proxy: workers connect to {}, forwarded to {}; Ctrl-C to stop",
-        options.listen, options.upstream
+        "chaos proxy: workers connect to {}, forwarded to {} (TLS {}{}); Ctrl-C to stop",
+        options.listen,
+        settings.upstream.address,
+        if settings.upstream.tls() { "on" } else { "off" },
+        if settings.upstream.api_key().is_some() {
+            ", with an API key"
+        } else {
+            ""
+        },
     );
     let attempts = serve(settings, async {
         crate::wait::stop_signal().await;
@@ -75,10 +91,12 @@ pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
 pub struct WireSettings {
     /// Where workers connect (port 0 picks a free one).
     pub listen: SocketAddr,
-    /// The Temporal frontend: `HOST:PORT` or `http://HOST:PORT`.
-    pub upstream: String,
-    /// Namespace for the proxy's own calls when a task does not name one.
-    pub namespace: String,
+    /// The Temporal frontend and how to reach it (TLS, API key); its namespace is for the proxy's
+    /// own calls when a task does not name one.
+    pub upstream: Endpoint,
+    /// Connect to this `HOST:PORT` instead of the frontend's address: a forwarder in front of it
+    /// (the network fault proxy). Calls still name the frontend and TLS still verifies its name.
+    pub via: Option<String>,
 }
 
 /// Errors starting the proxy.
@@ -92,9 +110,12 @@ pub enum WireError {
         /// Why.
         source: std::io::Error,
     },
-    /// The upstream address is unusable.
+    /// The upstream address or its TLS settings are unusable.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The connection settings (flags, environment, profile) do not resolve.
+    #[error(transparent)]
+    Settings(#[from] TargetError),
 }
 
 /// A running proxy; stops on [`WireProxy::shutdown`] or when dropped.
@@ -171,14 +192,17 @@ pub async fn serve(settings: WireSettings, until: impl Future<Output = ()>) -> R
 }
 
 async fn bind(settings: &WireSettings) -> Result<(TcpListener, Arc<Proxy>), WireError> {
-    let upstream = Upstream::new(UpstreamEndpoint::parse(&settings.upstream)?);
+    let upstream = Upstream::new(UpstreamEndpoint::new(&settings.upstream, settings.via.as_deref())?);
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| WireError::Listen {
             listen: settings.listen,
             source,
         })?;
-    Ok((listener, Arc::new(Proxy::new(upstream, settings.namespace.clone()))))
+    Ok((
+        listener,
+        Arc::new(Proxy::new(upstream, settings.upstream.namespace.clone())),
+    ))
 }
 
 /// Accepts HTTP/2 connections until `until`; then closes them and drops held calls.

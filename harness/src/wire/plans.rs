@@ -13,11 +13,11 @@ use super::{
     upstream::{Upstream, UpstreamError},
 };
 use crate::faults::{FaultPlan, HEADER_KEY};
+use prost::Message;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
-use prost::Message;
 use temporalio_common::protos::temporal::api::{
     common::v1::{Memo, WorkflowExecution},
     history::v1::{HistoryEvent, history_event::Attributes},

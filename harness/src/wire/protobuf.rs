@@ -64,10 +64,13 @@ fn fields(message: &[u8]) -> impl Iterator<Item = Result<Field, WireFormatError>
                 }
             };
             let value = if key & 7 == 2 { at } else { start };
-            let end = at.checked_add(len).filter(|e| *e <= message.len()).ok_or(WireFormatError {
-                at: start,
-                what: "field runs past the end",
-            })?;
+            let end = at
+                .checked_add(len)
+                .filter(|e| *e <= message.len())
+                .ok_or(WireFormatError {
+                    at: start,
+                    what: "field runs past the end",
+                })?;
             at = end;
             Ok(Field {
                 number: key >> 3,

@@ -1,59 +1,268 @@
-//! The connection to the Temporal frontend: plaintext HTTP/2 (h2c), one pooled connection that
-//! multiplexes every forwarded call.
-//!
-//! [`UpstreamEndpoint`] is where TLS and an API key would go: a TLS connector in place of the
-//! plain [`HttpConnector`] and an `authorization` header in [`Upstream::send`].
+//! The connection to the Temporal frontend: HTTP/2, one pooled connection that multiplexes every
+//! forwarded call, opened the way the harness's connection settings say
+//! ([`crate::target::Endpoint`]): plaintext (h2c), or TLS with ALPN h2, verified against the
+//! profile's server CA (else the system's roots) and the server name override (else the address's
+//! host), with a client certificate for mTLS. With an API key every call without an
+//! `authorization` header of its own gets `authorization: Bearer <key>`, the proxy's own calls too.
 
 use super::grpc::{self, BoxError, ProxyBody};
+use crate::target::Endpoint;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, Uri, request::Parts};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, header::AUTHORIZATION, request::Parts};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::MaybeHttpsStream;
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioIo, TokioTimer},
 };
-use std::time::Duration;
+use rustls::{
+    ClientConfig, RootCertStore, SignatureScheme,
+    client::ResolvesClientCert,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+    sign::CertifiedKey,
+};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+use temporalio_common::envconfig::{ClientConfigTLS, DataSource};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
-/// How long opening the upstream connection may take before the call fails as unavailable.
+/// How long opening the upstream connection (TCP and the TLS handshake) may take before the call
+/// fails as unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where the frontend is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the frontend is and how to talk to it.
+#[derive(Clone)]
 pub struct UpstreamEndpoint {
-    /// `http://host:port`.
-    pub base: Uri,
+    /// `http://host:port` or `https://host:port` of the frontend: the `:authority` of every call.
+    base: Uri,
+    /// Where connections are opened to: the frontend, or a forwarder in front of it.
+    dial: String,
+    /// TLS to the frontend, when on.
+    tls: Option<Tls>,
+    /// `Bearer <API key>`, marked sensitive (kept out of Debug output and HPACK tables).
+    authorization: Option<HeaderValue>,
+}
+
+/// The TLS client of the upstream connection.
+#[derive(Clone)]
+struct Tls {
+    connector: TlsConnector,
+    /// What the certificate is verified against (and sent as SNI).
+    server_name: ServerName<'static>,
+    /// Without a client certificate: whether the frontend asked for one.
+    without_client_cert: Option<Arc<NoClientCert>>,
+}
+
+/// The client "certificate" when none is configured: notes that the frontend asked for one. Under
+/// TLS 1.3 a frontend that requires one refuses only after the handshake, which reaches the proxy
+/// as a connection that closed, with no reason given; this gives the reason.
+#[derive(Debug, Default)]
+struct NoClientCert {
+    asked: AtomicBool,
+}
+
+impl ResolvesClientCert for NoClientCert {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
+}
+
+/// Never prints the API key.
+impl fmt::Debug for UpstreamEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamEndpoint")
+            .field("base", &self.base)
+            .field("dial", &self.dial)
+            .field("tls_server_name", &self.tls.as_ref().map(|t| t.server_name.to_str()))
+            .field("api_key", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl UpstreamEndpoint {
-    /// Parses `host:port` or `http://host:port`.
-    pub fn parse(address: &str) -> Result<Self, UpstreamError> {
-        let bad = |reason: String| UpstreamError::BadAddress {
+    /// The frontend of `endpoint` (`HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`), with
+    /// its TLS settings (files are read here) and API key. With `via`, connections go to that
+    /// `HOST:PORT` instead (a forwarder such as the network fault proxy), and TLS still verifies
+    /// the frontend's name.
+    pub fn new(endpoint: &Endpoint, via: Option<&str>) -> Result<Self, UpstreamError> {
+        let address = endpoint.address.as_str();
+        let bad = |reason: &str| UpstreamError::BadAddress {
             address: address.to_owned(),
-            reason,
+            reason: reason.to_owned(),
         };
-        if address.starts_with("https://") {
-            return Err(bad(
-                "TLS to the upstream is not supported yet; use a plaintext frontend (http://HOST:PORT or HOST:PORT)"
-                    .into(),
-            ));
-        }
-        let full = if address.contains("://") {
-            address.to_owned()
-        } else {
-            format!("http://{address}")
+        let tls_on = endpoint.tls();
+        let host_port = match (address.split_once("://"), tls_on) {
+            (None, _) => address,
+            (Some(("http", rest)), false) | (Some(("https", rest)), true) => rest,
+            (Some(("https", _)), false) => {
+                return Err(bad(
+                    "an https:// address but TLS is off; turn it on (--tls true) or give HOST:PORT",
+                ));
+            }
+            (Some(("http", _)), true) => {
+                return Err(bad(
+                    "an http:// address but TLS is on; turn it off (--tls false) or give HOST:PORT",
+                ));
+            }
+            (Some(_), _) => return Err(bad("expected HOST:PORT, e.g. 127.0.0.1:7233")),
         };
-        let base: Uri = full.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
-        if base.scheme_str() != Some("http") || base.port_u16().is_none() {
-            return Err(bad("expected HOST:PORT, e.g. 127.0.0.1:7233".into()));
+        let scheme = if tls_on { "https" } else { "http" };
+        let base: Uri = format!("{scheme}://{host_port}")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        let (Some(authority), Some(_)) = (base.authority(), base.port_u16()) else {
+            return Err(bad("expected HOST:PORT, e.g. 127.0.0.1:7233"));
+        };
+        if !host_port.ends_with(authority.as_str()) {
+            return Err(bad("expected HOST:PORT without a path, e.g. 127.0.0.1:7233"));
         }
-        Ok(Self { base })
+        let host = authority.host().trim_matches(|c| c == '[' || c == ']');
+        let tls = endpoint.tls_settings().map(|t| tls(&t, host)).transpose()?;
+        let authorization = endpoint
+            .api_key()
+            .map(|key| {
+                let mut value =
+                    HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| UpstreamError::Settings {
+                        reason: "the API key has characters a header cannot carry".into(),
+                    })?;
+                value.set_sensitive(true);
+                Ok::<_, UpstreamError>(value)
+            })
+            .transpose()?;
+        Ok(Self {
+            dial: via.map_or_else(|| authority.to_string(), ToOwned::to_owned),
+            base,
+            tls,
+            authorization,
+        })
     }
 
     /// `host:port` of the frontend.
     pub fn authority(&self) -> String {
         self.base.authority().map(ToString::to_string).unwrap_or_default()
     }
+
+    /// What to add to a transport error: the likely cause, when the proxy knows one.
+    fn hint(&self) -> &'static str {
+        let asked = self
+            .tls
+            .as_ref()
+            .and_then(|t| t.without_client_cert.as_ref())
+            .is_some_and(|n| n.asked.load(Ordering::Relaxed));
+        if asked {
+            " (the frontend asked for a client certificate and none is configured: \
+             --tls-cert-path and --tls-key-path)"
+        } else {
+            ""
+        }
+    }
+}
+
+/// A rustls client for `settings`; the certificate must name `server_name` or else `host`.
+fn tls(settings: &ClientConfigTLS, host: &str) -> Result<Tls, UpstreamError> {
+    let bad = |reason: String| UpstreamError::Settings { reason };
+    let mut roots = RootCertStore::empty();
+    match &settings.server_ca_cert {
+        Some(source) => {
+            let (pem, what) = read(source, "server CA certificate")?;
+            roots.add_parsable_certificates(certificates(&pem, &what)?);
+            if roots.is_empty() {
+                return Err(bad(format!("{what}: no usable X.509 certificate in it")));
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if roots.is_empty() {
+                return Err(bad(
+                    "no server CA certificate given (--tls-ca-path) and no system root certificates found".into(),
+                ));
+            }
+        }
+    }
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut without_client_cert = None;
+    let mut config = match (&settings.client_cert, &settings.client_key) {
+        (None, None) => {
+            let resolver = Arc::new(NoClientCert::default());
+            without_client_cert = Some(resolver.clone());
+            builder.with_client_cert_resolver(resolver)
+        }
+        (Some(cert), Some(key)) => {
+            let (cert_pem, cert_what) = read(cert, "client certificate")?;
+            let (key_pem, key_what) = read(key, "client key")?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| bad(format!("{key_what}: no usable private key in it ({e})")))?;
+            builder
+                .with_client_auth_cert(certificates(&cert_pem, &cert_what)?, key)
+                .map_err(|e| bad(format!("{cert_what} with {key_what}: {e}")))?
+        }
+        _ => {
+            return Err(bad(
+                "mTLS needs both a client certificate and its key (--tls-cert-path and --tls-key-path)".into(),
+            ));
+        }
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = settings.server_name.as_deref().unwrap_or(host);
+    let server_name = ServerName::try_from(name.to_owned())
+        .map_err(|e| bad(format!("`{name}` is not a usable TLS server name: {e}")))?;
+    Ok(Tls {
+        connector: TlsConnector::from(Arc::new(config)),
+        server_name,
+        without_client_cert,
+    })
+}
+
+/// The bytes of a certificate or key, and what to call it in errors (its path, never its data).
+fn read(source: &DataSource, what: &str) -> Result<(Vec<u8>, String), UpstreamError> {
+    match source {
+        DataSource::Path(path) => {
+            let what = format!("the {what} `{path}`");
+            std::fs::read(path)
+                .map(|data| (data, what.clone()))
+                .map_err(|e| UpstreamError::Settings {
+                    reason: format!("cannot read {what}: {e}"),
+                })
+        }
+        DataSource::Data(data) => Ok((data.clone(), format!("the {what} (inline data)"))),
+        _ => Err(UpstreamError::Settings {
+            reason: format!("the {what} comes from a source the proxy cannot read; give a file"),
+        }),
+    }
+}
+
+/// The PEM certificates in `pem`.
+fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| UpstreamError::Settings {
+            reason: format!("{what} is not PEM: {e}"),
+        })?;
+    if certs.is_empty() {
+        return Err(UpstreamError::Settings {
+            reason: format!("{what} holds no PEM certificate"),
+        });
+    }
+    Ok(certs)
 }
 
 /// Failures talking to the frontend.
@@ -65,6 +274,12 @@ pub enum UpstreamError {
         /// As given.
         address: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// The TLS settings (certificate and key files, server name) or the API key are unusable.
+    #[error("unusable connection settings for the upstream: {reason}")]
+    Settings {
+        /// What is wrong, naming the file.
         reason: String,
     },
     /// The frontend could not be reached or the connection broke.
@@ -99,11 +314,61 @@ pub enum UpstreamError {
     },
 }
 
+/// Opens the connections: TCP to the dial address, then TLS when on.
+#[derive(Clone)]
+struct Connector {
+    dial: String,
+    tls: Option<Tls>,
+}
+
+/// A plaintext or TLS connection to the frontend.
+type Connection = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+impl Connector {
+    async fn connect(self) -> std::io::Result<Connection> {
+        let tcp = TcpStream::connect(&self.dial).await?;
+        tcp.set_nodelay(true)?;
+        let Some(tls) = self.tls else {
+            return Ok(MaybeHttpsStream::Http(TokioIo::new(tcp)));
+        };
+        let stream = tls
+            .connector
+            .connect(tls.server_name, TokioIo::new(TokioIo::new(tcp)))
+            .await?;
+        Ok(MaybeHttpsStream::Https(TokioIo::new(stream)))
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Connection;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Connection>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Connects to the dial address whatever the URI (which names the frontend).
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let connecting = self.clone().connect();
+        Box::pin(async move {
+            tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+                    ))
+                })
+        })
+    }
+}
+
 /// A pooled HTTP/2 client to the frontend.
 #[derive(Clone)]
 pub struct Upstream {
     endpoint: UpstreamEndpoint,
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<Connector, ProxyBody>,
 }
 
 /// Path prefix of every WorkflowService method.
@@ -112,9 +377,10 @@ pub const WORKFLOW_SERVICE: &str = "/temporal.api.workflowservice.v1.WorkflowSer
 impl Upstream {
     /// A client for `endpoint`; connects lazily, on the first call.
     pub fn new(endpoint: UpstreamEndpoint) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = Connector {
+            dial: endpoint.dial.clone(),
+            tls: endpoint.tls.clone(),
+        };
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -139,13 +405,20 @@ impl Upstream {
             reason: e.to_string(),
         })?;
         parts.headers.remove(http::header::HOST);
+        if let Some(authorization) = &self.endpoint.authorization {
+            // A worker's own credentials go through as they are.
+            parts
+                .headers
+                .entry(AUTHORIZATION)
+                .or_insert_with(|| authorization.clone());
+        }
         parts.version = http::Version::HTTP_2;
         self.client
             .request(Request::from_parts(parts, body))
             .await
             .map_err(|e| UpstreamError::Unreachable {
                 address: self.address(),
-                reason: error_chain(&e),
+                reason: error_chain(&e) + self.endpoint.hint(),
             })
     }
 
@@ -214,20 +487,103 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::ConnectionSettings;
+
+    fn plaintext(address: &str) -> Result<UpstreamEndpoint, UpstreamError> {
+        UpstreamEndpoint::new(&Endpoint::local(address.into(), "default".into()), None)
+    }
 
     #[test]
-    fn endpoints_parse_with_clear_errors() {
+    fn plaintext_endpoints_parse_with_clear_errors() {
+        assert_eq!(plaintext("127.0.0.1:7233").unwrap().authority(), "127.0.0.1:7233");
+        let http = plaintext("http://localhost:7233").unwrap();
         assert_eq!(
-            UpstreamEndpoint::parse("127.0.0.1:7233").unwrap().authority(),
-            "127.0.0.1:7233"
+            (http.base.scheme_str(), http.dial.as_str()),
+            (Some("http"), "localhost:7233")
         );
+        let https = plaintext("https://x.tmprl.cloud:7233").unwrap_err().to_string();
+        assert!(https.contains("TLS is off") && https.contains("--tls true"), "{https}");
+        let port = plaintext("localhost").unwrap_err().to_string();
+        assert!(port.contains("HOST:PORT"), "{port}");
+        let path = plaintext("localhost:7233/x").unwrap_err().to_string();
+        assert!(path.contains("without a path"), "{path}");
+    }
+
+    /// A self-signed certificate for `name`, as a PEM file in `dir`.
+    fn ca_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+        let certified = rcgen::generate_simple_self_signed(vec![name.into()]).unwrap();
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, certified.cert.pem()).unwrap();
+        path
+    }
+
+    #[test]
+    fn tls_and_the_api_key_come_from_the_connection_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ConnectionSettings {
+            address: Some("frontend.example:7233".into()),
+            api_key: Some("sekret-key".into()),
+            tls_ca_path: Some(ca_file(dir.path(), "frontend.example")),
+            ..Default::default()
+        };
+        let endpoint = settings.resolve().unwrap();
+        let upstream = UpstreamEndpoint::new(&endpoint, Some("127.0.0.1:9")).unwrap();
+        assert_eq!(upstream.base.scheme_str(), Some("https"));
+        assert_eq!(upstream.authority(), "frontend.example:7233", "calls name the frontend");
+        assert_eq!(upstream.dial, "127.0.0.1:9", "connections go through the forwarder");
+        let tls = upstream.tls.as_ref().unwrap();
         assert_eq!(
-            UpstreamEndpoint::parse("http://localhost:7233").unwrap().authority(),
-            "localhost:7233"
+            tls.server_name.to_str(),
+            "frontend.example",
+            "verified against the frontend"
         );
-        let tls = UpstreamEndpoint::parse("https://x.tmprl.cloud:7233").unwrap_err();
-        assert!(tls.to_string().contains("TLS"), "{tls}");
-        let port = UpstreamEndpoint::parse("localhost").unwrap_err();
-        assert!(port.to_string().contains("HOST:PORT"), "{port}");
+        let authorization = upstream.authorization.as_ref().unwrap();
+        assert_eq!(authorization, "Bearer sekret-key");
+        assert!(authorization.is_sensitive());
+        let debug = format!("{upstream:?}");
+        assert!(!debug.contains("sekret") && debug.contains("<redacted>"), "{debug}");
+
+        let renamed = ConnectionSettings {
+            tls_server_name: Some("other.example".into()),
+            ..settings
+        };
+        let upstream = UpstreamEndpoint::new(&renamed.resolve().unwrap(), None).unwrap();
+        assert_eq!(upstream.tls.unwrap().server_name.to_str(), "other.example");
+    }
+
+    #[test]
+    fn unusable_tls_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent-ca.pem");
+        let settings = ConnectionSettings {
+            address: Some("127.0.0.1:7233".into()),
+            tls_ca_path: Some(missing.clone()),
+            ..Default::default()
+        };
+        let err = UpstreamEndpoint::new(&settings.resolve().unwrap(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+
+        let not_pem = dir.path().join("ca.txt");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let settings = ConnectionSettings {
+            tls_ca_path: Some(not_pem.clone()),
+            ..settings
+        };
+        let err = UpstreamEndpoint::new(&settings.resolve().unwrap(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ca.txt") && err.contains("no PEM certificate"), "{err}");
+
+        let half_mtls = ConnectionSettings {
+            tls_ca_path: Some(ca_file(dir.path(), "127.0.0.1")),
+            tls_cert_path: Some(dir.path().join("ca.pem")),
+            ..settings
+        };
+        let err = UpstreamEndpoint::new(&half_mtls.resolve().unwrap(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--tls-key-path"), "{err}");
     }
 }
