@@ -5,7 +5,10 @@
 //! closes, for its *last* attempt; its `attempt` field is the attempt count and its
 //! `last_failure` the previous attempt's failure. Earlier attempts leave no events of their own.
 
-use crate::failure::{FailureKind, TimeoutKind};
+use crate::{
+    failure::{FailureKind, TimeoutKind},
+    faults::AttemptKey,
+};
 use serde::Serialize;
 use std::{
     path::{Path, PathBuf},
@@ -111,6 +114,17 @@ pub struct ActivityExecution {
 }
 
 impl ActivityExecution {
+    /// The key of each of its attempts history counts (1 to `attempts`), as fault decisions see
+    /// them.
+    pub fn attempt_keys(&self) -> impl Iterator<Item = AttemptKey<'_>> {
+        (1..=self.attempts).map(|attempt| AttemptKey {
+            workflow_id: &self.workflow_id,
+            activity_id: &self.activity_id,
+            activity_type: &self.activity_type,
+            attempt,
+        })
+    }
+
     /// Failures history shows for this activity, with the attempt each belongs to.
     pub fn failures(&self) -> Vec<(u32, &ObservedFailure)> {
         let mut out = Vec::new();

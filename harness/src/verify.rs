@@ -4,7 +4,7 @@
 
 use crate::{
     failure::FailureKind,
-    faults::{AttemptKey, FaultPlan, FaultRule},
+    faults::{FaultPlan, FaultRule},
     history::{ActivityClose, Histories, WorkflowClose},
     infra::{InfraEvent, InfraOutcome},
     plan::{Outcome, Plan, WorkflowSpec},
@@ -278,18 +278,10 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
     let mut notes = Vec::new();
     let mut selected_but_not_drawn = false;
     for act in h.activities().filter(|a| rule.targets(&a.activity_type)) {
-        let fired: Vec<u32> = (1..=act.attempts)
-            .filter(|&attempt| {
-                plan.fires(
-                    rule,
-                    &AttemptKey {
-                        workflow_id: &act.workflow_id,
-                        activity_id: &act.activity_id,
-                        activity_type: &act.activity_type,
-                        attempt,
-                    },
-                )
-            })
+        let fired: Vec<u32> = act
+            .attempt_keys()
+            .filter(|key| plan.fires(rule, key))
+            .map(|key| key.attempt)
             .collect();
         selected_but_not_drawn |= fired.is_empty() && (1..=act.attempts).any(|a| rule.attempts.matches(a));
         if fired.is_empty() {
@@ -388,16 +380,8 @@ fn wire_evidence(check: &mut Check, rule: &FaultRule, plan: &FaultPlan, h: &Hist
     let mut injected = Vec::new();
     let mut missing = Vec::new();
     for act in h.activities().filter(|a| rule.targets(&a.activity_type)) {
-        for attempt in 1..=act.attempts {
-            let key = AttemptKey {
-                workflow_id: &act.workflow_id,
-                activity_id: &act.activity_id,
-                activity_type: &act.activity_type,
-                attempt,
-            };
-            if !plan.fires(rule, &key) {
-                continue;
-            }
+        for key in act.attempt_keys().filter(|key| plan.fires(rule, key)) {
+            let attempt = key.attempt;
             let record = wire
                 .iter()
                 .find(|r| r.workflow_id == act.workflow_id && r.activity_id == act.activity_id && r.attempt == attempt);

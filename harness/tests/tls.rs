@@ -79,13 +79,20 @@ fn tls_proxy_with(upstream: u16, client_ca: Option<CertificateDer<'static>>) -> 
     (port, ca_pem)
 }
 
-#[test]
-fn the_remote_target_verifies_the_server_certificate() {
+/// A dev server behind [`tls_proxy`], and its CA written to a file in a fresh folder: (server,
+/// TLS port, folder, CA file).
+fn tls_server() -> (common::DevServer, u16, tempfile::TempDir, std::path::PathBuf) {
     let server = dev_server();
     let (port, ca_pem) = tls_proxy(server.grpc_port);
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
+    (server, port, dir, ca)
+}
+
+#[test]
+fn the_remote_target_verifies_the_server_certificate() {
+    let (_server, port, dir, ca) = tls_server();
     let address = format!("127.0.0.1:{port}");
 
     // Trusting the CA: a scenario runs end to end over TLS (client, worker and history reads).
@@ -168,11 +175,7 @@ fn temporal(args: &[&str]) -> Command {
 
 #[test]
 fn chaos_proxy_reaches_a_tls_frontend_with_the_ca_and_refuses_it_without() {
-    let server = dev_server();
-    let (port, ca_pem) = tls_proxy(server.grpc_port);
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
+    let (server, port, dir, ca) = tls_server();
     let tls_address = format!("127.0.0.1:{port}");
 
     // Trusting the CA: a workflow started through the proxy exists on the server behind it.
@@ -280,11 +283,7 @@ fn chaos_proxy_presents_the_client_certificate_to_an_mtls_frontend() {
 
 #[test]
 fn a_run_through_the_wire_proxy_reaches_a_tls_frontend() {
-    let server = dev_server();
-    let (port, ca_pem) = tls_proxy(server.grpc_port);
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
+    let (_server, port, dir, ca) = tls_server();
     let out = chaos(&[
         "run",
         "scenarios/activity/02-retries-exhausted-fallback.toml",

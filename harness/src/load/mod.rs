@@ -6,7 +6,7 @@ mod report;
 pub use report::{Latency, LoadReport};
 
 use crate::{
-    faults::{AttemptKey, AttemptSelector, ErrorFault, FaultAction, FaultPlan, FaultRule, HEADER_KEY},
+    faults::{AttemptSelector, ErrorFault, FaultAction, FaultPlan, FaultRule, HEADER_KEY},
     history::{ActivityClose, Histories, HistoryError, read_histories},
     infra::{self, Capability, InfraControl, InfraOutcome, InfraRule, TimedRuleError, Trigger},
     inject::plan_header,
@@ -439,13 +439,8 @@ pub fn account_faults(plan: &FaultPlan, h: &Histories) -> (u64, Vec<String>) {
     let mut fired = 0;
     let mut mismatches = Vec::new();
     for act in h.activities() {
-        for attempt in 1..=act.attempts {
-            let key = AttemptKey {
-                workflow_id: &act.workflow_id,
-                activity_id: &act.activity_id,
-                activity_type: &act.activity_type,
-                attempt,
-            };
+        for key in act.attempt_keys() {
+            let attempt = key.attempt;
             let fires = plan.firing(&key).next().is_some();
             fired += u64::from(fires);
             let last = attempt == act.attempts;

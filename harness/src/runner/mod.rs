@@ -35,7 +35,7 @@ use temporalio_common::{
         common::v1::{Header, Payload, WorkflowExecution},
         enums::v1::PendingActivityState,
         history::v1::history_event::Attributes,
-        workflowservice::v1::DescribeWorkflowExecutionRequest,
+        workflowservice::v1::{DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse},
     },
 };
 use tokio::sync::Notify;
@@ -419,44 +419,31 @@ fn json_payload(value: &serde_json::Value) -> Payload {
 /// shows its third attempt, the last closed one a failure), having terminated the workflow;
 /// with the worker's failure message. Never resolves for a healthy workflow.
 async fn failing_workflow_task(client: &Client, namespace: &str, workflow_id: &str) -> String {
-    let svc = client.connection().workflow_service();
     let failing = poll(
         Duration::from_millis(500),
         None,
         || (),
-        || {
-            let mut svc = svc.clone();
-            async move {
-                let request = DescribeWorkflowExecutionRequest {
-                    namespace: namespace.to_owned(),
-                    execution: Some(WorkflowExecution {
-                        workflow_id: workflow_id.to_owned(),
-                        run_id: String::new(),
-                    }),
-                };
-                let attempt = match svc.describe_workflow_execution(request.into_request()).await {
-                    Ok(r) => r.into_inner().pending_workflow_task.map_or(0, |t| t.attempt),
-                    Err(_) => 0,
-                };
-                if attempt < 3 {
-                    return Ok(None);
-                }
-                // Retried workflow tasks are transient: history keeps the first failure only.
-                let Ok(events) = crate::history::read_events(client, workflow_id).await else {
-                    return Ok(None);
-                };
-                let last_closed = events.iter().rev().find_map(|e| match &e.attributes {
-                    Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
-                        Some(Some(a.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default()))
-                    }
-                    Some(
-                        Attributes::WorkflowTaskCompletedEventAttributes(_)
-                        | Attributes::WorkflowTaskTimedOutEventAttributes(_),
-                    ) => Some(None),
-                    _ => None,
-                });
-                Ok(last_closed.flatten())
+        || async move {
+            let described = describe(client, namespace, workflow_id).await;
+            let attempt = described.and_then(|d| d.pending_workflow_task).map_or(0, |t| t.attempt);
+            if attempt < 3 {
+                return Ok(None);
             }
+            // Retried workflow tasks are transient: history keeps the first failure only.
+            let Ok(events) = crate::history::read_events(client, workflow_id).await else {
+                return Ok(None);
+            };
+            let last_closed = events.iter().rev().find_map(|e| match &e.attributes {
+                Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
+                    Some(Some(a.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default()))
+                }
+                Some(
+                    Attributes::WorkflowTaskCompletedEventAttributes(_)
+                    | Attributes::WorkflowTaskTimedOutEventAttributes(_),
+                ) => Some(None),
+                _ => None,
+            });
+            Ok(last_closed.flatten())
         },
     );
     let message: String = failing.await.unwrap_or_default();
@@ -503,39 +490,42 @@ async fn wait_trigger(trigger: &Trigger, client: &Client, namespace: &str, workf
             tokio::time::sleep_until((began + *d).into()).await;
         }
         Trigger::AttemptStarted { activity, attempt } => {
-            let svc = client.connection().workflow_service();
             let started = poll(
                 TRIGGER_POLL,
                 None,
                 || (),
-                || {
-                    let mut svc = svc.clone();
-                    async move {
-                        let request = DescribeWorkflowExecutionRequest {
-                            namespace: namespace.to_owned(),
-                            execution: Some(WorkflowExecution {
-                                workflow_id: workflow_id.to_owned(),
-                                run_id: String::new(),
-                            }),
-                        };
-                        let pending = match svc.describe_workflow_execution(request.into_request()).await {
-                            Ok(resp) => resp.into_inner().pending_activities,
-                            Err(_) => return Ok(None),
-                        };
-                        let started = pending.iter().any(|p| {
-                            p.activity_type.as_ref().is_some_and(|t| &t.name == activity)
-                                && (p.attempt as u32 > *attempt
-                                    || (p.attempt as u32 == *attempt
-                                        && p.state == PendingActivityState::Started as i32))
-                        });
-                        Ok(started.then_some(()))
-                    }
+                || async move {
+                    let Some(described) = describe(client, namespace, workflow_id).await else {
+                        return Ok(None);
+                    };
+                    let pending = described.pending_activities;
+                    let started = pending.iter().any(|p| {
+                        p.activity_type.as_ref().is_some_and(|t| &t.name == activity)
+                            && (p.attempt as u32 > *attempt
+                                || (p.attempt as u32 == *attempt && p.state == PendingActivityState::Started as i32))
+                    });
+                    Ok(started.then_some(()))
                 },
             );
             // Without a time limit, polling only ends with the answer.
             let _: Result<(), ()> = started.await;
         }
     }
+}
+
+/// The workflow's latest run as the server describes it; `None` while the server does not answer
+/// (it may be paused or restarting).
+async fn describe(client: &Client, namespace: &str, workflow_id: &str) -> Option<DescribeWorkflowExecutionResponse> {
+    let request = DescribeWorkflowExecutionRequest {
+        namespace: namespace.to_owned(),
+        execution: Some(WorkflowExecution {
+            workflow_id: workflow_id.to_owned(),
+            run_id: String::new(),
+        }),
+    };
+    let mut svc = client.connection().workflow_service();
+    let described = svc.describe_workflow_execution(request.into_request()).await;
+    described.ok().map(|r| r.into_inner())
 }
 
 /// Starts the workflow; returns its run id.
