@@ -99,3 +99,26 @@ fn a_fault_only_the_sdk_can_inject_is_refused_on_the_wire() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_fault_only_the_wire_can_inject_is_refused_in_the_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("drop.toml");
+    let source = std::fs::read_to_string(repo().join("scenarios/activity/07-heartbeat-timeout.toml")).unwrap();
+    let start = source.find("[[fault]]").unwrap();
+    let end = source.find("[expect]").unwrap();
+    let scenario = format!(
+        "{}[[fault]]\nactivity = \"risky\"\nkind = \"drop_heartbeats\"\n\n{}",
+        &source[..start],
+        &source[end..]
+    );
+    std::fs::write(&file, scenario).unwrap();
+    let out = chaos(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("fault #1 (drop_heartbeats) can only be injected by the wire proxy: run with `--inject wire`")
+            && stderr.contains("nothing was run"),
+        "{stderr}"
+    );
+}

@@ -419,7 +419,7 @@ fn the_api_key_reaches_the_frontend_as_a_bearer_header() {
         calls
             .iter()
             .any(|c| c.user_agent.starts_with("temporal-chaos-wire-proxy")
-                && c.path.ends_with("/DescribeWorkflowExecution")),
+                && c.path.ends_with("/RespondActivityTaskFailed")),
         "no call of the proxy's own: {calls:?}"
     );
 

@@ -12,8 +12,8 @@ use temporal_chaos::{
     plan::{ActivitySettings, OrchestrationInput, ResilientInput, RetrySettings},
     target::{Endpoint, connect},
     wire::{Answer, AttemptRecord, Sent, WireEffect, WireProxy, WireSettings, serve},
-    worker::run_worker_until,
-    workflows::{Orchestration, Path, ResilientCall},
+    worker::{register_workflows, run_worker_until},
+    workflows::{DemoActivities, Orchestration, Path, ResilientCall},
 };
 use temporalio_client::{
     Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowStartOptions,
@@ -522,6 +522,53 @@ async fn a_hang_swallows_heartbeats_until_the_heartbeat_timeout() {
         "{second:#?}"
     );
     assert_eq!(second.upstream[0].status, "ok");
+    proxy.shutdown().await;
+}
+
+/// A sidecar in front of an activity-only worker never sees the workflow tasks (another worker
+/// runs the workflow, directly): the proxy finds the plan by asking the frontend instead.
+#[tokio::test]
+async fn without_the_workflow_tasks_the_plan_is_looked_up_on_the_server() {
+    let server = common::dev_server();
+    let proxy = start_proxy(&server.address).await;
+    let direct = client(server.address.clone()).await;
+    let via_proxy = client(proxy.address()).await;
+    let tq = "wire-activities-only";
+    let runtime = Runtime::from_current_tokio(Default::default()).unwrap();
+    let mut workflows_options = WorkerOptions::new(tq).build();
+    register_workflows(&mut workflows_options).unwrap();
+    let mut workflows = Worker::new(&runtime, direct.clone(), workflows_options).unwrap();
+    let activity_options = WorkerOptions::new(tq).register_activities(DemoActivities).build();
+    let mut activities = Worker::new(&runtime, via_proxy, activity_options).unwrap();
+    let (stop_workflows, stop_activities) = (workflows.shutdown_handle(), activities.shutdown_handle());
+    let error = FaultAction::Error(ErrorFault {
+        message: "declined on the wire".into(),
+        error_type: "Flaky".into(),
+        non_retryable: false,
+    });
+    let faults = plan(vec![rule(1, "risky", "1", error)]);
+    let run = async {
+        let input = resilient(settings(Duration::from_secs(10), 3));
+        let started = direct
+            .start_workflow(ResilientCall::run, input, options(tq, "wire-lookup", Some(&faults)))
+            .await
+            .expect("start");
+        let result = tokio::time::timeout(WAIT, started.get_result(WorkflowGetResultOptions::default())).await;
+        stop_workflows();
+        stop_activities();
+        result
+    };
+    let (ran_workflows, ran_activities, result) = futures::join!(workflows.run(), activities.run(), run);
+    ran_workflows.expect("workflow worker");
+    ran_activities.expect("activity worker");
+    assert_eq!(result.expect("in time").expect("completes").path, Path::Primary);
+    let risky = only_activity(&history(&direct, "wire-lookup").await, "risky").attempts;
+    assert_eq!(risky, 2, "attempt 1 failed by the proxy, attempt 2 ran");
+    let log = proxy.attempts();
+    let attempts = records(&log, "wire-lookup", "risky");
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    assert!(!attempts[0].eager && attempts[0].injected.len() == 1, "{attempts:#?}");
+    assert!(attempts[1].injected.is_empty(), "{attempts:#?}");
     proxy.shutdown().await;
 }
 

@@ -170,3 +170,99 @@ pub enum LearnError {
     #[error("does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{faults::FaultRule, target::Endpoint, wire::UpstreamEndpoint};
+    use temporalio_common::protos::temporal::api::{
+        common::v1::Payload,
+        history::v1::{History, WorkflowExecutionStartedEventAttributes},
+        workflowservice::v1::PollWorkflowTaskQueueResponse,
+    };
+
+    fn run(id: &str) -> WorkflowExecution {
+        WorkflowExecution {
+            workflow_id: id.into(),
+            run_id: format!("{id}-run"),
+        }
+    }
+
+    /// A workflow task of `execution` whose history starts with its started event.
+    fn first_task(execution: &WorkflowExecution, root: Option<WorkflowExecution>, memo: Option<Memo>) -> Vec<u8> {
+        let started = WorkflowExecutionStartedEventAttributes {
+            root_workflow_execution: root,
+            memo,
+            ..Default::default()
+        };
+        PollWorkflowTaskQueueResponse {
+            task_token: b"token".to_vec(),
+            workflow_execution: Some(execution.clone()),
+            history: Some(History {
+                events: vec![HistoryEvent {
+                    event_id: 1,
+                    attributes: Some(Attributes::WorkflowExecutionStartedEventAttributes(started)),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn memo(plan: &FaultPlan) -> Memo {
+        let payload = Payload {
+            data: serde_json::to_vec(plan).unwrap(),
+            ..Default::default()
+        };
+        Memo {
+            fields: [(HEADER_KEY.to_owned(), payload)].into(),
+        }
+    }
+
+    fn cached(lookup: &PlanLookup, execution: &WorkflowExecution) -> Option<Option<Arc<FaultPlan>>> {
+        lookup.cached(&(execution.workflow_id.clone(), execution.run_id.clone()))
+    }
+
+    #[test]
+    fn plans_are_learnt_from_the_first_workflow_task_of_roots_and_their_children() {
+        // Nothing is sent upstream: every answer here comes from the workflow tasks.
+        let endpoint = Endpoint::local("127.0.0.1:9".into(), "default".into());
+        let lookup = PlanLookup::new(Upstream::new(UpstreamEndpoint::new(&endpoint, None).unwrap()));
+        let rule: FaultRule = serde_json::from_value(serde_json::json!({
+            "id": 1, "activity": "charge", "attempts": "all", "probability": null,
+            "action": {"kind": "hang"}
+        }))
+        .unwrap();
+        let plan = FaultPlan {
+            seed: 3,
+            rules: vec![rule],
+            run_tag: String::new(),
+        };
+        let (root, child, orphan, plain) = (run("root"), run("child"), run("orphan"), run("plain"));
+        lookup.learn(&first_task(&root, None, Some(memo(&plan)))).unwrap();
+        assert_eq!(cached(&lookup, &root), Some(Some(Arc::new(plan.clone()))));
+        lookup.learn(&first_task(&child, Some(root.clone()), None)).unwrap();
+        assert_eq!(
+            cached(&lookup, &child),
+            Some(Some(Arc::new(plan))),
+            "a child gets its root's plan"
+        );
+        // A child whose root ran on another worker is left to the frontend lookup.
+        lookup
+            .learn(&first_task(&orphan, Some(run("elsewhere")), None))
+            .unwrap();
+        assert_eq!(cached(&lookup, &orphan), None);
+        // A root without a plan is remembered as such: no lookup for its activities either.
+        lookup.learn(&first_task(&plain, None, None)).unwrap();
+        assert_eq!(cached(&lookup, &plain), Some(None));
+        // A task without the first event (a sticky one) teaches nothing; garbage is an error.
+        let sticky = PollWorkflowTaskQueueResponse {
+            workflow_execution: Some(run("sticky")),
+            ..Default::default()
+        };
+        lookup.learn(&sticky.encode_to_vec()).unwrap();
+        assert_eq!(cached(&lookup, &run("sticky")), None);
+        assert!(lookup.learn(&[0x12, 0x05, 0x01]).is_err());
+    }
+}
