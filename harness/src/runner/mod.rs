@@ -392,10 +392,20 @@ pub(super) async fn execute(
     };
     // A workflow whose tasks keep failing would otherwise sit until its deadline.
     let watching = async {
-        tokio::select! {
+        let failing = tokio::select! {
             failing = failing_workflow_task(client, &cluster.namespace, &workflow_id) => Some(failing),
             _ = closed.notified() => None,
+        };
+        // Outside the race with `closed`, which the termination itself brings about.
+        if let Some(message) = &failing {
+            terminate(
+                client,
+                &workflow_id,
+                &format!("the workflow task keeps failing: {message}"),
+            )
+            .await;
         }
+        failing
     };
     let ((), events, failing) = futures::join!(waiting, driving, watching);
     execution.infra_events = events;
@@ -416,8 +426,8 @@ fn json_payload(value: &serde_json::Value) -> Payload {
 }
 
 /// Resolves once the workflow's task has failed on the worker and failed again (the server
-/// shows its third attempt, the last closed one a failure), having terminated the workflow;
-/// with the worker's failure message. Never resolves for a healthy workflow.
+/// shows its third attempt, the last closed one a failure), with the worker's failure message.
+/// Never resolves for a healthy workflow.
 async fn failing_workflow_task(client: &Client, namespace: &str, workflow_id: &str) -> String {
     let failing = poll(
         Duration::from_millis(500),
@@ -446,15 +456,18 @@ async fn failing_workflow_task(client: &Client, namespace: &str, workflow_id: &s
             Ok(last_closed.flatten())
         },
     );
-    let message: String = failing.await.unwrap_or_default();
+    failing.await.unwrap_or_default()
+}
+
+/// Terminates the workflow, saying `why`; a failure to do so is only logged.
+async fn terminate(client: &Client, workflow_id: &str, why: &str) {
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
     let reason = WorkflowTerminateOptions::builder()
-        .reason(format!("temporal-chaos: the workflow task keeps failing: {message}"))
+        .reason(format!("temporal-chaos: {why}"))
         .build();
     if let Err(e) = handle.terminate(reason).await {
         warn!(workflow_id, error = %e, "could not terminate");
     }
-    message
 }
 
 /// Waits for the rule's trigger, then applies it; gives up if the workflow closes first.
@@ -567,10 +580,5 @@ pub(crate) async fn wait_closed(client: &Client, workflow_id: &str, wait: Durati
         }
     }
     warn!(workflow_id, "workflow still open after {wait:?}; terminating it");
-    let reason = WorkflowTerminateOptions::builder()
-        .reason("temporal-chaos: scenario deadline passed")
-        .build();
-    if let Err(e) = handle.terminate(reason).await {
-        warn!(workflow_id, error = %e, "could not terminate");
-    }
+    terminate(client, workflow_id, "scenario deadline passed").await;
 }
