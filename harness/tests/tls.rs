@@ -95,10 +95,13 @@ fn the_remote_target_verifies_the_server_certificate() {
     let (_server, port, dir, ca) = tls_server();
     let address = format!("127.0.0.1:{port}");
 
-    // Trusting the CA: a scenario runs end to end over TLS (client, worker and history reads).
+    // Trusting the CA: scenarios run end to end over TLS (client, worker and history reads),
+    // including one whose own worker process is killed and restarted: it gets the TLS settings
+    // of the flags and verifies the real server's name through the network fault proxy.
     let out = chaos(&[
         "run",
         "scenarios/activity/02-retries-exhausted-fallback.toml",
+        "scenarios/infrastructure/13-worker-crash.toml",
         "--address",
         &address,
         "--tls-ca-path",
@@ -108,7 +111,8 @@ fn the_remote_target_verifies_the_server_certificate() {
     ]);
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("fallback-B | fallback_b×1, risky×3"),
+        text(&out.stdout).contains("fallback-B | fallback_b×1, risky×3")
+            && text(&out.stdout).contains("| ✅ | worker-crash | completed | risky×2"),
         "{}",
         text(&out.stdout)
     );

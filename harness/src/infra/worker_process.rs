@@ -27,16 +27,19 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_TAIL_LINES: usize = 20;
 
 /// Connection variables a user's worker must not inherit: it talks plaintext to the harness's
-/// proxy, which holds the real connection settings (TLS, API key) towards the server.
-const CONNECTION_VARS: [&str; 8] = [
+/// proxy, which holds the real connection settings (TLS, API key) towards the server. (The
+/// environment-configuration names every Temporal SDK reads.)
+const CONNECTION_VARS: [&str; 10] = [
     "TEMPORAL_API_KEY",
-    "TEMPORAL_TLS",
-    "TEMPORAL_TLS_CA_PATH",
-    "TEMPORAL_TLS_CERT_PATH",
-    "TEMPORAL_TLS_KEY_PATH",
-    "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
     "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA",
     "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA",
+    "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
+    "TEMPORAL_PROFILE",
 ];
 
 /// How to start a worker of the user's own. `command`, `cwd` and `env` values may hold the
@@ -102,30 +105,33 @@ pub struct WorkerCommand {
 }
 
 impl WorkerCommand {
-    /// The harness's own worker (`chaos worker`), connecting to `address`; with `plaintext`
-    /// without TLS whatever the environment and profile it inherits turn on (a wire proxy on
-    /// loopback listens in plaintext and does the TLS to the frontend).
-    pub fn harness(address: &str, namespace: &str, task_queue: &str, plaintext: bool) -> Result<Self, std::io::Error> {
+    /// The harness's own worker (`chaos worker`), connecting to `address` with the connection
+    /// variables `env` (TLS, API key) on top of the harness's environment.
+    pub fn harness(
+        address: &str,
+        namespace: &str,
+        task_queue: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, std::io::Error> {
         let exe = std::env::current_exe()?.display().to_string();
         let argv = [&exe, "worker", "--address", address, "--namespace", namespace];
-        let tls: &[&str] = if plaintext { &["--tls", "false"] } else { &[] };
         Ok(Self {
             argv: argv
                 .iter()
                 .chain(&["--task-queue", task_queue])
-                .chain(tls)
                 .map(|a| a.to_string())
                 .collect(),
             cwd: None,
-            env: Vec::new(),
+            env,
             env_remove: &[],
             ready_timeout: READY_TIMEOUT,
         })
     }
 
     /// A user's worker from its `[worker]` table, placeholders already filled in, connecting to
-    /// `address` in `namespace`: `TEMPORAL_ADDRESS` and `TEMPORAL_NAMESPACE` are set (the table's
-    /// `env` may override them) and the harness's own connection secrets are not passed on.
+    /// `address` in `namespace`: `TEMPORAL_ADDRESS` and `TEMPORAL_NAMESPACE` are set, and
+    /// `TEMPORAL_TLS=false` (the proxy listens in plaintext; the table's `env` may override any of
+    /// them), and the harness's own connection secrets and TLS files are not passed on.
     pub fn user(spec: &WorkerSpec, address: &str, namespace: &str) -> Self {
         let mut argv = spec.command.clone();
         // `./worker` or `.venv/bin/python`: relative to the worker's directory, not the harness's.
@@ -135,6 +141,7 @@ impl WorkerCommand {
         let defaults = [
             ("TEMPORAL_ADDRESS", address),
             ("TEMPORAL_NAMESPACE", namespace),
+            ("TEMPORAL_TLS", "false"),
             // A killed Python worker's log would otherwise lose what it had buffered.
             ("PYTHONUNBUFFERED", "1"),
         ];

@@ -131,7 +131,13 @@ fn worker_process(
             (command, Readiness::PollsSeen(wire.polls()))
         }
         _ => {
-            let command = WorkerCommand::harness(address, namespace, task_queue, wire.is_some()).map_err(|e| {
+            // Behind a wire proxy (plaintext on loopback, the proxy does the TLS) or straight
+            // through the network fault proxy (TLS end to end, as the cluster's endpoint says).
+            let env = match wire {
+                Some(_) => vec![("TEMPORAL_TLS".to_owned(), "false".to_owned())],
+                None => cluster.endpoint().child_env(),
+            };
+            let command = WorkerCommand::harness(address, namespace, task_queue, env).map_err(|e| {
                 RunError::Worker(crate::infra::InfraError::Worker {
                     what: format!("cannot find the chaos binary: {e}"),
                     log: log.display().to_string(),

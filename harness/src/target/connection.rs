@@ -147,6 +147,45 @@ impl Endpoint {
         self.profile.api_key.as_deref()
     }
 
+    /// The environment that makes a child process (`chaos worker`) connect like this endpoint
+    /// does even through a plain TCP forwarder (the network fault proxy): TLS on or off as here,
+    /// the same files and key, verified against the real server's name. Holds key material:
+    /// never log it.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let Some(tls) = self.tls_settings() else {
+            return vec![("TEMPORAL_TLS".into(), "false".into())];
+        };
+        let host = self.address.rsplit_once(':').map_or(self.address.as_str(), |(h, _)| h);
+        let host = host.rsplit('/').next().unwrap_or(host).trim_matches(['[', ']']);
+        let mut env = vec![
+            ("TEMPORAL_TLS".to_owned(), "true".to_owned()),
+            (
+                "TEMPORAL_TLS_SERVER_NAME".to_owned(),
+                tls.server_name.clone().unwrap_or_else(|| host.to_owned()),
+            ),
+        ];
+        let files = [
+            ("SERVER_CA_CERT", &tls.server_ca_cert),
+            ("CLIENT_CERT", &tls.client_cert),
+            ("CLIENT_KEY", &tls.client_key),
+        ];
+        for (name, source) in files {
+            match source {
+                Some(DataSource::Path(path)) => env.push((format!("TEMPORAL_TLS_{name}_PATH"), path.clone())),
+                Some(DataSource::Data(data)) => env.push((
+                    format!("TEMPORAL_TLS_{name}_DATA"),
+                    String::from_utf8_lossy(data).into_owned(),
+                )),
+                // (`DataSource` may grow kinds this harness cannot pass on.)
+                Some(_) | None => {}
+            }
+        }
+        if let Some(key) = self.api_key() {
+            env.push(("TEMPORAL_API_KEY".to_owned(), key.to_owned()));
+        }
+        env
+    }
+
     /// Connection options, with `identity` for pollers and logs.
     pub(super) fn connection_options(&self, identity: String) -> Result<ConnectionOptions, BoxError> {
         let mut options = ConnectionOptions::try_from(self.profile.clone())?;
@@ -292,6 +331,26 @@ mod tests {
             Some("env-name"),
             "unset flags keep the environment's"
         );
+    }
+
+    #[test]
+    fn a_child_process_gets_the_connection_as_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_with_profiles(dir.path(), &[]);
+        let flags = ConnectionSettings {
+            address: Some("temporal.example.com:7233".into()),
+            api_key: Some("k".into()),
+            tls_ca_path: Some("/ca.pem".into()),
+            ..Default::default()
+        };
+        let child: HashMap<String, String> = flags.resolve_in(Some(&env)).unwrap().child_env().into_iter().collect();
+        let var = |name: &str| child.get(name).map(String::as_str);
+        assert_eq!(var("TEMPORAL_TLS"), Some("true"));
+        assert_eq!(var("TEMPORAL_TLS_SERVER_NAME"), Some("temporal.example.com"));
+        assert_eq!(var("TEMPORAL_TLS_SERVER_CA_CERT_PATH"), Some("/ca.pem"));
+        assert_eq!(var("TEMPORAL_API_KEY"), Some("k"));
+        let plain = ConnectionSettings::default().resolve_in(Some(&env)).unwrap();
+        assert_eq!(plain.child_env(), [("TEMPORAL_TLS".to_owned(), "false".to_owned())]);
     }
 
     #[test]
