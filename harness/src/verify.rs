@@ -8,7 +8,7 @@ use crate::{
     history::{ActivityClose, Histories, WorkflowClose},
     infra::{InfraEvent, InfraOutcome},
     plan::{Outcome, Plan, WorkflowSpec},
-    wire::AttemptRecord,
+    wire::{Answer, AttemptRecord, WireEffect},
 };
 use serde::Serialize;
 
@@ -143,7 +143,7 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptR
         });
     }
     if let Some(expected) = &e.failure {
-        checks.push(failure_seen(h, expected));
+        checks.push(failure_seen(h, expected, wire));
     }
     if let Some(text) = &e.error_contains {
         let message = match &root.close {
@@ -176,6 +176,11 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptR
         let mut check = fault_fired(rule, &plan.faults, h);
         if !wire.is_empty() {
             wire_evidence(&mut check, rule, &plan.faults, h, wire);
+        } else if matches!(plan.workflow, WorkflowSpec::User(_)) && !check.passed {
+            check.observed.push_str(
+                " (the harness saw none of the worker's calls: faults reach your worker only when it \
+                 connects through the harness's proxy, `{address}` of a `[worker]` or `chaos proxy`)",
+            );
         }
         checks.push(check);
     }
@@ -242,7 +247,9 @@ fn fallback_after_exhaustion(h: &Histories, outcome: Outcome) -> Check {
     }
 }
 
-fn failure_seen(h: &Histories, expected: &FailureKind) -> Check {
+/// A failure kind among the activity failures history keeps (the last ones of each activity) or,
+/// for an application error, among the attempts the wire proxy saw fail (injected or answered).
+fn failure_seen(h: &Histories, expected: &FailureKind, wire: &[AttemptRecord]) -> Check {
     let mut seen = Vec::new();
     let mut hit = None;
     for act in h.activities() {
@@ -253,17 +260,42 @@ fn failure_seen(h: &Histories, expected: &FailureKind) -> Check {
             seen.push(format!("{} attempt {attempt}: {}", act.activity_type, f.kind));
         }
     }
+    let on_the_wire = match (expected, &hit) {
+        (FailureKind::Error(wanted), None) => wire.iter().find(|r| wire_error_types(r).any(|t| t == wanted)),
+        _ => None,
+    };
+    let observed = if seen.is_empty() {
+        "no activity failures".to_owned()
+    } else {
+        seen.join("; ")
+    };
     Check {
         name: "failure".into(),
-        passed: hit.is_some(),
+        passed: hit.is_some() || on_the_wire.is_some(),
         expected: expected.to_string(),
-        observed: if seen.is_empty() {
-            "no activity failures".into()
-        } else {
-            seen.join("; ")
+        observed: match on_the_wire {
+            Some(r) => format!(
+                "{observed}; the wire proxy's log shows {} attempt {} failed with it (history keeps only the last failure)",
+                r.activity_type, r.attempt
+            ),
+            None => observed,
         },
         evidence: hit,
     }
+}
+
+/// The application error types an attempt failed with on the wire: injected upstream, or the
+/// worker's own answer.
+fn wire_error_types(r: &AttemptRecord) -> impl Iterator<Item = &str> {
+    let injected = r.injected.iter().filter_map(|i| match &i.effect {
+        WireEffect::Fail { error_type, .. } => Some(error_type.as_str()),
+        _ => None,
+    });
+    let answered = match &r.answer {
+        Some(Answer::Failed { failure_type, .. }) => Some(failure_type.as_str()),
+        _ => None,
+    };
+    injected.chain(answered)
 }
 
 /// Proves from history that a fault fired: the attempts it targets ran, and where history keeps
@@ -351,7 +383,7 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
                 ),
                 _ => String::new(),
             };
-            (false, format!("never fired: {}{why}", or_none(&notes)), None)
+            (false, format!("never fired: {}{why}", or_none(&notes, h)), None)
         }
         (true, Some((act, event, why)), _) => (false, why, Evidence::at(&act.workflow_id, Some(event))),
         (true, None, Some((act, event, why))) => (true, why, Evidence::at(&act.workflow_id, Some(event))),
@@ -360,7 +392,7 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
             true,
             format!(
                 "{} (failures of earlier attempts are not kept in history)",
-                or_none(&notes)
+                or_none(&notes, h)
             ),
             None,
         ),
@@ -405,10 +437,19 @@ fn wire_evidence(check: &mut Check, rule: &FaultRule, plan: &FaultPlan, h: &Hist
     }
 }
 
-fn or_none(notes: &[String]) -> String {
-    if notes.is_empty() {
-        "the targeted activity was never scheduled".into()
-    } else {
-        notes.join("; ")
+/// The notes, or that the targeted activity never ran, naming those that did (a typo shows).
+fn or_none(notes: &[String], h: &Histories) -> String {
+    if !notes.is_empty() {
+        return notes.join("; ");
+    }
+    let mut ran: Vec<&str> = h.activities().map(|a| a.activity_type.as_str()).collect();
+    ran.sort_unstable();
+    ran.dedup();
+    match ran.is_empty() {
+        true => "the targeted activity was never scheduled (no activity was)".into(),
+        false => format!(
+            "the targeted activity was never scheduled (these were: {})",
+            ran.join(", ")
+        ),
     }
 }

@@ -199,3 +199,71 @@ fn bad_workers_get_errors_that_say_what_to_fix() {
         "{nobody}"
     );
 }
+
+#[test]
+fn a_worker_that_went_away_is_named_not_waited_for() {
+    if !venv_ready("a_worker_that_went_away_is_named_not_waited_for") {
+        return;
+    }
+    let server = common::dev_server();
+    // The app's worker polls the server for a moment and is killed: the server still lists it
+    // as a poller of `python-example` for a while.
+    let (host, port) = server.address.rsplit_once(':').unwrap();
+    let mut worker = common::Guard(
+        std::process::Command::new(example().join(".venv/bin/python"))
+            .arg("worker.py")
+            .current_dir(example())
+            .env("TEMPORAL_HOST", host)
+            .env("TEMPORAL_PORT", port)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(worker.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("polling task queue `python-example`"), "{line}");
+    let listed = || {
+        let out = std::process::Command::new(std::env::var("CHAOS_TEMPORAL_BIN").unwrap_or("temporal".into()))
+            .args(["task-queue", "describe", "--task-queue", "python-example", "--address"])
+            .arg(&server.address)
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        text(&out.stdout).contains("\"identity\"")
+    };
+    let began = std::time::Instant::now();
+    while !listed() {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(30),
+            "the worker never showed as a poller"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(worker);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gone.toml");
+    let scenario = "name = \"gone\"\nworkflow = \"PaymentWorkflow\"\ntask_queue = \"python-example\"\n\
+                    args = [{ amount = 1 }]\n[expect]\noutcome = \"completed\"\n";
+    std::fs::write(&file, scenario).unwrap();
+    let reports = dir.path().join("reports");
+    let out = chaos(&[
+        "run",
+        "--address",
+        &server.address,
+        "--reports",
+        reports.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("no worker took the first workflow task of gone-")
+            && stdout.contains("from task queue `python-example` within 10 s, so it was terminated"),
+        "{stdout}"
+    );
+}

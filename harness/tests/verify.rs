@@ -166,3 +166,32 @@ fn with_the_wire_proxy_a_fault_must_be_in_its_log_for_every_targeted_attempt() {
         "{contradicted:?}"
     );
 }
+
+#[test]
+fn an_error_type_of_an_earlier_attempt_is_found_in_the_wire_log() {
+    let h = Histories {
+        root: fallback_b_history("wf-1"),
+        children: vec![],
+    };
+    let plan = fallback_b_plan("p", "outcome = \"fallback-B\"\nfailure = \"error:CardDeclined\"", FAULT);
+    let failure = |wire: &[temporal_chaos::wire::AttemptRecord]| {
+        verify(&plan, &h, &[], wire)
+            .into_iter()
+            .find(|c| c.name == "failure")
+            .unwrap()
+    };
+    assert!(!failure(&[]).passed, "history keeps only ServiceUnavailable");
+    let mut declined = seen_on_the_wire(1, false);
+    declined.answer = Some(temporal_chaos::wire::Answer::Failed {
+        failure_type: "CardDeclined".into(),
+        message: "declined".into(),
+    });
+    let found = failure(&[declined]);
+    assert!(found.passed, "{found:?}");
+    assert!(
+        found.observed.ends_with(
+            "the wire proxy's log shows risky attempt 1 failed with it (history keeps only the last failure)"
+        ),
+        "{found:?}"
+    );
+}

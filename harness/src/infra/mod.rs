@@ -125,6 +125,16 @@ pub enum InfraError {
         /// The worker's log file.
         log: String,
     },
+    /// The worker process exited before it polled.
+    #[error("{what} (worker log: {log}); its last lines:\n{tail}")]
+    WorkerExited {
+        /// How it exited.
+        what: String,
+        /// The worker's log file.
+        log: String,
+        /// The end of that log, indented.
+        tail: String,
+    },
 }
 
 /// A command-line infrastructure fault (`KIND after D for D2`) that does not parse.

@@ -283,12 +283,15 @@ impl WorkerProcess {
     async fn exited(&self, pid: u32) -> Option<InfraError> {
         let mut slot = self.child.lock().await;
         let status = slot.as_mut()?.0.try_wait().ok()??;
-        Some(self.error(format!(
-            "worker `{}` (pid {pid}) exited with {status} before it polled task queue `{}`; the end of its log:\n{}\n",
-            self.command.display(),
-            self.task_queue,
-            log_tail(&self.log)
-        )))
+        Some(InfraError::WorkerExited {
+            what: format!(
+                "worker `{}` (pid {pid}) exited with {status} before it polled task queue `{}`",
+                self.command.display(),
+                self.task_queue,
+            ),
+            log: self.log.display().to_string(),
+            tail: log_tail(&self.log),
+        })
     }
 
     async fn wait_polling(&self, pid: u32, polls_before: Option<u64>) -> Result<(), InfraError> {

@@ -33,7 +33,7 @@ use temporalio_common::{
     data_converters::RawValue,
     protos::temporal::api::{
         common::v1::{Header, Payload, WorkflowExecution},
-        enums::v1::PendingActivityState,
+        enums::v1::{PendingActivityState, PendingWorkflowTaskState},
         history::v1::history_event::Attributes,
         workflowservice::v1::{DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse},
     },
@@ -175,6 +175,20 @@ pub enum RunError {
         task_queue: String,
         /// The server's address.
         address: String,
+    },
+    /// No worker took the workflow's first task: nothing polls its task queue (a worker that
+    /// stopped can still be listed as a poller for a while).
+    #[error(
+        "no worker took the first workflow task of {workflow_id} from task queue `{task_queue}` within {waited_s} s, \
+         so it was terminated: is a worker polling that task queue (through `chaos proxy`, for faults on the wire)?"
+    )]
+    NotPickedUp {
+        /// The workflow id.
+        workflow_id: String,
+        /// Its task queue.
+        task_queue: String,
+        /// How long it waited.
+        waited_s: u64,
     },
     /// The workflow's tasks keep failing on the worker (an unregistered workflow type, a
     /// nondeterminism, a bug); the harness terminated it instead of waiting for its deadline.
@@ -390,28 +404,29 @@ pub(super) async fn execute(
             None => Vec::new(),
         }
     };
-    // A workflow whose tasks keep failing would otherwise sit until its deadline.
+    // A workflow whose tasks keep failing, or that no worker takes, would otherwise sit until
+    // its deadline.
     let watching = async {
-        let failing = tokio::select! {
-            failing = failing_workflow_task(client, &cluster.namespace, &workflow_id) => Some(failing),
+        let stuck = tokio::select! {
+            stuck = stuck_workflow_task(client, &cluster.namespace, &workflow_id) => Some(stuck),
             _ = closed.notified() => None,
         };
         // Outside the race with `closed`, which the termination itself brings about.
-        if let Some(message) = &failing {
-            terminate(
-                client,
-                &workflow_id,
-                &format!("the workflow task keeps failing: {message}"),
-            )
-            .await;
+        if let Some(stuck) = &stuck {
+            terminate(client, &workflow_id, &stuck.to_string()).await;
         }
-        failing
+        stuck
     };
-    let ((), events, failing) = futures::join!(waiting, driving, watching);
+    let ((), events, stuck) = futures::join!(waiting, driving, watching);
     execution.infra_events = events;
     execution.histories = Some(read_histories(client, &workflow_id).await?);
-    match failing {
-        Some(message) => Err(RunError::WorkflowTaskFailing { workflow_id, message }),
+    match stuck {
+        Some(Stuck::Failing(message)) => Err(RunError::WorkflowTaskFailing { workflow_id, message }),
+        Some(Stuck::NotPickedUp) => Err(RunError::NotPickedUp {
+            workflow_id,
+            task_queue: task_queue.to_owned(),
+            waited_s: NOT_PICKED_UP.as_secs(),
+        }),
         None => Ok(()),
     }
 }
@@ -425,17 +440,54 @@ fn json_payload(value: &serde_json::Value) -> Payload {
     }
 }
 
-/// Resolves once the workflow's task has failed on the worker and failed again (the server
-/// shows its third attempt, the last closed one a failure), with the worker's failure message.
-/// Never resolves for a healthy workflow.
-async fn failing_workflow_task(client: &Client, namespace: &str, workflow_id: &str) -> String {
-    let failing = poll(
+/// Why a workflow's tasks get nowhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stuck {
+    /// The worker failed its workflow task and failed it again, with this message.
+    Failing(String),
+    /// No worker took its first workflow task within [`NOT_PICKED_UP`].
+    NotPickedUp,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stuck::Failing(message) => write!(f, "the workflow task keeps failing: {message}"),
+            Stuck::NotPickedUp => write!(f, "no worker took its first workflow task"),
+        }
+    }
+}
+
+/// How long a workflow's first task may wait for a worker (a polling worker takes it at once).
+const NOT_PICKED_UP: Duration = Duration::from_secs(10);
+
+/// Resolves once the workflow's tasks get nowhere: its task has failed on the worker and failed
+/// again (the server shows its third attempt, the last closed one a failure), or its first task
+/// was not taken for [`NOT_PICKED_UP`]. Never resolves for a healthy workflow.
+async fn stuck_workflow_task(client: &Client, namespace: &str, workflow_id: &str) -> Stuck {
+    let waiting_since = std::cell::Cell::new(None::<Instant>);
+    let stuck = poll(
         Duration::from_millis(500),
         None,
         || (),
-        || async move {
-            let described = describe(client, namespace, workflow_id).await;
-            let attempt = described.and_then(|d| d.pending_workflow_task).map_or(0, |t| t.attempt);
+        || async {
+            let Some(described) = describe(client, namespace, workflow_id).await else {
+                return Ok(None);
+            };
+            let first_task_waits = described
+                .workflow_execution_info
+                .as_ref()
+                .is_some_and(|i| i.history_length <= 2)
+                && described
+                    .pending_workflow_task
+                    .as_ref()
+                    .is_some_and(|t| t.state == PendingWorkflowTaskState::Scheduled as i32);
+            let since = first_task_waits.then(|| waiting_since.get().unwrap_or_else(Instant::now));
+            waiting_since.set(since);
+            if since.is_some_and(|s| s.elapsed() >= NOT_PICKED_UP) {
+                return Ok(Some(Stuck::NotPickedUp));
+            }
+            let attempt = described.pending_workflow_task.map_or(0, |t| t.attempt);
             if attempt < 3 {
                 return Ok(None);
             }
@@ -453,10 +505,11 @@ async fn failing_workflow_task(client: &Client, namespace: &str, workflow_id: &s
                 ) => Some(None),
                 _ => None,
             });
-            Ok(last_closed.flatten())
+            Ok(last_closed.flatten().map(Stuck::Failing))
         },
     );
-    failing.await.unwrap_or_default()
+    let stuck: Result<Stuck, ()> = stuck.await;
+    stuck.unwrap_or(Stuck::NotPickedUp)
 }
 
 /// Terminates the workflow, saying `why`; a failure to do so is only logged.

@@ -82,7 +82,7 @@ impl Placement {
                 "the worker process shared by the scenarios on task queue `{task_queue}`; log worker-{task_queue}.log"
             ),
             Placement::External { task_queue } => {
-                format!("a worker the harness did not start, polling task queue `{task_queue}`")
+                format!("a worker the harness does not start, expected to poll task queue `{task_queue}`")
             }
         })
     }
