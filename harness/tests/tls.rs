@@ -51,6 +51,31 @@ fn tls_proxy_with(upstream: u16, client_ca: Option<CertificateDer<'static>>) -> 
     let mut config = builder.with_single_cert(certs, key).unwrap();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
+    let port = serve_on_a_free_port(move |listener| async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that rejects the certificate ends the handshake here.
+                let Ok(mut tls) = acceptor.accept(client).await else {
+                    return;
+                };
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+            });
+        }
+    });
+    (port, ca_pem)
+}
+
+/// Binds a free loopback port and serves it with `serve` on a runtime of its own, in the
+/// background; returns the port.
+fn serve_on_a_free_port<F, Fut>(serve: F) -> u16
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
@@ -59,24 +84,9 @@ fn tls_proxy_with(upstream: u16, client_ca: Option<CertificateDer<'static>>) -> 
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((client, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    // A client that rejects the certificate ends the handshake here.
-                    let Ok(mut tls) = acceptor.accept(client).await else {
-                        return;
-                    };
-                    let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
-                });
-            }
-        });
+        rt.block_on(async move { serve(tokio::net::TcpListener::from_std(listener).unwrap()).await });
     });
-    (port, ca_pem)
+    port
 }
 
 /// A dev server behind [`tls_proxy`], and its CA written to a file in a fresh folder: (server,
@@ -343,44 +353,34 @@ struct Seen {
 /// An h2c hop in front of the frontend at `upstream` that records every call; returns its port.
 fn capture(upstream: u16) -> (u16, Arc<Mutex<Vec<Seen>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
     let record = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let client: Client<HttpConnector, Incoming> =
-                Client::builder(TokioExecutor::new()).http2_only(true).build_http();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((stream, _)) = listener.accept().await {
-                let (client, record) = (client.clone(), record.clone());
-                let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                    let header = |name| {
-                        request
-                            .headers()
-                            .get(name)
-                            .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
-                    };
-                    record.lock().unwrap().push(Seen {
-                        path: request.uri().path().to_owned(),
-                        user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
-                        authorization: header(http::header::AUTHORIZATION),
-                    });
-                    *request.uri_mut() = format!("http://127.0.0.1:{upstream}{}", request.uri().path())
-                        .parse()
-                        .unwrap();
-                    client.request(request)
+    let port = serve_on_a_free_port(move |listener| async move {
+        let client: Client<HttpConnector, Incoming> =
+            Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        while let Ok((stream, _)) = listener.accept().await {
+            let (client, record) = (client.clone(), record.clone());
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                let header = |name| {
+                    request
+                        .headers()
+                        .get(name)
+                        .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+                };
+                record.lock().unwrap().push(Seen {
+                    path: request.uri().path().to_owned(),
+                    user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
+                    authorization: header(http::header::AUTHORIZATION),
                 });
-                tokio::spawn(
-                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service),
-                );
-            }
-        });
+                *request.uri_mut() = format!("http://127.0.0.1:{upstream}{}", request.uri().path())
+                    .parse()
+                    .unwrap();
+                client.request(request)
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
     });
     (port, seen)
 }
