@@ -33,6 +33,7 @@ use crate::target::{ConnectionSettings, Endpoint, TargetError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use service::Proxy;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use temporalio_common::protos::temporal::api::workflowservice::v1::{GetSystemInfoRequest, GetSystemInfoResponse};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
 use tracing::{debug, warn};
 use upstream::Upstream;
@@ -76,10 +77,25 @@ pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
             ""
         },
     );
-    let attempts = serve(settings, async {
-        crate::wait::stop_signal().await;
-    })
-    .await?;
+    // A sidecar may well start before its frontend: say so, and serve all the same.
+    let upstream = Upstream::new(UpstreamEndpoint::new(&settings.upstream, None)?);
+    let probe = async move {
+        let request = GetSystemInfoRequest::default();
+        match upstream
+            .unary::<_, GetSystemInfoResponse>("GetSystemInfo", &request)
+            .await
+        {
+            Ok(info) => eprintln!("chaos proxy: the frontend answers (server {})", info.server_version),
+            Err(e) => eprintln!("chaos proxy: warning: {e}; workers get UNAVAILABLE until it answers"),
+        }
+    };
+    let (served, ()) = futures::join!(
+        serve(settings, async {
+            crate::wait::stop_signal().await;
+        }),
+        probe
+    );
+    let attempts = served?;
     for attempt in attempts {
         println!("{}", serde_json::to_string(&attempt).unwrap_or_default());
     }
