@@ -5,7 +5,10 @@
 //! `chaos run` writes the raw histories to `<report dir>/histories/<workflow-id>.json`
 //! ([`crate::history::HistoryFacts::write_raw`]); this module reads them back.
 
-use crate::{history::RAW_HISTORIES_DIR, worker::register_workflows};
+use crate::{
+    history::{RAW_HISTORIES_DIR, json},
+    worker::register_workflows,
+};
 use std::{
     fmt,
     path::{Path, PathBuf},
@@ -44,14 +47,18 @@ pub enum ReplayError {
         #[source]
         source: std::io::Error,
     },
-    /// A history file is not a workflow history in the SDK's JSON form.
-    #[error("{} is not a workflow history in the SDK's JSON form (as `chaos run` writes it): {source}", path.display())]
+    /// A history file is not a workflow history in Temporal's JSON form.
+    #[error(
+        "{} is not a workflow history in Temporal's JSON form (as `chaos run` and `temporal workflow show --output json` \
+         write it): {source}",
+        path.display()
+    )]
     Decode {
         /// The file.
         path: PathBuf,
         /// Why.
         #[source]
-        source: serde_json::Error,
+        source: json::JsonError,
     },
     /// A history file that cannot be replayed as it is.
     #[error("{} cannot be replayed: {reason}", path.display())]
@@ -264,10 +271,17 @@ async fn replay_file(replayer: &WorkflowReplayer, file: PathBuf) -> Result<Repla
         path: file.clone(),
         source,
     })?;
-    let mut history: History = serde_json::from_slice(&bytes).map_err(|source| ReplayError::Decode {
-        path: file.clone(),
-        source,
+    // Temporal's JSON (`chaos run` writes it; so do the `temporal` CLI and the SDKs); reports of
+    // earlier versions hold the Rust SDK's own serde form.
+    let events = json::from_json(&bytes).or_else(|standard| {
+        serde_json::from_slice::<History>(&bytes)
+            .map(|h| h.events)
+            .map_err(|_| ReplayError::Decode {
+                path: file.clone(),
+                source: standard,
+            })
     })?;
+    let mut history = History { events };
     let stem = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{chaos, missing_tool, repo, text};
+use common::{chaos, chaos_run, missing_tool, repo, text};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -27,24 +27,8 @@ fn venv_ready(test: &str) -> bool {
 
 /// Runs `chaos run` on `paths`; returns whether it passed, its stdout and its `report.json`.
 fn run(paths: &[&str]) -> (bool, String, Value) {
-    let reports = tempfile::tempdir().unwrap();
-    let mut args = vec!["run", "--reports", reports.path().to_str().unwrap()];
-    args.extend(paths);
-    let out = chaos(&args);
-    let stdout = text(&out.stdout);
-    let report = std::fs::read_to_string(reports.path().join("latest/report.json"))
-        .unwrap_or_else(|e| panic!("no report.json ({e}):\n{stdout}\n{}", text(&out.stderr)));
-    let mut report: Value = serde_json::from_str(&report).unwrap();
-    // The report folder goes away with `reports`: keep what the tests look at.
-    let html = std::fs::read_to_string(reports.path().join("latest/index.html")).unwrap_or_default();
-    let logs: Vec<String> = std::fs::read_dir(reports.path().join("latest"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("worker-"))
-        .collect();
-    report["html"] = html.into();
-    report["worker_logs"] = logs.into();
-    (out.status.success(), stdout, report)
+    let run = chaos_run(paths);
+    (run.passed, run.stdout, run.report)
 }
 
 fn scenarios(report: &Value) -> &Vec<Value> {
@@ -56,10 +40,24 @@ fn the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history() {
     if !venv_ready("the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history") {
         return;
     }
-    let (passed, stdout, report) = run(&["examples/python-worker/scenarios"]);
-    assert!(passed, "{stdout}");
-    assert_eq!(scenarios(&report).len(), 9);
-    for s in scenarios(&report) {
+    let run = chaos_run(&["examples/python-worker/scenarios"]);
+    let (stdout, report) = (&run.stdout, &run.report);
+    assert!(run.passed, "{stdout}");
+    assert_eq!(scenarios(report).len(), 9);
+    // Every history recorded (roots and children) replays with the Python SDK's own replayer.
+    let histories = run.latest().join("histories/user");
+    let replayed = std::process::Command::new(example().join(".venv/bin/python"))
+        .arg("replay.py")
+        .arg(&histories)
+        .current_dir(example())
+        .output()
+        .unwrap();
+    let said = text(&replayed.stdout);
+    assert!(replayed.status.success(), "{said}\n{}", text(&replayed.stderr));
+    let files = std::fs::read_dir(&histories).unwrap().count();
+    assert!(files > 9, "roots and children: {files}");
+    assert_eq!(said.matches(": replays (").count(), files, "{said}");
+    for s in scenarios(report) {
         let name = s["name"].as_str().unwrap();
         let fault_checks: Vec<&Value> = s["checks"]
             .as_array()
@@ -97,16 +95,20 @@ fn the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history() {
         let crashes = !s["infra_events"].as_array().unwrap().is_empty();
         assert_eq!(shared, !crashes, "{name}: {worker}");
     }
-    // The crash scenario's worker was really killed and replaced, and its fault held the answer.
-    let crash = scenarios(&report)
+    // The crash scenario's worker was really killed and replaced, and attempt 1 lost to it.
+    let crash = scenarios(report)
         .iter()
         .find(|s| s["name"] == "py-worker-crash")
         .unwrap();
     assert_eq!(crash["infra_events"][0]["outcome"]["status"], "applied", "{crash}");
     // Every attempt is its own bar on the timeline, and each worker kept its log in the report.
-    let html = report["html"].as_str().unwrap();
+    let html = std::fs::read_to_string(run.latest().join("index.html")).unwrap();
     assert!(html.contains("attempt 1 (seen on the wire)"), "no wire attempt bars");
-    let logs = report["worker_logs"].to_string();
+    let logs: Vec<String> = std::fs::read_dir(run.latest())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let logs = logs.join(" ");
     assert!(
         logs.contains("worker-python-example.log") && logs.contains("worker-py-worker-crash.log"),
         "{logs}"

@@ -89,6 +89,7 @@ fn run_report() -> RunReport {
                 rule: "#1 server_pause when risky attempt 1 starts, for 3s".into(),
                 started_ms: None,
                 ended_ms: None,
+                at_unix_ms: None,
                 outcome: InfraOutcome::NotTriggered("the workflow closed before the trigger fired".into()),
             }],
         ),

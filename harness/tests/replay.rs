@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{chaos, dev_server, text};
+use common::{chaos, dev_server, temporal_bin, text};
 use std::{path::Path, time::Duration};
 use temporal_chaos::{
     history::{RAW_HISTORIES_DIR, read_histories},
@@ -183,10 +183,11 @@ async fn a_nondeterministic_change_is_caught_naming_the_workflow_and_event() {
 }
 
 #[test]
-fn a_real_run_replays_and_a_changed_history_fails_naming_workflow_and_event() {
+fn a_real_run_replays_in_temporals_json_and_a_changed_history_fails_naming_workflow_and_event() {
+    let server = dev_server();
     let reports = tempfile::tempdir().unwrap();
     let root = reports.path().to_str().unwrap();
-    let run = chaos(&["run", "scenarios/activity", "--reports", root]);
+    let run = chaos(&["run", "scenarios/activity", "--address", &server.address, "--reports", root]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let dir = reports.path().join("latest");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
@@ -222,18 +223,32 @@ fn a_real_run_replays_and_a_changed_history_fails_naming_workflow_and_event() {
         "raw events leaked into report.json"
     );
 
-    // The recorded history says another activity ran than the current code schedules.
+    // Each history is written exactly as the `temporal` CLI shows it (Temporal's JSON, which
+    // every SDK's replayer reads).
     let workflow_id = workflow_ids.iter().find(|id| id.starts_with("plain-success-")).unwrap();
     let file = dir.join(RAW_HISTORIES_DIR).join(format!("{workflow_id}.json"));
     let mut history: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let shown = std::process::Command::new(temporal_bin())
+        .args(["workflow", "show", "--output", "json", "--address", &server.address, "-w", workflow_id])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        numbers_as_floats(history.clone()),
+        numbers_as_floats(shown),
+        "the recorded history differs from `temporal workflow show --output json`"
+    );
+
+    // The recorded history says another activity ran than the current code schedules.
     let scheduled = history["events"]
         .as_array_mut()
         .unwrap()
         .iter_mut()
-        .find(|e| e["attributes"]["ActivityTaskScheduledEventAttributes"].is_object())
+        .find(|e| e["activityTaskScheduledEventAttributes"].is_object())
         .unwrap();
-    scheduled["attributes"]["ActivityTaskScheduledEventAttributes"]["activity_type"]["name"] = "renamed".into();
-    let event_id = scheduled["event_id"].as_i64().unwrap();
+    scheduled["activityTaskScheduledEventAttributes"]["activityType"]["name"] = "renamed".into();
+    let event_id: i64 = scheduled["eventId"].as_str().unwrap().parse().unwrap();
     std::fs::write(&file, serde_json::to_vec(&history).unwrap()).unwrap();
     let replayed = chaos(&["replay", dir.to_str().unwrap()]);
     let out = text(&replayed.stdout);
@@ -264,6 +279,18 @@ fn a_real_run_replays_and_a_changed_history_fails_naming_workflow_and_event() {
         )),
         "{err}"
     );
+}
+
+/// `value` with every number as a float: JSON says nothing of `2` against `2.0` (the CLI writes
+/// whole doubles without a fraction, the recorded histories with one).
+fn numbers_as_floats(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => n.as_f64().map_or(Value::Number(n), Value::from),
+        Value::Array(items) => Value::Array(items.into_iter().map(numbers_as_floats).collect()),
+        Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (k, numbers_as_floats(v))).collect()),
+        other => other,
+    }
 }
 
 #[test]

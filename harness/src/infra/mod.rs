@@ -261,6 +261,9 @@ pub struct InfraEvent {
     pub started_ms: Option<u64>,
     /// Milliseconds from workflow start to the fault's end.
     pub ended_ms: Option<u64>,
+    /// When the fault started, in unix milliseconds by the harness's clock (the clock of the
+    /// wire proxies it starts, whose attempt logs it is compared with).
+    pub at_unix_ms: Option<u64>,
     /// What was done, or why it was not.
     pub outcome: InfraOutcome,
 }
@@ -282,6 +285,10 @@ pub enum InfraOutcome {
 /// paused server is always resumed.
 pub async fn apply(rule: &InfraRule, ctl: &InfraControl<'_>, began: std::time::Instant) -> InfraEvent {
     let started_ms = Some(began.elapsed().as_millis() as u64);
+    let at_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64);
     let outcome = match rule.action.fault().apply(ctl, rule.duration).await {
         Ok(what) => InfraOutcome::Applied(what),
         Err(e) => InfraOutcome::Failed(e.to_string()),
@@ -291,6 +298,7 @@ pub async fn apply(rule: &InfraRule, ctl: &InfraControl<'_>, began: std::time::I
         rule: rule.describe(),
         started_ms,
         ended_ms: Some(began.elapsed().as_millis() as u64),
+        at_unix_ms,
         outcome,
     }
 }

@@ -94,52 +94,86 @@ impl Drop for FaultProxy {
     }
 }
 
+/// Accepts connections until the proxy is dropped. An accept error (out of file descriptors, a
+/// connection reset before it was accepted) is waited out, never the end of the loop; each
+/// connection reaches upstream in its own task, so a slow upstream never holds up accepting.
 async fn accept_loop(listener: TcpListener, upstream: String, mode: watch::Receiver<Mode>, counters: Arc<Counters>) {
     // Connections die with the accept loop when the proxy is dropped.
     let mut connections = JoinSet::new();
-    while let Ok((client, _)) = listener.accept().await {
+    loop {
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            Err(e) => {
+                tracing::warn!(error = %e, "the network fault proxy cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        while connections.try_join_next().is_some() {}
         if matches!(*mode.borrow(), Some(NetworkFault::Reset {})) {
-            refuse(client, &counters);
+            reset(&client, &counters);
             continue;
         }
-        let Ok(server) = TcpStream::connect(&upstream).await else {
-            continue;
-        };
-        let _ = (client.set_nodelay(true), server.set_nodelay(true));
-        let (cr, cw) = client.into_split();
-        let (sr, sw) = server.into_split();
-        connections.spawn(pipe(cr, sw, mode.clone(), counters.clone()));
-        connections.spawn(pipe(sr, cw, mode.clone(), counters.clone()));
+        connections.spawn(connect(client, upstream.clone(), mode.clone(), counters.clone()));
     }
 }
 
-/// Closes with RST (linger 0), as a crashed peer or a middlebox would.
-fn refuse(stream: TcpStream, counters: &Counters) {
-    let _ = stream.set_zero_linger();
-    counters.reset.fetch_add(1, Ordering::Relaxed);
-    drop(stream);
+/// Opens the upstream side of a client's connection and forwards both ways until either side
+/// closes or a reset fault cuts both.
+async fn connect(client: TcpStream, upstream: String, mode: watch::Receiver<Mode>, counters: Arc<Counters>) {
+    let Ok(server) = TcpStream::connect(&upstream).await else {
+        // As if the frontend refused: the client's connection is reset.
+        let _ = client.set_zero_linger();
+        return;
+    };
+    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+    let (mut client, mut server) = (client, server);
+    let reset_both = {
+        let (cr, cw) = client.split();
+        let (sr, sw) = server.split();
+        let up = pipe(cr, sw, mode.clone(), &counters);
+        let down = pipe(sr, cw, mode, &counters);
+        tokio::pin!(up, down);
+        // A side that closes (half-closes) leaves the other direction running; a reset ends both.
+        tokio::select! {
+            reset = &mut up => reset || down.await,
+            reset = &mut down => reset || up.await,
+        }
+    };
+    if reset_both {
+        reset(&client, &counters);
+        let _ = server.set_zero_linger();
+    }
 }
 
+/// Makes closing `stream` send RST (linger 0), as a crashed peer or a middlebox would, and counts
+/// it. (Zero linger on the socket itself: the halves of a split stream cannot set it.)
+fn reset(stream: &TcpStream, counters: &Counters) {
+    let _ = stream.set_zero_linger();
+    counters.reset.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Forwards `from` to `to` under the current fault until `from` closes (`false`, after passing
+/// the close on) or a reset fault begins (`true`: the caller resets both sockets).
 async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut from: tokio::net::tcp::ReadHalf<'_>,
+    mut to: tokio::net::tcp::WriteHalf<'_>,
     mut mode: watch::Receiver<Mode>,
-    counters: Arc<Counters>,
-) {
+    counters: &Counters,
+) -> bool {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = tokio::select! {
             read = from.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => {
+                    let _ = to.shutdown().await;
+                    return false;
+                }
                 Ok(n) => n,
             },
             changed = mode.changed() => {
                 if changed.is_err() || matches!(*mode.borrow(), Some(NetworkFault::Reset {})) {
-                    counters.reset.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(stream) = from.reunite(to) {
-                        let _ = stream.set_zero_linger();
-                    }
-                    return;
+                    return true;
                 }
                 continue;
             }
@@ -164,21 +198,17 @@ async fn pipe(
                 counters.held.fetch_add(1, Ordering::Relaxed);
                 while matches!(*mode.borrow_and_update(), Some(NetworkFault::Blackhole {})) {
                     if mode.changed().await.is_err() {
-                        return;
+                        return true;
                     }
                 }
                 if matches!(*mode.borrow(), Some(NetworkFault::Reset {})) {
-                    counters.reset.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return true;
                 }
             }
-            Some(NetworkFault::Reset {}) => {
-                counters.reset.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+            Some(NetworkFault::Reset {}) => return true,
         }
         if to.write_all(&buf[..n]).await.is_err() {
-            return;
+            return false;
         }
     }
 }
@@ -235,5 +265,52 @@ mod tests {
 
         proxy.set_fault(None);
         assert_eq!(round_trip(&proxy.address()).await.unwrap(), b"ping");
+    }
+
+    #[tokio::test]
+    async fn a_reset_fault_resets_open_connections_with_rst() {
+        let proxy = FaultProxy::start(echo().await).await.unwrap();
+        let mut open = TcpStream::connect(proxy.address()).await.unwrap();
+        open.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        open.read_exact(&mut buf).await.unwrap();
+        proxy.set_fault(Some(NetworkFault::Reset {}));
+        let read = tokio::time::timeout(Duration::from_secs(5), open.read(&mut buf))
+            .await
+            .expect("the open connection is cut at once");
+        // A graceful close (FIN) would read as Ok(0): a reset is an error.
+        let kind = read.map(|n| format!("read {n} bytes")).map_err(|e| e.kind());
+        assert_eq!(kind, Err(std::io::ErrorKind::ConnectionReset));
+        assert!(proxy.stats().reset >= 1);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_does_not_answer_does_not_hold_up_accepting() {
+        // An upstream whose accept queue is full: the kernel drops further SYNs, so connecting
+        // to it hangs.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+        let full = socket.listen(0).unwrap();
+        let upstream = full.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..3 {
+            let connecting = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(upstream));
+            if let Ok(Ok(stream)) = connecting.await {
+                fillers.push(stream);
+            }
+        }
+        let proxy = FaultProxy::start(upstream.to_string()).await.unwrap();
+        // The first client's upstream connection hangs...
+        let _stuck = TcpStream::connect(proxy.address()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // ... and the next client is still accepted: under a reset fault, refused at once.
+        proxy.set_fault(Some(NetworkFault::Reset {}));
+        let mut next = TcpStream::connect(proxy.address()).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), next.read(&mut buf))
+            .await
+            .expect("the next client was accepted while the first one's upstream hung");
+        assert_eq!(read.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::ConnectionReset));
+        drop((full, fillers));
     }
 }

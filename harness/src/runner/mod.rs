@@ -538,6 +538,7 @@ async fn drive(
         rule: rule.describe(),
         started_ms: None,
         ended_ms: None,
+        at_unix_ms: None,
         outcome: InfraOutcome::NotTriggered(why),
     };
     tokio::select! {

@@ -38,6 +38,9 @@ pub struct AttemptRecord {
     pub deadline_ms: Option<u64>,
     /// Faults applied, in rule order.
     pub injected: Vec<Injection>,
+    /// Why the attempt got no faults although its run may have a plan: the plan could not be
+    /// read from the frontend (the lookup's last error).
+    pub plan_error: Option<String>,
     /// When the worker answered (unix ms).
     pub answered_ms: Option<u64>,
     /// What the worker answered; `None` while it has not.
@@ -88,8 +91,11 @@ pub struct UpstreamEvent {
     pub at_ms: u64,
     /// What.
     pub sent: Sent,
-    /// `ok`, or the error the frontend (or the connection) gave.
+    /// `ok`, or the error the frontend (or the connection) gave last.
     pub status: String,
+    /// How many times the proxy sent it (it retries while the frontend is unreachable or
+    /// unavailable, up to the attempt's deadline); 0 for a call it did not send.
+    pub tries: u32,
 }
 
 /// What went upstream.
@@ -118,13 +124,23 @@ pub enum Sent {
         /// gRPC method.
         call: String,
     },
+    /// The call was held when the worker's connection to the proxy closed (the worker died or
+    /// was cut off) and was dropped with it, as the network would drop a dead worker's unsent
+    /// answer.
+    DroppedWorkerGone {
+        /// gRPC method.
+        call: String,
+    },
 }
 
 impl Sent {
     /// The gRPC method this is about.
     pub fn call(&self) -> String {
         match self {
-            Sent::Forwarded { call } | Sent::Withheld { call } | Sent::DroppedAtDeadline { call } => call.clone(),
+            Sent::Forwarded { call }
+            | Sent::Withheld { call }
+            | Sent::DroppedAtDeadline { call }
+            | Sent::DroppedWorkerGone { call } => call.clone(),
             Sent::InjectedFailure { .. } => "RespondActivityTaskFailed".into(),
         }
     }
@@ -242,13 +258,14 @@ impl AttemptLog {
         }
     }
 
-    /// Adds an upstream event to the record of `live`.
-    pub(super) fn sent(&self, live: &Live, sent: Sent, status: String) {
+    /// Adds an upstream event to the record of `live`: `sent` after `tries` tries with `status`.
+    pub(super) fn sent(&self, live: &Live, sent: Sent, status: String, tries: u32) {
         self.update(live, |r| {
             r.upstream.push(UpstreamEvent {
                 at_ms: now_ms(),
                 sent,
                 status,
+                tries,
             })
         });
     }
@@ -271,6 +288,7 @@ mod tests {
             delivered: true,
             deadline_ms: None,
             injected: Vec::new(),
+            plan_error: None,
             answered_ms: None,
             answer: None,
             heartbeats_forwarded: 0,

@@ -31,7 +31,7 @@ pub use upstream::{UpstreamEndpoint, UpstreamError};
 
 use crate::target::{ConnectionSettings, Endpoint, TargetError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use service::Proxy;
+use service::{Proxy, WorkerConnection};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use temporalio_common::protos::temporal::api::workflowservice::v1::{GetSystemInfoRequest, GetSystemInfoResponse};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
@@ -244,9 +244,12 @@ async fn accept(listener: TcpListener, proxy: Arc<Proxy>, until: impl Future<Out
         let proxy = proxy.clone();
         connections.spawn(async move {
             let mut closing = proxy.closing();
+            // Whatever the proxy holds for this worker goes when its connection does.
+            let worker = WorkerConnection::default();
+            let _gone = worker.closed_on_drop();
             let service = hyper::service::service_fn(move |request| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+                let (proxy, worker) = (proxy.clone(), worker.clone());
+                async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, worker).await) }
             });
             let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .adaptive_window(true)

@@ -6,11 +6,13 @@
 //! memo and its root ([`PlanLookup::learn`]), and a root's first task comes before its children's.
 //! Otherwise (a run whose workflow tasks went to another worker) it asks the frontend: W's
 //! `root_execution` (empty when W is its own root), then the root's memo. Answers are cached per
-//! run, so such a run costs one or two lookups.
+//! run and one lookup serves every attempt that waits for it (single flight), so such a run costs
+//! one or two lookups; a lookup that fails on a transient error is retried, and one that fails for
+//! good is not cached, so the next attempt asks again.
 
 use super::{
     protobuf::{WireFormatError, first_field},
-    upstream::{Upstream, UpstreamError},
+    upstream::{Upstream, UpstreamError, retrying},
 };
 use crate::faults::{FaultPlan, HEADER_KEY};
 use prost::Message;
@@ -23,6 +25,7 @@ use temporalio_common::protos::temporal::api::{
     history::v1::{HistoryEvent, history_event::Attributes},
     workflowservice::v1::{DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse},
 };
+use tokio::{sync::OnceCell, time::Instant};
 use tracing::warn;
 
 /// Runs remembered at most; past it the cache starts over (a long-running sidecar stays small).
@@ -36,10 +39,14 @@ const HISTORY_EVENTS_FIELD: u32 = 1;
 /// A workflow run: (workflow id, run id).
 type RunKey = (String, String);
 
+/// A run's plan (`None`: it has none), once known; attempts that need it meanwhile wait on the
+/// one lookup under way.
+type Slot = Arc<OnceCell<Option<Arc<FaultPlan>>>>;
+
 /// Fault plans by workflow run, looked up on the server.
 pub struct PlanLookup {
     upstream: Upstream,
-    cache: Mutex<HashMap<RunKey, Option<Arc<FaultPlan>>>>,
+    cache: Mutex<HashMap<RunKey, Slot>>,
 }
 
 impl PlanLookup {
@@ -88,58 +95,89 @@ impl PlanLookup {
     }
 
     fn cached(&self, key: &RunKey) -> Option<Option<Arc<FaultPlan>>> {
-        self.cache.lock().expect("plan cache lock").get(key).cloned()
+        self.cache
+            .lock()
+            .expect("plan cache lock")
+            .get(key)
+            .and_then(|slot| slot.get().cloned())
+    }
+
+    /// The slot of a run, made empty if new.
+    fn slot(&self, key: &RunKey) -> Slot {
+        let mut cache = self.cache.lock().expect("plan cache lock");
+        if cache.len() >= MAX_CACHED_RUNS && !cache.contains_key(key) {
+            cache.clear();
+        }
+        cache.entry(key.clone()).or_default().clone()
     }
 
     fn remember(&self, key: RunKey, plan: Option<Arc<FaultPlan>>) {
-        let mut cache = self.cache.lock().expect("plan cache lock");
-        if cache.len() >= MAX_CACHED_RUNS {
-            cache.clear();
-        }
-        cache.insert(key, plan);
+        // Already known (learnt, or looked up meanwhile): the same plan.
+        let _ = self.slot(&key).set(plan);
     }
 
-    /// The plan of the root of `execution` in `namespace`, `None` when it has none. Lookup
-    /// failures are not cached, so the next attempt asks again.
+    /// The plan of the root of `execution` in `namespace`, `None` when it has none. Attempts of
+    /// one run share one lookup; transient failures are retried until `until`; a lookup that
+    /// fails is not cached, so the next attempt asks again.
     pub async fn plan_for(
         &self,
         namespace: &str,
         execution: &WorkflowExecution,
+        until: Instant,
     ) -> Result<Option<Arc<FaultPlan>>, UpstreamError> {
         let key = (execution.workflow_id.clone(), execution.run_id.clone());
-        if let Some(hit) = self.cached(&key) {
-            return Ok(hit);
-        }
-        let described = self.describe(namespace, execution).await?;
+        let slot = self.slot(&key);
+        let found = slot.get_or_try_init(|| self.look_up(namespace, execution, until));
+        let deadline = || UpstreamError::Deadline {
+            address: self.upstream.address(),
+        };
+        tokio::time::timeout_at(until, found)
+            .await
+            .map_err(|_| deadline())?
+            .cloned()
+    }
+
+    /// Asks the frontend for the plan of `execution`'s root.
+    async fn look_up(
+        &self,
+        namespace: &str,
+        execution: &WorkflowExecution,
+        until: Instant,
+    ) -> Result<Option<Arc<FaultPlan>>, UpstreamError> {
+        let described = self.describe(namespace, execution, until).await?;
         let root = described
             .workflow_execution_info
             .as_ref()
             .and_then(|i| i.root_execution.clone())
             .filter(|r| !r.workflow_id.is_empty() && r != execution);
         let memo = |d: DescribeWorkflowExecutionResponse| d.workflow_execution_info.and_then(|i| i.memo);
-        let plan = match root {
+        Ok(match root {
             Some(root) => {
-                let memo = memo(self.describe(namespace, &root).await?);
+                let memo = memo(self.describe(namespace, &root, until).await?);
                 let plan = plan_in(memo.as_ref(), &root.workflow_id, &root.run_id).map(Arc::new);
                 self.remember((root.workflow_id, root.run_id), plan.clone());
                 plan
             }
-            None => plan_in(memo(described).as_ref(), &key.0, &key.1).map(Arc::new),
-        };
-        self.remember(key, plan.clone());
-        Ok(plan)
+            None => plan_in(memo(described).as_ref(), &execution.workflow_id, &execution.run_id).map(Arc::new),
+        })
     }
 
     async fn describe(
         &self,
         namespace: &str,
         execution: &WorkflowExecution,
+        until: Instant,
     ) -> Result<DescribeWorkflowExecutionResponse, UpstreamError> {
         let request = DescribeWorkflowExecutionRequest {
             namespace: namespace.to_owned(),
             execution: Some(execution.clone()),
         };
-        self.upstream.unary("DescribeWorkflowExecution", &request).await
+        let address = self.upstream.address();
+        let (described, _) = retrying(&address, until, || {
+            self.upstream.unary("DescribeWorkflowExecution", &request)
+        })
+        .await;
+        described
     }
 }
 

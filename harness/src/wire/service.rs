@@ -2,23 +2,22 @@
 //! activity-task calls.
 
 use super::{
-    attempts::{Answer, AttemptLog, AttemptRecord, Live, Sent, Target, now_ms, unix_ms},
+    attempts::{Answer, AttemptLog, AttemptRecord, Live, Sent, Target, now_ms},
     effect::{Behaviour, Injection, WireEffect, wire_effect},
     grpc::{self, BoxError, Code, FrameError, ProxyBody},
     plans::PlanLookup,
     protobuf,
-    upstream::{Upstream, UpstreamError, WORKFLOW_SERVICE, collect},
+    upstream::{Upstream, UpstreamError, WORKFLOW_SERVICE, collect, retrying},
 };
 use crate::faults::AttemptKey;
 use bytes::Bytes;
-use futures::Future;
 use http::{HeaderMap, Request, Response, StatusCode, request::Parts};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prost::Message;
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 use temporalio_common::protos::temporal::api::{
     failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
@@ -31,6 +30,7 @@ use temporalio_common::protos::temporal::api::{
     },
 };
 use tokio::{sync::watch, task::JoinSet, time::Instant};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
 
 /// Identity of the calls the proxy makes itself.
@@ -38,6 +38,10 @@ const IDENTITY: &str = "temporal-chaos-wire-proxy";
 
 /// How long the proxy remembers an attempt whose task names no deadline.
 const MAX_ATTEMPT: Duration = Duration::from_secs(600);
+
+/// How long a task waits at most for its run's fault plan to be read from the frontend (the
+/// worker gets the task only then).
+const PLAN_LOOKUP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Worker calls about a running attempt, whose requests the proxy reads.
 const INSPECTED: &[&str] = &[
@@ -83,6 +87,57 @@ impl CallError {
         match self {
             CallError::Request(_) => Code::Internal,
             _ => Code::Unavailable,
+        }
+    }
+
+    /// As an error of a call the proxy sends on a worker's behalf (whose request it holds whole).
+    fn into_upstream(self, upstream: &Upstream) -> UpstreamError {
+        match self {
+            CallError::Upstream(e) => e,
+            CallError::Request(e) => UpstreamError::Unreachable {
+                address: upstream.address(),
+                reason: e.to_string(),
+            },
+            CallError::Response { address, reason } => UpstreamError::Unreachable { address, reason },
+        }
+    }
+}
+
+/// The gRPC status of the frontend's answer to a forwarded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CallStatus {
+    /// `OK`.
+    Ok,
+    /// Another code, with its message.
+    Code(i32, String),
+    /// No `grpc-status` at all, with the HTTP status.
+    Missing(StatusCode),
+}
+
+impl CallStatus {
+    /// `Ok(())` for OK, else the status as the error of a call to `method`.
+    fn into_result(self, method: &str, upstream: &Upstream) -> Result<(), UpstreamError> {
+        let (code, message) = match self {
+            CallStatus::Ok => return Ok(()),
+            CallStatus::Code(code, message) => (code, message),
+            // As gRPC clients read it: UNKNOWN.
+            CallStatus::Missing(http) => (2, format!("HTTP {http} without a gRPC status")),
+        };
+        Err(UpstreamError::Status {
+            method: method.to_owned(),
+            address: upstream.address(),
+            code,
+            message,
+        })
+    }
+}
+
+impl std::fmt::Display for CallStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallStatus::Ok => f.write_str("ok"),
+            CallStatus::Code(code, message) => write!(f, "gRPC status {code}: {message}"),
+            CallStatus::Missing(http) => write!(f, "HTTP {http} without a gRPC status"),
         }
     }
 }
@@ -141,18 +196,18 @@ impl Proxy {
         self.closing.subscribe()
     }
 
-    /// Handles one call from a worker, unless the proxy closes first.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+    /// Handles one call from a worker on `worker`'s connection, unless the proxy closes first.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>, worker: WorkerConnection) -> Response<ProxyBody> {
         let mut closing = self.closing();
         tokio::select! {
-            response = self.route(request) => response,
+            response = self.route(request, &worker) => response,
             _ = closing.wait_for(|closed| *closed) => {
                 grpc::status_response(Code::Unavailable, "temporal-chaos wire proxy: shutting down")
             }
         }
     }
 
-    async fn route(self: &Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+    async fn route(self: &Arc<Self>, request: Request<Incoming>, worker: &WorkerConnection) -> Response<ProxyBody> {
         let method = request
             .uri()
             .path()
@@ -164,9 +219,9 @@ impl Proxy {
         }
         let (parts, body) = request.into_parts();
         let result = match method.as_str() {
-            POLL | WORKFLOW_TASK_COMPLETED => self.hand_out(&method, parts, body).await,
+            POLL | WORKFLOW_TASK_COMPLETED => self.hand_out(&method, parts, body, worker).await,
             WORKFLOW_POLL => self.learn_plans(parts, body).await,
-            m if INSPECTED.contains(&m) => self.respond(&method, parts, body).await,
+            m if INSPECTED.contains(&m) => self.respond(&method, parts, body, worker).await,
             _ => self
                 .upstream
                 .send(parts, incoming(body))
@@ -181,13 +236,13 @@ impl Proxy {
         })
     }
 
-    /// Sends the worker's call upstream as it is and collects the answer, with its status as text.
+    /// Sends the worker's call upstream as it is and collects the answer, with its status.
     async fn forward(
         upstream: &Upstream,
         parts: Parts,
         data: Bytes,
         trailers: Option<HeaderMap>,
-    ) -> Result<(Response<ProxyBody>, String), CallError> {
+    ) -> Result<(Response<ProxyBody>, CallStatus), CallError> {
         let response = upstream.send(parts, grpc::body(data, trailers)).await?;
         let (parts, body) = response.into_parts();
         let (data, trailers) = collect(body).await.map_err(|e| CallError::Response {
@@ -195,9 +250,9 @@ impl Proxy {
             reason: e.to_string(),
         })?;
         let status = match grpc::status_of(&parts.headers, trailers.as_ref()) {
-            Some((0, _)) => "ok".to_owned(),
-            Some((code, message)) => format!("gRPC status {code}: {message}"),
-            None => format!("HTTP {} without a gRPC status", parts.status),
+            Some((0, _)) => CallStatus::Ok,
+            Some((code, message)) => CallStatus::Code(code, message),
+            None => CallStatus::Missing(parts.status),
         };
         Ok((Response::from_parts(parts, grpc::body(data, trailers)), status))
     }
@@ -209,14 +264,15 @@ impl Proxy {
         method: &str,
         parts: Parts,
         body: Incoming,
+        worker: &WorkerConnection,
     ) -> Result<Response<ProxyBody>, CallError> {
         let response = self.upstream.send(parts, incoming(body)).await?;
         // The server has handed out what the response holds: record it (and apply its faults)
         // even if the worker goes away now, e.g. killed by a worker-crash fault, so that the log
         // still accounts for every attempt history counts.
         let proxy = Arc::clone(self);
-        let method = method.to_owned();
-        tokio::spawn(async move { proxy.read_handed_out(&method, response).await })
+        let (method, worker) = (method.to_owned(), worker.clone());
+        tokio::spawn(async move { proxy.read_handed_out(&method, response, &worker).await })
             .await
             .unwrap_or_else(|e| {
                 Err(CallError::Response {
@@ -231,12 +287,13 @@ impl Proxy {
         self: &Arc<Self>,
         method: &str,
         response: Response<Incoming>,
+        worker: &WorkerConnection,
     ) -> Result<Response<ProxyBody>, CallError> {
         let (mut parts, data, trailers) = match self.collect_ok(response).await? {
             Ok(collected) => collected,
             Err(not_ok) => return Ok(not_ok),
         };
-        let data = match self.take_out_injected(method, &data, &parts.headers).await {
+        let data = match self.take_out_injected(method, &data, &parts.headers, worker).await {
             Some(message) => {
                 parts.headers.remove(http::header::CONTENT_LENGTH);
                 grpc::frame_bytes(&message)
@@ -283,7 +340,13 @@ impl Proxy {
 
     /// Begins an attempt for every task in a response; when an injected failure keeps any of
     /// them from the worker, the response's message without them.
-    async fn take_out_injected(self: &Arc<Self>, method: &str, data: &Bytes, headers: &HeaderMap) -> Option<Bytes> {
+    async fn take_out_injected(
+        self: &Arc<Self>,
+        method: &str,
+        data: &Bytes,
+        headers: &HeaderMap,
+        worker: &WorkerConnection,
+    ) -> Option<Bytes> {
         let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
         let tasks = grpc::first_message(data, encoding).and_then(|message| {
             let tasks = if method == POLL {
@@ -301,7 +364,7 @@ impl Proxy {
         let mut kept = Vec::with_capacity(tasks.len());
         for task in tasks {
             let real = !task.task_token.is_empty();
-            kept.push(real && self.begin(task, method != POLL).await);
+            kept.push(real && self.begin(task, method != POLL, worker).await);
         }
         if !kept.contains(&true) {
             return None;
@@ -318,8 +381,13 @@ impl Proxy {
 
     /// Records a task handed out and decides its faults; sends the injected failure, if any.
     /// Returns whether the worker must not get the task.
-    async fn begin(self: &Arc<Self>, task: PollActivityTaskQueueResponse, eager: bool) -> bool {
+    async fn begin(self: &Arc<Self>, task: PollActivityTaskQueueResponse, eager: bool, worker: &WorkerConnection) -> bool {
+        // The attempt's time runs from here, by the proxy's own clock: the server's timestamps
+        // only say how long it has (see `budget_of`), never when it ends.
+        let arrived = Instant::now();
         let task_ms = now_ms();
+        let budget = budget_of(&task);
+        let deadline = arrived + budget.unwrap_or(MAX_ATTEMPT);
         let execution = task.workflow_execution.clone().unwrap_or_default();
         let namespace = if task.workflow_namespace.is_empty() {
             self.namespace.clone()
@@ -328,10 +396,14 @@ impl Proxy {
         };
         let activity_type = task.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
         let attempt = u32::try_from(task.attempt).unwrap_or(1).max(1);
-        let plan = self.plans.plan_for(&namespace, &execution).await.unwrap_or_else(|e| {
-            warn!(workflow_id = execution.workflow_id, error = %e, "no faults for this attempt: its fault plan cannot be read");
-            None
-        });
+        let lookup_until = deadline.min(arrived + PLAN_LOOKUP_LIMIT);
+        let (plan, plan_error) = match self.plans.plan_for(&namespace, &execution, lookup_until).await {
+            Ok(plan) => (plan, None),
+            Err(e) => {
+                warn!(workflow_id = execution.workflow_id, error = %e, "no faults for this attempt: its fault plan cannot be read");
+                (None, Some(e.to_string()))
+            }
+        };
         let key = AttemptKey {
             workflow_id: &execution.workflow_id,
             activity_id: &task.activity_id,
@@ -352,7 +424,6 @@ impl Proxy {
                 "injecting on the wire: {injected:?}"
             );
         }
-        let deadline = deadline_of(&task);
         let record = AttemptRecord {
             workflow_id: execution.workflow_id.clone(),
             run_id: execution.run_id.clone(),
@@ -362,20 +433,18 @@ impl Proxy {
             task_ms,
             eager,
             delivered: behaviour.fail.is_none(),
-            deadline_ms: deadline.map(unix_ms),
+            deadline_ms: budget.map(|b| task_ms + b.as_millis() as u64),
             injected,
+            plan_error,
             answered_ms: None,
             answer: None,
             heartbeats_forwarded: 0,
             heartbeats_swallowed: 0,
             upstream: Vec::new(),
         };
-        let live = self.log.begin(
-            record,
-            task.task_token.clone().into(),
-            behaviour.clone(),
-            instant_of(deadline),
-        );
+        let live = self
+            .log
+            .begin(record, task.task_token.clone().into(), behaviour.clone(), deadline);
         let Some(WireEffect::Fail {
             error_type,
             message,
@@ -401,14 +470,17 @@ impl Proxy {
             ..Default::default()
         };
         let upstream = self.upstream.clone();
-        let send = async move {
-            upstream
-                .unary::<_, RespondActivityTaskFailedResponse>("RespondActivityTaskFailed", &request)
-                .await
-                .map_or_else(|e| e.to_string(), |_| "ok".to_owned())
-        };
+        let send: Resend = Box::new(move || {
+            let (upstream, request) = (upstream.clone(), request.clone());
+            Box::pin(async move {
+                upstream
+                    .unary::<_, RespondActivityTaskFailedResponse>("RespondActivityTaskFailed", &request)
+                    .await
+                    .map(drop)
+            })
+        });
         let sent = Sent::InjectedFailure { error_type, message };
-        self.deliver(live, behaviour.delay, sent, send).await;
+        self.deliver(live, behaviour.delay, sent, send, worker);
         true
     }
 
@@ -418,6 +490,7 @@ impl Proxy {
         method: &str,
         parts: Parts,
         body: Incoming,
+        worker: &WorkerConnection,
     ) -> Result<Response<ProxyBody>, CallError> {
         let (data, trailers) = collect(body).await.map_err(CallError::Request)?;
         let found = match read_call(method, &data, &parts.headers) {
@@ -448,59 +521,102 @@ impl Proxy {
         let call = method.to_owned();
         if behaviour.swallow_answer {
             let status = "not sent: the proxy answered the worker OK itself".to_owned();
-            self.log.sent(&live, Sent::Withheld { call }, status);
+            self.log.sent(&live, Sent::Withheld { call }, status, 0);
             return Ok(grpc::ok_response(&()));
         }
         if !behaviour.delay.is_zero() {
+            // The worker is told OK now; the proxy sends its answer when the delay ends, and
+            // retries it there, since the worker will not.
             let upstream = self.upstream.clone();
-            let send = async move {
-                Self::forward(&upstream, parts, data, trailers)
-                    .await
-                    .map_or_else(|e| e.to_string(), |(_, status)| status)
-            };
-            self.deliver(live.clone(), live.behaviour.delay, Sent::Forwarded { call }, send)
-                .await;
+            let method = call.clone();
+            let send: Resend = Box::new(move || {
+                let (upstream, method) = (upstream.clone(), method.clone());
+                let (parts, data, trailers) = (copy_parts(&parts), data.clone(), trailers.clone());
+                Box::pin(async move {
+                    let (_, status) = Self::forward(&upstream, parts, data, trailers)
+                        .await
+                        .map_err(|e| e.into_upstream(&upstream))?;
+                    status.into_result(&method, &upstream)
+                })
+            });
+            let delay = live.behaviour.delay;
+            self.deliver(live, delay, Sent::Forwarded { call }, send, worker);
             return Ok(grpc::ok_response(&()));
         }
         let forwarded = Self::forward(&self.upstream, parts, data, trailers).await;
         let status = forwarded
             .as_ref()
-            .map_or_else(ToString::to_string, |(_, status)| status.clone());
-        self.log.sent(&live, Sent::Forwarded { call }, status);
+            .map_or_else(ToString::to_string, |(_, status)| status.to_string());
+        self.log.sent(&live, Sent::Forwarded { call }, status, 1);
         forwarded.map(|(r, _)| r)
     }
 
-    /// Sends `send` upstream after `hold` (at once when zero) and records it as `sent`; a call
-    /// held past the attempt's deadline is dropped there instead.
-    async fn deliver(
-        &self,
-        live: Live,
-        hold: Duration,
-        sent: Sent,
-        send: impl Future<Output = String> + Send + 'static,
-    ) {
-        if hold.is_zero() {
-            let status = send.await;
-            self.log.sent(&live, sent, status);
-            return;
-        }
+    /// Sends `send` upstream in the background after `hold` (at once when zero), retrying it up
+    /// to the attempt's deadline, and records it as `sent`. A call held past the deadline is
+    /// dropped there; one held when the worker's connection closes is dropped with it.
+    fn deliver(&self, live: Live, hold: Duration, sent: Sent, mut send: Resend, worker: &WorkerConnection) {
         let log = self.log.clone();
+        let address = self.upstream.address();
         let release = Instant::now() + hold;
+        let gone = worker.gone.clone();
         let held = async move {
-            if release < live.deadline {
-                tokio::time::sleep_until(release).await;
-                let status = send.await;
-                log.sent(&live, sent, status);
-            } else {
-                tokio::time::sleep_until(live.deadline).await;
+            if !hold.is_zero() {
                 let call = sent.call();
-                let status = "dropped: the attempt's deadline passed while the call was held".to_owned();
-                log.sent(&live, Sent::DroppedAtDeadline { call }, status);
+                let dropped = tokio::select! {
+                    () = gone.cancelled() => Some((
+                        Sent::DroppedWorkerGone { call },
+                        "dropped: the worker's connection closed while the proxy held the call",
+                    )),
+                    () = tokio::time::sleep_until(release.min(live.deadline)) => (release >= live.deadline).then_some((
+                        Sent::DroppedAtDeadline { call },
+                        "dropped: the attempt's deadline passed while the call was held",
+                    )),
+                };
+                if let Some((sent, status)) = dropped {
+                    log.sent(&live, sent, status.to_owned(), 0);
+                    return;
+                }
             }
+            let (result, tries) = retrying(&address, live.deadline, || send()).await;
+            let status = match result {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => {
+                    warn!(call = sent.call(), tries, error = %e, "the proxy could not deliver a call it made on a worker's behalf");
+                    e.to_string()
+                }
+            };
+            log.sent(&live, sent, status, tries);
         };
         let mut tasks = self.held.lock().expect("held calls lock");
         while tasks.try_join_next().is_some() {}
         tasks.spawn(held);
+    }
+}
+
+/// A call the proxy makes on a worker's behalf, made anew for every try.
+type Resend = Box<dyn FnMut() -> futures::future::BoxFuture<'static, Result<(), UpstreamError>> + Send>;
+
+/// A copy of a request's method, URI, version and headers (its extensions are left out).
+fn copy_parts(parts: &Parts) -> Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request.into_parts().0
+}
+
+/// One worker's HTTP/2 connection to the proxy. What the proxy holds for it (an answer sent on
+/// late, an injected failure) is dropped when it closes, as a dead worker's unsent answer is.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerConnection {
+    gone: CancellationToken,
+}
+
+impl WorkerConnection {
+    /// Marks the connection closed when the guard drops: everything held for it is dropped.
+    pub fn closed_on_drop(&self) -> DropGuard {
+        self.gone.clone().drop_guard()
     }
 }
 
@@ -550,36 +666,32 @@ fn read_call(method: &str, data: &Bytes, headers: &HeaderMap) -> Result<Option<(
     }))
 }
 
-/// When the server gives up on the attempt: the nearer of start-to-close (from this attempt's
-/// start) and schedule-to-close (from the first schedule).
-fn deadline_of(task: &PollActivityTaskQueueResponse) -> Option<SystemTime> {
-    // (seconds, nanos) of protobuf timestamps and durations.
-    let after = |from: Option<(i64, i32)>, timeout: Option<(i64, i32)>| {
-        let (secs, nanos) = from?;
-        let from = SystemTime::UNIX_EPOCH + Duration::new(u64::try_from(secs).ok()?, u32::try_from(nanos).ok()?);
-        let (secs, nanos) = timeout?;
-        let timeout = Duration::new(u64::try_from(secs).ok()?, u32::try_from(nanos).ok()?);
-        (!timeout.is_zero()).then_some(from + timeout)
+/// How long the attempt has from its start: the nearer of start-to-close and what is left of
+/// schedule-to-close (which runs from the first schedule). Worked out from the task's own
+/// timestamps and timeouts, all of the server's clock, never against the proxy's clock, which may
+/// be seconds off (a sidecar on another host): the proxy counts the budget from when the task
+/// reached it.
+fn budget_of(task: &PollActivityTaskQueueResponse) -> Option<Duration> {
+    let span = |d: &Option<prost_wkt_types::Duration>| {
+        let d = d.as_ref()?;
+        let d = Duration::new(u64::try_from(d.seconds).ok()?, u32::try_from(d.nanos).ok()?);
+        (!d.is_zero()).then_some(d)
     };
-    let time = |t: &Option<_>| t.as_ref().map(|t: &prost_wkt_types::Timestamp| (t.seconds, t.nanos));
-    let span = |d: &Option<_>| d.as_ref().map(|d: &prost_wkt_types::Duration| (d.seconds, d.nanos));
-    [
-        after(time(&task.started_time), span(&task.start_to_close_timeout)),
-        after(time(&task.scheduled_time), span(&task.schedule_to_close_timeout)),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-}
-
-fn instant_of(deadline: Option<SystemTime>) -> Instant {
-    let left = deadline.map_or(MAX_ATTEMPT, |d| d.duration_since(SystemTime::now()).unwrap_or_default());
-    Instant::now() + left
+    let nanos = |t: &Option<prost_wkt_types::Timestamp>| t.as_ref().map(|t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos));
+    let schedule_left = span(&task.schedule_to_close_timeout).map(|total| {
+        let used = match (nanos(&task.scheduled_time), nanos(&task.started_time)) {
+            (Some(scheduled), Some(started)) => u64::try_from(started - scheduled).map_or(Duration::ZERO, Duration::from_nanos),
+            _ => Duration::ZERO,
+        };
+        total.saturating_sub(used)
+    });
+    [span(&task.start_to_close_timeout), schedule_left].into_iter().flatten().min()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn every_inspected_call_is_read() {
@@ -596,19 +708,27 @@ mod tests {
     }
 
     #[test]
-    fn deadline_is_the_nearer_close_timeout() {
-        let at = |s: i64| Some(prost_wkt_types::Timestamp { seconds: s, nanos: 0 });
+    fn the_budget_is_the_nearer_close_timeout_whatever_the_proxy_clock() {
         let secs = |s: i64| Some(prost_wkt_types::Duration { seconds: s, nanos: 0 });
-        let task = PollActivityTaskQueueResponse {
-            scheduled_time: at(1000),
-            started_time: at(1030),
-            start_to_close_timeout: secs(10),
-            schedule_to_close_timeout: secs(35),
-            ..Default::default()
-        };
-        let expected = SystemTime::UNIX_EPOCH + Duration::from_secs(1035);
-        assert_eq!(deadline_of(&task), Some(expected));
+        // The server's clock: ten minutes ahead of, and then behind, the proxy's.
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+        for skew in [600, -600, 5] {
+            let at = |s: i64| Some(prost_wkt_types::Timestamp { seconds: now + skew + s, nanos: 0 });
+            let task = PollActivityTaskQueueResponse {
+                scheduled_time: at(0),
+                started_time: at(30),
+                start_to_close_timeout: secs(10),
+                schedule_to_close_timeout: secs(35),
+                ..Default::default()
+            };
+            assert_eq!(budget_of(&task), Some(Duration::from_secs(5)), "skew {skew}s: 35 s less the 30 s used");
+            let roomy = PollActivityTaskQueueResponse {
+                schedule_to_close_timeout: secs(100),
+                ..task
+            };
+            assert_eq!(budget_of(&roomy), Some(Duration::from_secs(10)), "skew {skew}s: start-to-close");
+        }
         let no_timeouts = PollActivityTaskQueueResponse::default();
-        assert_eq!(deadline_of(&no_timeouts), None);
+        assert_eq!(budget_of(&no_timeouts), None);
     }
 }

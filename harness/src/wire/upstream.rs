@@ -290,11 +290,12 @@ pub enum UpstreamError {
         /// The transport error.
         reason: String,
     },
-    /// The frontend answered a call the proxy made itself with a non-OK status.
+    /// The frontend answered a call the proxy made (its own, or a worker's it sent on later)
+    /// with a non-OK status.
     #[error("{method} at {address} failed with gRPC status {code}: {message}")]
     Status {
         /// Method called.
-        method: &'static str,
+        method: String,
         /// `host:port`.
         address: String,
         /// gRPC status code.
@@ -312,6 +313,62 @@ pub enum UpstreamError {
         /// Why.
         reason: String,
     },
+    /// A call the proxy made on a worker's behalf got no answer before the attempt's deadline.
+    #[error("no answer from {address} before the attempt's deadline")]
+    Deadline {
+        /// `host:port`.
+        address: String,
+    },
+}
+
+impl UpstreamError {
+    /// Whether trying again may succeed: the connection failed, or the frontend said
+    /// `UNAVAILABLE` (14), as it does while it starts, stops or sheds load.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Unreachable { .. } | UpstreamError::Status { code: 14, .. }
+        )
+    }
+}
+
+/// First pause between tries of a call the proxy makes on a worker's behalf; it doubles up to
+/// [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between tries.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Makes `call` until it succeeds, fails in a way retrying cannot mend, or `until` passes (a try
+/// still running then is cut off); pauses between tries grow from 100 ms to 2 s. Returns the last
+/// result and the number of tries.
+pub async fn retrying<T, Fut>(
+    address: &str,
+    until: tokio::time::Instant,
+    mut call: impl FnMut() -> Fut,
+) -> (Result<T, UpstreamError>, u32)
+where
+    Fut: Future<Output = Result<T, UpstreamError>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let result = tokio::time::timeout_at(until, call())
+            .await
+            .unwrap_or_else(|_| {
+                Err(UpstreamError::Deadline {
+                    address: address.to_owned(),
+                })
+            });
+        match result {
+            Err(e) if e.retryable() && tokio::time::Instant::now() + pause < until => {
+                tracing::debug!(error = %e, tries, "retrying a call to the frontend");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+            done => return (done, tries),
+        }
+    }
 }
 
 /// Opens the connections: TCP to the dial address, then TLS when on.
@@ -451,7 +508,7 @@ impl Upstream {
         match grpc::status_of(&parts.headers, trailers.as_ref()) {
             Some((0, _)) => grpc::decode(&data, &parts.headers).map_err(|e| answer(e.to_string())),
             Some((code, message)) => Err(UpstreamError::Status {
-                method,
+                method: method.to_owned(),
                 address: self.address(),
                 code,
                 message,

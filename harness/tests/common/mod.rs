@@ -37,6 +37,65 @@ pub fn chaos(args: &[&str]) -> Output {
     chaos_command(args).output().expect("run chaos")
 }
 
+/// A finished `chaos run`, with its report folder (deleted when this drops).
+pub struct RunOutput {
+    /// Whether it exited 0.
+    pub passed: bool,
+    /// Its exit code.
+    pub code: Option<i32>,
+    /// What it printed on stdout and stderr.
+    pub stdout: String,
+    /// Its logs.
+    pub stderr: String,
+    /// Its `report.json`.
+    pub report: serde_json::Value,
+    /// The folder `--reports` pointed at.
+    pub reports: tempfile::TempDir,
+}
+
+impl RunOutput {
+    /// The run's own report folder (`<reports>/latest`).
+    pub fn latest(&self) -> PathBuf {
+        self.reports.path().join("latest")
+    }
+
+    /// The report of the scenario called `name`.
+    pub fn scenario(&self, name: &str) -> &serde_json::Value {
+        let all = self.report["scenarios"].as_array().expect("scenarios");
+        all.iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no scenario {name} in the report:\n{}", self.stdout))
+    }
+}
+
+/// The check called `name` of a scenario's report.
+pub fn check<'a>(scenario: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let checks = scenario["checks"].as_array().expect("checks");
+    checks
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {scenario:#}"))
+}
+
+/// Runs `chaos run ARGS --reports <temporary folder>` to completion and reads its report.
+pub fn chaos_run(args: &[&str]) -> RunOutput {
+    let reports = tempfile::tempdir().unwrap();
+    let mut all = vec!["run", "--reports", reports.path().to_str().unwrap()];
+    all.extend(args);
+    let out = chaos(&all);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let report = std::fs::read_to_string(reports.path().join("latest/report.json"))
+        .unwrap_or_else(|e| panic!("no report.json ({e}):\n{stdout}\n{stderr}"));
+    RunOutput {
+        passed: out.status.success(),
+        code: out.status.code(),
+        report: serde_json::from_str(&report).unwrap(),
+        stdout,
+        stderr,
+        reports,
+    }
+}
+
 /// A child process killed when the test ends, pass or fail.
 pub struct Guard(pub Child);
 
@@ -58,12 +117,17 @@ pub struct DevServer {
     pub ui_url: String,
 }
 
+/// The `temporal` CLI: `CHAOS_TEMPORAL_BIN`, else the one on PATH.
+pub fn temporal_bin() -> PathBuf {
+    std::env::var_os("CHAOS_TEMPORAL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "temporal".into())
+}
+
 /// Starts `temporal server start-dev` on free loopback ports and waits for its frontend and UI.
 pub fn dev_server() -> DevServer {
     let (grpc, ui) = (free_port(), free_port());
-    let bin = std::env::var_os("CHAOS_TEMPORAL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "temporal".into());
+    let bin = temporal_bin();
     let child = Command::new(&bin)
         .args([
             "server",

@@ -6,11 +6,13 @@ use crate::{
     failure::FailureKind,
     faults::{FaultPlan, FaultRule},
     history::{ActivityClose, Histories, WorkflowClose},
-    infra::{InfraEvent, InfraOutcome},
+    infra::InfraEvent,
     plan::{Outcome, Plan, WorkflowSpec},
     wire::{Answer, AttemptRecord, WireEffect},
 };
 use serde::Serialize;
+
+mod infra;
 
 /// One verified expectation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -80,23 +82,6 @@ pub fn result_value(workflow: &WorkflowSpec, h: &Histories) -> Option<serde_json
     }
 }
 
-/// An infrastructure fault as a check: it passes when it was applied and undone without error.
-pub fn infra_check(event: &InfraEvent) -> Check {
-    let (passed, observed) = match (&event.outcome, event.started_ms, event.ended_ms) {
-        (InfraOutcome::Applied(what), Some(from), Some(to)) => {
-            (true, format!("{what} (from {from} ms to {to} ms after start)"))
-        }
-        (InfraOutcome::Applied(what), ..) => (true, what.clone()),
-        (InfraOutcome::NotTriggered(why) | InfraOutcome::Failed(why), ..) => (false, why.clone()),
-    };
-    Check {
-        name: format!("infra #{} applied", event.id),
-        passed,
-        expected: event.rule.clone(),
-        observed,
-        evidence: None,
-    }
-}
 /// Verifies every expectation, that every fault left evidence of firing (in history and, when the
 /// wire proxy injected the faults, in its attempt log `wire`), and that every infrastructure
 /// fault was applied.
@@ -184,7 +169,7 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptR
         }
         checks.push(check);
     }
-    checks.extend(infra.iter().map(infra_check));
+    checks.extend(infra.iter().map(|event| infra::infra_check(event, &plan.infra, h, wire)));
     checks
 }
 

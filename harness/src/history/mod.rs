@@ -19,8 +19,10 @@ use temporalio_common::protos::temporal::api::{
     common::v1::Payloads,
     enums::v1::{RetryState as ProtoRetryState, TimeoutType},
     failure::v1::{Failure, failure::FailureInfo},
-    history::v1::{History, HistoryEvent, history_event::Attributes},
+    history::v1::{HistoryEvent, history_event::Attributes},
 };
+
+pub mod json;
 
 /// Folder of a run's report directory holding its raw histories, one `<workflow-id>.json` each
 /// (see [`HistoryFacts::write_raw`]).
@@ -374,19 +376,16 @@ impl HistoryFacts {
         facts
     }
 
-    /// Writes the kept events to `<dir>/<workflow-id>.json` (see [`raw_file_name`]) in the SDK's
-    /// history JSON, which `WorkflowHistory::from_json` and `chaos replay` read. Returns the file,
-    /// or `None` when no events were kept.
+    /// Writes the kept events to `<dir>/<workflow-id>.json` (see [`raw_file_name`]) in
+    /// Temporal's standard JSON ([`json`]), which `chaos replay` and every SDK's replayer read.
+    /// Returns the file, or `None` when no events were kept.
     pub fn write_raw(&self, dir: &Path) -> std::io::Result<Option<PathBuf>> {
         if self.events.is_empty() {
             return Ok(None);
         }
         std::fs::create_dir_all(dir)?;
         let path = dir.join(raw_file_name(&self.workflow_id));
-        let history = History {
-            events: self.events.clone(),
-        };
-        std::fs::write(&path, serde_json::to_vec(&history).map_err(std::io::Error::other)?)?;
+        std::fs::write(&path, json::to_json(&self.events).map_err(std::io::Error::other)?)?;
         Ok(Some(path))
     }
 

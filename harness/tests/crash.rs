@@ -1,0 +1,159 @@
+//! A worker crash must matter to pass. The shipped crash scenarios pass with their crash and fail
+//! without it (no fault stands in for the crash); a crash kills what the wire proxy still held for
+//! the dead worker (its delayed answer), as the network would; and a crash after the attempt had
+//! already answered fails its `infra #N applied` check, saying so.
+
+mod common;
+
+use common::{check, chaos_run, repo};
+use std::path::{Path, PathBuf};
+
+/// Every shipped scenario with a `worker_crash`.
+fn shipped_crash_scenarios() -> Vec<PathBuf> {
+    let folders = [repo().join("scenarios/infrastructure"), repo().join("examples/python-worker/scenarios")];
+    let mut files: Vec<PathBuf> = folders
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read_to_string(p).unwrap().contains("kind = \"worker_crash\""))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `scenario` without its `[[infra]]` tables, renamed `<name>-without-crash`, written into a
+/// folder beside the original (its relative paths, e.g. a worker's `cwd`, still hold).
+fn without_infra(scenario: &Path, into: &Path) -> (String, PathBuf) {
+    let mut kept = Vec::new();
+    let mut in_infra = false;
+    let mut name = String::new();
+    for line in std::fs::read_to_string(scenario).unwrap().lines() {
+        if line.starts_with('[') {
+            in_infra = line.trim() == "[[infra]]";
+        }
+        if in_infra {
+            continue;
+        }
+        match line.strip_prefix("name = \"").and_then(|rest| rest.strip_suffix('"')) {
+            Some(original) => {
+                name = format!("{original}-without-crash");
+                kept.push(format!("name = \"{name}\""));
+            }
+            None => kept.push(line.to_owned()),
+        }
+    }
+    let file = into.join(scenario.file_name().unwrap());
+    std::fs::write(&file, kept.join("\n")).unwrap();
+    (name, file)
+}
+
+#[test]
+fn shipped_crash_scenarios_pass_with_their_crash_and_fail_without_it() {
+    let shipped = shipped_crash_scenarios();
+    assert!(shipped.len() >= 2, "{shipped:?}");
+    let mut folders = Vec::new();
+    let mut stripped = Vec::new();
+    for file in &shipped {
+        let folder = tempfile::Builder::new()
+            .prefix(".tmp-without-crash-")
+            .tempdir_in(file.parent().unwrap().parent().unwrap())
+            .unwrap();
+        stripped.push(without_infra(file, folder.path()));
+        folders.push(folder);
+    }
+    let mut args: Vec<String> = shipped.iter().map(|p| p.display().to_string()).collect();
+    args.extend(stripped.iter().map(|(_, p)| p.display().to_string()));
+    let run = chaos_run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for file in &shipped {
+        let name = std::fs::read_to_string(file).unwrap();
+        let name = name.lines().find_map(|l| l.strip_prefix("name = \"")).unwrap().trim_end_matches('"');
+        let scenario = run.scenario(name);
+        assert_eq!(scenario["verdict"], "passed", "{name} with its crash:\n{}", run.stdout);
+        let crash = check(scenario, "infra #1 applied");
+        assert!(
+            crash["observed"].as_str().unwrap().contains("attempt 1"),
+            "the crash check says what the attempt lost: {crash:#}"
+        );
+    }
+    for (name, _) in &stripped {
+        let scenario = run.scenario(name);
+        assert_eq!(scenario["verdict"], "failed", "{name} passed without its crash:\n{}", run.stdout);
+        let attempts = scenario["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with("attempts["))
+            .unwrap();
+        assert_eq!(attempts["passed"], false, "{name}: attempt 1 completed: {attempts:#}");
+        assert_eq!(attempts["observed"], "1", "{attempts:#}");
+    }
+}
+
+/// Writes a resilient scenario `name` with `body` (faults, infra, expectations) into `dir`.
+fn resilient(dir: &Path, name: &str, body: &str) -> String {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{name}\"\nworkflow = \"resilient\"\n[input]\nvalue = 21\n[activity]\nstart_to_close = \"4s\"\n\
+             [activity.retry]\ninitial_interval = \"200ms\"\nmaximum_attempts = 3\n{body}"
+        ),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+#[test]
+fn a_crash_loses_the_answer_the_wire_proxy_held_and_a_crash_after_the_answer_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    // The worker answers at once; the proxy holds the answer 3 s; the worker dies meanwhile.
+    let held = resilient(
+        dir.path(),
+        "held-answer-crash",
+        "[[fault]]\nactivity = \"risky\"\nattempts = [1]\nkind = \"delay\"\nduration = \"3s\"\n\
+         [[infra]]\nkind = \"worker_crash\"\nactivity = \"risky\"\nattempt = 1\nduration = \"500ms\"\n\
+         [expect]\noutcome = \"completed\"\nattempts = { risky = 2 }\nfailure = \"timeout:start_to_close\"\n",
+    );
+    // The proxy fails attempt 1 itself: the worker never has it, so killing it costs nothing.
+    let pointless = resilient(
+        dir.path(),
+        "pointless-crash",
+        "[[fault]]\nactivity = \"risky\"\nattempts = [1]\nkind = \"error\"\ntype = \"Declined\"\n\
+         [[infra]]\nkind = \"worker_crash\"\nactivity = \"risky\"\nattempt = 1\nduration = \"500ms\"\n\
+         [expect]\noutcome = \"completed\"\nattempts = { risky = 2 }\n",
+    );
+    let run = chaos_run(&["--inject", "wire", &held, &pointless]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+
+    let scenario = run.scenario("held-answer-crash");
+    assert_eq!(scenario["verdict"], "passed", "{}", run.stdout);
+    let attempt_1 = scenario["wire_attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["activity_type"] == "risky" && a["attempt"] == 1)
+        .expect("attempt 1 in the wire log");
+    assert_eq!(attempt_1["answer"]["kind"], "completed", "{attempt_1:#}");
+    assert_eq!(attempt_1["upstream"][0]["sent"]["kind"], "dropped_worker_gone", "{attempt_1:#}");
+    let crash = check(scenario, "infra #1 applied");
+    let observed = crash["observed"].as_str().unwrap();
+    assert!(observed.contains("lost with the dead worker's connection"), "{observed}");
+
+    let scenario = run.scenario("pointless-crash");
+    assert_eq!(scenario["verdict"], "failed", "{}", run.stdout);
+    let crash = check(scenario, "infra #1 applied");
+    assert_eq!(crash["passed"], false);
+    let observed = crash["observed"].as_str().unwrap();
+    assert!(
+        observed.contains("never reached the worker") && observed.contains("cost it nothing"),
+        "{observed}"
+    );
+    let failed: Vec<&str> = scenario["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["infra #1 applied"], "{scenario:#}");
+}
