@@ -5,17 +5,15 @@
 
 mod common;
 
-use common::{Guard, chaos, chaos_command, dev_server, free_port, text};
-use http::Request;
-use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo},
+use common::{
+    Guard, chaos, chaos_command, dev_server, free_port,
+    hop::{hop, serve_on_a_free_port},
+    text,
 };
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     process::{Command, Output, Stdio},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 use tokio_rustls::{
@@ -67,26 +65,6 @@ fn tls_proxy_with(upstream: u16, client_ca: Option<CertificateDer<'static>>) -> 
         }
     });
     (port, ca_pem)
-}
-
-/// Binds a free loopback port and serves it with `serve` on a runtime of its own, in the
-/// background; returns the port.
-fn serve_on_a_free_port<F, Fut>(serve: F) -> u16
-where
-    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move { serve(tokio::net::TcpListener::from_std(listener).unwrap()).await });
-    });
-    port
 }
 
 /// A dev server behind [`tls_proxy`], and its CA written to a file in a fresh folder: (server,
@@ -342,53 +320,10 @@ fn a_run_through_the_wire_proxy_reaches_a_tls_frontend() {
     );
 }
 
-/// One call seen by [`capture`].
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    user_agent: String,
-    authorization: Option<String>,
-}
-
-/// An h2c hop in front of the frontend at `upstream` that records every call; returns its port.
-fn capture(upstream: u16) -> (u16, Arc<Mutex<Vec<Seen>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let port = serve_on_a_free_port(move |listener| async move {
-        let client: Client<HttpConnector, Incoming> =
-            Client::builder(TokioExecutor::new()).http2_only(true).build_http();
-        while let Ok((stream, _)) = listener.accept().await {
-            let (client, record) = (client.clone(), record.clone());
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                let header = |name| {
-                    request
-                        .headers()
-                        .get(name)
-                        .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
-                };
-                record.lock().unwrap().push(Seen {
-                    path: request.uri().path().to_owned(),
-                    user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
-                    authorization: header(http::header::AUTHORIZATION),
-                });
-                *request.uri_mut() = format!("http://127.0.0.1:{upstream}{}", request.uri().path())
-                    .parse()
-                    .unwrap();
-                client.request(request)
-            });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    (port, seen)
-}
-
 #[test]
 fn the_api_key_reaches_the_frontend_as_a_bearer_header() {
     let server = dev_server();
-    let (port, seen) = capture(server.grpc_port);
+    let (port, seen) = hop(server.grpc_port, |_| None);
     let upstream = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
 

@@ -631,3 +631,65 @@ async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
     let log = serving.await.unwrap().expect("serve ends when told to");
     assert!(log.is_empty(), "no activity task went through: {log:?}");
 }
+
+#[tokio::test]
+async fn the_proxys_own_calls_are_retried_and_a_call_that_never_lands_is_logged() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let server = common::dev_server();
+    // The frontend sheds the proxy's own injected failures: the first two, then (once told) all.
+    let refusals = std::sync::Arc::new(AtomicU32::new(2));
+    let refusing = refusals.clone();
+    let (port, seen) = common::hop::hop(server.grpc_port, move |parts| {
+        let own = parts.uri.path().ends_with("/RespondActivityTaskFailed")
+            && parts.headers.get(http::header::USER_AGENT).is_some_and(|a| a == "temporal-chaos-wire-proxy");
+        let refuse = own && refusing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        refuse.then_some(14)
+    });
+    let proxy = start_proxy(&format!("127.0.0.1:{port}")).await;
+    let direct = client(server.address.clone()).await;
+    let via_proxy = client(proxy.address()).await;
+    let tq = "wire-own-calls";
+    let error = FaultAction::Error(ErrorFault {
+        message: "declined".into(),
+        error_type: "Declined".into(),
+        non_retryable: false,
+    });
+    let error_plan = plan(vec![rule(1, "risky", "1", error)]);
+    run_worker_until(via_proxy, tq, async {
+        let input = resilient(settings(Duration::from_secs(3), 3));
+        assert_eq!(
+            run_resilient(&direct, tq, "wire-shed", input.clone(), &error_plan).await,
+            Path::Primary
+        );
+        refusals.store(u32::MAX, Ordering::SeqCst);
+        assert_eq!(
+            run_resilient(&direct, tq, "wire-lost", input, &error_plan).await,
+            Path::Primary
+        );
+    })
+    .await
+    .expect("the worker runs");
+    let attempts = proxy.attempts();
+
+    // Shed twice, delivered on the third try: attempt 1 failed with the injected error.
+    let shed = records(&attempts, "wire-shed", "risky");
+    let injected = &shed[0].upstream[0];
+    assert!(matches!(injected.sent, Sent::InjectedFailure { .. }), "{injected:?}");
+    assert_eq!((injected.status.as_str(), injected.tries, injected.answered), ("ok", 3, true));
+    let facts = history(&direct, "wire-shed").await;
+    let risky = only_activity(&facts, "risky");
+    assert_eq!(risky.attempts, 2);
+    let failure = risky.last_failure.as_ref().unwrap();
+    assert_eq!(failure.kind, FailureKind::Error("Declined".into()), "{failure:?}");
+
+    // Shed until the attempt's 3 s were up: logged as such; the attempt timed out instead.
+    let lost = records(&attempts, "wire-lost", "risky");
+    let injected = &lost[0].upstream[0];
+    assert!(injected.status.contains("gRPC status 14"), "{injected:?}");
+    assert!(injected.tries > 3 && !injected.answered, "{injected:?}");
+    let facts = history(&direct, "wire-lost").await;
+    let failure = only_activity(&facts, "risky").last_failure.clone().unwrap();
+    assert_eq!(failure.kind, FailureKind::Timeout(TimeoutKind::StartToClose), "{failure:?}");
+    let refused = seen.lock().unwrap().iter().filter(|c| c.refused.is_some()).count();
+    assert_eq!(refused as u32, 2 + injected.tries);
+}

@@ -4,10 +4,15 @@
 //! The history holds one `ActivityTaskStarted` per scheduled activity, written when the activity
 //! closes, for its *last* attempt; its `attempt` field is the attempt count and its
 //! `last_failure` the previous attempt's failure. Earlier attempts leave no events of their own.
+//! An activity that times out while it waits for a retry (schedule-to-close) has no
+//! `ActivityTaskStarted` at all: only the timeout's cause, the last attempt's failure, says any
+//! attempt ran. Its count is then a lower bound, which the wire proxy's log can make exact
+//! ([`Histories::count_attempts_from`]).
 
 use crate::{
     failure::{FailureKind, TimeoutKind},
     faults::AttemptKey,
+    wire::AttemptRecord,
 };
 use serde::Serialize;
 use std::{
@@ -99,10 +104,22 @@ pub struct ActivityExecution {
     /// When it was scheduled.
     #[serde(with = "humantime_serde")]
     pub scheduled_at: SystemTime,
-    /// Attempts made (the last attempt's number); 0 when it never started.
+    /// Attempts that ran (the last attempt's number); 0 when none did. A lower bound when
+    /// `attempts_exact` is false.
     pub attempts: u32,
-    /// The failure of the attempt before the last one, if any.
+    /// Whether `attempts` is the exact count. It is not when the activity timed out waiting for a
+    /// retry that never started: history then records no attempt number, only that at least one
+    /// attempt ran (the timeout's cause is its failure).
+    pub attempts_exact: bool,
+    /// Whether the activity closed while waiting for a retry that never started (the failure of
+    /// the last attempt that ran is then `last_failure`).
+    pub retry_never_started: bool,
+    /// The failure of the attempt before the last one (of the last one that ran, when the retry
+    /// never started), if any.
     pub last_failure: Option<ObservedFailure>,
+    /// The start-to-close timeout of each attempt, if set.
+    #[serde(with = "humantime_serde")]
+    pub start_to_close: Option<Duration>,
     /// When the last attempt started, if it did.
     #[serde(with = "humantime_serde")]
     pub last_started_at: Option<SystemTime>,
@@ -127,16 +144,57 @@ impl ActivityExecution {
         })
     }
 
-    /// Failures history shows for this activity, with the attempt each belongs to.
-    pub fn failures(&self) -> Vec<(u32, &ObservedFailure)> {
+    /// Failures history shows for this activity, with the attempt each belongs to. When the
+    /// retry never started, the last failure is the last attempt's that ran, and the closing
+    /// timeout is the activity's own.
+    pub fn failures(&self) -> Vec<(FailureOf, &ObservedFailure)> {
+        let (last, closing) = match (self.retry_never_started, self.attempts_exact) {
+            (true, true) => (FailureOf::Attempt(self.attempts), FailureOf::RetryNeverStarted),
+            (true, false) => (FailureOf::LastAttempt, FailureOf::RetryNeverStarted),
+            (false, _) => (
+                FailureOf::Attempt(self.attempts.saturating_sub(1)),
+                FailureOf::Attempt(self.attempts),
+            ),
+        };
         let mut out = Vec::new();
         if let Some(f) = &self.last_failure {
-            out.push((self.attempts.saturating_sub(1), f));
+            out.push((last, f));
         }
         if let Some(ActivityClose::Failed { failure, .. } | ActivityClose::TimedOut { failure, .. }) = &self.close {
-            out.push((self.attempts, failure));
+            out.push((closing, failure));
         }
         out
+    }
+}
+
+/// Which attempt a failure in history belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureOf {
+    /// This attempt, which ran.
+    Attempt(u32),
+    /// The last attempt that ran, whose number history does not record.
+    LastAttempt,
+    /// No attempt: the activity timed out waiting for a retry that never started.
+    RetryNeverStarted,
+}
+
+impl FailureOf {
+    /// The attempt's number, where known.
+    pub fn attempt(self) -> Option<u32> {
+        match self {
+            FailureOf::Attempt(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureOf::Attempt(n) => write!(f, "attempt {n}"),
+            FailureOf::LastAttempt => f.write_str("the last attempt that ran"),
+            FailureOf::RetryNeverStarted => f.write_str("the retry that never started"),
+        }
     }
 }
 
@@ -296,7 +354,10 @@ impl HistoryFacts {
                     scheduled_event_id: ev.event_id,
                     scheduled_at: at.unwrap_or(SystemTime::UNIX_EPOCH),
                     attempts: 0,
+                    attempts_exact: true,
+                    retry_never_started: false,
                     last_failure: None,
+                    start_to_close: a.start_to_close_timeout.as_ref().and_then(duration),
                     last_started_at: None,
                     close: None,
                     close_event_id: None,
@@ -327,6 +388,14 @@ impl HistoryFacts {
                         failure: failure_or_unknown(a.failure.as_ref(), ev.event_id),
                         retry_state: RetryState::from_proto(a.retry_state),
                     };
+                    // Timed out waiting for a retry: the cause is the last attempt's failure.
+                    let cause = a.failure.as_ref().and_then(|f| f.cause.as_deref());
+                    if let (0, Some(cause), Some(act)) = (a.started_event_id, cause, facts.activity_mut(a.scheduled_event_id)) {
+                        act.retry_never_started = true;
+                        act.attempts = act.attempts.max(1);
+                        act.attempts_exact = false;
+                        act.last_failure = Some(ObservedFailure::from_proto(cause, ev.event_id));
+                    }
                     facts.close_activity(a.scheduled_event_id, close, ev.event_id, at);
                 }
                 Attributes::ActivityTaskCanceledEventAttributes(a) => {
@@ -425,6 +494,12 @@ pub fn raw_file_name(workflow_id: &str) -> String {
     format!("{safe}.json")
 }
 
+/// A protobuf duration; `None` when zero (unset) or negative.
+fn duration(d: &prost_wkt_types::Duration) -> Option<Duration> {
+    let d = Duration::new(u64::try_from(d.seconds).ok()?, u32::try_from(d.nanos).ok()?);
+    (!d.is_zero()).then_some(d)
+}
+
 fn failure_or_unknown(f: Option<&Failure>, event_id: i64) -> ObservedFailure {
     f.map(|f| ObservedFailure::from_proto(f, event_id))
         .unwrap_or(ObservedFailure {
@@ -514,6 +589,32 @@ impl Histories {
     /// Every scheduled activity of every history.
     pub fn activities(&self) -> impl Iterator<Item = &ActivityExecution> {
         self.all().flat_map(|h| &h.activities)
+    }
+
+    /// Makes the attempt counts that history leaves open exact where the wire proxy saw the
+    /// attempts: an activity that timed out waiting for a retry ran as many attempts as the
+    /// proxy handed out (`wire`: its attempt log).
+    pub fn count_attempts_from(&mut self, wire: &[AttemptRecord]) {
+        let all = std::iter::once(&mut self.root).chain(&mut self.children);
+        for act in all.flat_map(|h| &mut h.activities).filter(|a| !a.attempts_exact) {
+            let seen = wire
+                .iter()
+                .filter(|r| r.workflow_id == act.workflow_id && r.activity_id == act.activity_id)
+                .map(|r| r.attempt)
+                .max();
+            if let Some(seen) = seen {
+                act.attempts = act.attempts.max(seen);
+                act.attempts_exact = true;
+            }
+        }
+    }
+
+    /// Whether every activity's attempt count is exact (see
+    /// [`ActivityExecution::attempts_exact`]).
+    pub fn attempts_exact_of(&self, activity_type: &str) -> bool {
+        self.activities()
+            .filter(|a| a.activity_type == activity_type)
+            .all(|a| a.attempts_exact)
     }
 
     /// Attempts per activity type, summed over executions.

@@ -268,6 +268,24 @@ fn wire_segments(records: &[&AttemptRecord], x: &impl Fn(SystemTime) -> f64, clo
 /// failure; the timeline says so rather than invent per-attempt bars.
 fn segments(a: &ActivityExecution, x: &impl Fn(SystemTime) -> f64, fallback_end: SystemTime) -> Vec<Segment> {
     let mut out = Vec::new();
+    if a.retry_never_started {
+        let end = a.closed_at.unwrap_or(fallback_end);
+        let ran = match a.attempts_exact {
+            true => format!("{} attempt(s)", a.attempts),
+            false => format!("at least {} attempt(s)", a.attempts),
+        };
+        let last = a.last_failure.as_ref().map(|f| f.message.as_str()).unwrap_or_default();
+        out.push(Segment {
+            x: x(a.scheduled_at),
+            width: (x(end) - x(a.scheduled_at)).max(3.0),
+            class: "timeout",
+            title: format!(
+                "{ran} (the last one ended with: {last}), then a retry that never started before the activity \
+                 timed out (history records no attempt start)"
+            ),
+        });
+        return out;
+    }
     let Some(last_start) = a.last_started_at else {
         return out;
     };

@@ -44,7 +44,14 @@ pub(super) fn render(r: &RunReport) -> String {
     );
     out.push_str("| | scenario | outcome | attempts | duration | workflow |\n|---|---|---|---|---|---|\n");
     for s in &r.scenarios {
-        let attempts: Vec<String> = s.attempts.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+        let attempts: Vec<String> = s
+            .attempts
+            .iter()
+            .map(|(k, v)| match s.attempts_at_least.contains(k) {
+                true => format!("{k}×≥{v}"),
+                false => format!("{k}×{v}"),
+            })
+            .collect();
         let id = match &s.link {
             Some(link) => format!("[{}]({link})", s.workflow_id),
             None => format!("`{}`", s.workflow_id),

@@ -155,8 +155,13 @@ pub struct ScenarioReport {
     pub outcome: Option<Outcome>,
     /// Result value, when completed.
     pub result: Option<serde_json::Value>,
-    /// Attempts per activity type, from history.
+    /// Attempts per activity type, from history (and the wire proxy's log where history cannot
+    /// count them).
     pub attempts: BTreeMap<String, u32>,
+    /// Activity types whose count in `attempts` is only a lower bound: one timed out waiting for
+    /// a retry that never started, where no proxy saw the attempts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts_at_least: Vec<String>,
     /// Workflow start to close, from history.
     pub duration_ms: Option<u64>,
     /// Wall time the scenario took in the harness (its private server's start included).
@@ -204,8 +209,12 @@ impl ScenarioReport {
         let link_to =
             |workflow_id: &str, run_id: &str| ui_url.as_deref().map(|ui| ui_link(ui, namespace, workflow_id, run_id));
         let mut attempts = BTreeMap::new();
+        let mut attempts_at_least = Vec::new();
         for act in histories.iter().flat_map(Histories::activities) {
             *attempts.entry(act.activity_type.clone()).or_default() += act.attempts;
+            if !act.attempts_exact && !attempts_at_least.contains(&act.activity_type) {
+                attempts_at_least.push(act.activity_type.clone());
+            }
         }
         let checks: Vec<CheckReport> = checks
             .into_iter()
@@ -230,6 +239,7 @@ impl ScenarioReport {
             outcome: histories.as_ref().map(|h| verify::outcome(&plan.workflow, h)),
             result: histories.as_ref().and_then(|h| verify::result_value(&plan.workflow, h)),
             attempts,
+            attempts_at_least,
             duration_ms: histories
                 .as_ref()
                 .and_then(|h| h.root.duration())
@@ -272,6 +282,7 @@ impl ScenarioReport {
             outcome: None,
             result: None,
             attempts: BTreeMap::new(),
+            attempts_at_least: Vec::new(),
             duration_ms: None,
             verdict: Verdict::Interrupted,
             wall_ms: None,

@@ -322,6 +322,9 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
     };
     execution.error = result.err();
     execution.wall = began.elapsed();
+    if let Some(histories) = &mut execution.histories {
+        histories.count_attempts_from(&execution.wire_attempts);
+    }
     execution
 }
 

@@ -134,19 +134,24 @@ fn crash_cost(activity: &str, attempt: u32, killed_ms: u64, h: &Histories, wire:
 fn history_cost(act: &ActivityExecution, attempt: u32) -> Option<Result<String, (String, i64)>> {
     let label = format!("{} attempt {attempt}", act.activity_type);
     let closing = act.close_event_id.unwrap_or(act.scheduled_event_id);
+    let answered = |kind: &FailureKind| {
+        format!("{label} failed with {kind} (history) before the kill: its worker had answered, so the crash changed nothing")
+    };
+    if act.retry_never_started {
+        // The last attempt that ran ended with `last_failure`; its retry never started.
+        let failure = act.last_failure.as_ref().filter(|_| act.attempts_exact && act.attempts == attempt)?;
+        return Some(match &failure.kind {
+            FailureKind::Timeout(kind) => Ok(format!("{label} timed out ({kind}) in history")),
+            kind @ FailureKind::Error(_) => Err((answered(kind), failure.event_id)),
+        });
+    }
     if act.attempts == attempt {
         return match &act.close {
             Some(ActivityClose::Completed) => Some(Err((
                 format!("{label} completed (history): its worker answered before the kill, so the crash changed nothing"),
                 closing,
             ))),
-            Some(ActivityClose::Failed { failure, .. }) => Some(Err((
-                format!(
-                    "{label} failed with {} (history): its worker answered before the kill, so the crash changed nothing",
-                    failure.kind
-                ),
-                closing,
-            ))),
+            Some(ActivityClose::Failed { failure, .. }) => Some(Err((answered(&failure.kind), closing))),
             Some(ActivityClose::TimedOut { failure, .. }) => {
                 Some(Ok(format!("{label} timed out ({}) in history", failure.kind)))
             }
@@ -160,14 +165,7 @@ fn history_cost(act: &ActivityExecution, attempt: u32) -> Option<Result<String, 
                 "{label} timed out ({kind}) and attempt {} ran (history)",
                 attempt + 1
             )),
-            FailureKind::Error(_) => Err((
-                format!(
-                    "{label} failed with {} (history) before the kill: its worker had answered, so the crash \
-                     changed nothing",
-                    failure.kind
-                ),
-                failure.event_id,
-            )),
+            kind @ FailureKind::Error(_) => Err((answered(kind), failure.event_id)),
         });
     }
     None

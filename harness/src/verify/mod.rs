@@ -3,12 +3,12 @@
 //! Every check says what was expected, what history shows, and the event that shows it.
 
 use crate::{
-    failure::FailureKind,
+    failure::{FailureKind, TimeoutKind},
     faults::{FaultPlan, FaultRule},
-    history::{ActivityClose, Histories, WorkflowClose},
+    history::{ActivityClose, ActivityExecution, Histories, RetryState, WorkflowClose},
     infra::InfraEvent,
     plan::{Outcome, Plan, WorkflowSpec},
-    wire::{Answer, AttemptRecord, WireEffect},
+    wire::{Answer, AttemptRecord, Sent, WireEffect},
 };
 use serde::Serialize;
 
@@ -116,13 +116,19 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptR
     for (activity, expected) in &e.attempts {
         let last = h.activities().filter(|a| &a.activity_type == activity).last();
         let observed = h.attempts_of(activity);
+        let exact = h.attempts_exact_of(activity);
         checks.push(Check {
             name: format!("attempts[{activity}]"),
-            passed: observed == *expected,
+            passed: exact && observed == *expected,
             expected: expected.to_string(),
-            observed: match last {
-                None => "never scheduled".into(),
-                Some(_) => observed.to_string(),
+            observed: match (last, exact) {
+                (None, _) => "never scheduled".into(),
+                (Some(_), true) => observed.to_string(),
+                (Some(_), false) => format!(
+                    "at least {observed}: {activity} timed out waiting for a retry that never started, and history \
+                     records no attempt number then (only the last failure); run the worker behind the wire proxy \
+                     for the exact count"
+                ),
             },
             evidence: last.and_then(|a| Evidence::at(&a.workflow_id, a.close_event_id.or(Some(a.scheduled_event_id)))),
         });
@@ -242,31 +248,66 @@ fn failure_seen(h: &Histories, expected: &FailureKind, wire: &[AttemptRecord]) -
             if &f.kind == expected && hit.is_none() {
                 hit = Evidence::at(&act.workflow_id, Some(f.event_id));
             }
-            seen.push(format!("{} attempt {attempt}: {}", act.activity_type, f.kind));
+            seen.push(format!("{} {attempt}: {}", act.activity_type, f.kind));
         }
     }
     let on_the_wire = match (expected, &hit) {
         (FailureKind::Error(wanted), None) => wire.iter().find(|r| wire_error_types(r).any(|t| t == wanted)),
         _ => None,
     };
-    let observed = if seen.is_empty() {
+    let cut = match (expected, &hit) {
+        (FailureKind::Timeout(TimeoutKind::StartToClose), None) => h.activities().find_map(cut_at_start_to_close),
+        _ => None,
+    };
+    let mut observed = if seen.is_empty() {
         "no activity failures".to_owned()
     } else {
         seen.join("; ")
     };
+    if let Some(r) = on_the_wire {
+        observed = format!(
+            "{observed}; the wire proxy's log shows {} attempt {} failed with it (history keeps only the last failure)",
+            r.activity_type, r.attempt
+        );
+    }
+    if let Some((_, why)) = &cut {
+        observed = format!("{observed}; {why}");
+    }
     Check {
         name: "failure".into(),
-        passed: hit.is_some() || on_the_wire.is_some(),
+        passed: hit.is_some() || on_the_wire.is_some() || cut.is_some(),
         expected: expected.to_string(),
-        observed: match on_the_wire {
-            Some(r) => format!(
-                "{observed}; the wire proxy's log shows {} attempt {} failed with it (history keeps only the last failure)",
-                r.activity_type, r.attempt
-            ),
-            None => observed,
-        },
-        evidence: hit,
+        observed,
+        evidence: hit.or_else(|| cut.and_then(|(evidence, _)| evidence)),
     }
+}
+
+/// An attempt cut off by its start-to-close timeout that the server recorded as a
+/// schedule-to-close timeout, as it does when no retry fits in what is left of schedule-to-close:
+/// the timeout came exactly one start-to-close after the attempt started. With the event that
+/// shows it and what to say.
+fn cut_at_start_to_close(act: &ActivityExecution) -> Option<(Option<Evidence>, String)> {
+    let Some(ActivityClose::TimedOut { failure, retry_state }) = &act.close else {
+        return None;
+    };
+    let start_to_close = act.start_to_close?;
+    let took = act.closed_at?.duration_since(act.last_started_at?).ok()?;
+    // The server's timer fires on time; a schedule-to-close cut would come sooner.
+    let on_time = took + std::time::Duration::from_millis(100) >= start_to_close;
+    let cut = failure.kind == FailureKind::Timeout(TimeoutKind::ScheduleToClose)
+        && *retry_state == RetryState::Timeout
+        && on_time;
+    cut.then(|| {
+        let why = format!(
+            "{} attempt {} was cut off by its start-to-close timeout ({}, after {}), which the server records as \
+             timeout:schedule_to_close because no retry fitted in what was left of the schedule-to-close timeout",
+            act.activity_type,
+            act.attempts,
+            humantime::format_duration(start_to_close),
+            fmt_ms(took)
+        );
+        (Evidence::at(&act.workflow_id, act.close_event_id), why)
+    })
 }
 
 /// The application error types an attempt failed with on the wire: injected upstream, or the
@@ -311,9 +352,9 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
         fired_somewhere = true;
         let fault = rule.action.fault();
         for (attempt, failure) in act.failures() {
-            if !fired.contains(&attempt) {
+            let Some(attempt) = attempt.attempt().filter(|a| fired.contains(a)) else {
                 continue;
-            }
+            };
             if fault.explains(&failure.kind, &failure.message, &marker) {
                 proof.get_or_insert((act, failure.event_id, format!("attempt {attempt}: {}", failure.message)));
             } else {
@@ -404,8 +445,16 @@ fn wire_evidence(check: &mut Check, rule: &FaultRule, plan: &FaultPlan, h: &Hist
                 .find(|r| r.workflow_id == act.workflow_id && r.activity_id == act.activity_id && r.attempt == attempt);
             let label = format!("{} attempt {attempt}", act.activity_type);
             match record {
-                Some(r) if r.injected.iter().any(|i| i.rule == rule.id) => injected.push(label),
-                Some(_) => missing.push(format!("{label} went through the proxy without this fault")),
+                Some(r) if r.injected.iter().any(|i| i.rule == rule.id) => match undelivered(r) {
+                    Some(why) => missing.push(format!("{label}: the fault was injected, but {why}")),
+                    None => injected.push(label),
+                },
+                Some(r) => match &r.plan_error {
+                    Some(e) => missing.push(format!(
+                        "{label} went through the proxy without faults: its fault plan could not be read ({e})"
+                    )),
+                    None => missing.push(format!("{label} went through the proxy without this fault")),
+                },
                 None => missing.push(format!("{label} is not in the proxy's log")),
             }
         }
@@ -420,6 +469,35 @@ fn wire_evidence(check: &mut Check, rule: &FaultRule, plan: &FaultPlan, h: &Hist
             injected.join(", ")
         );
     }
+}
+
+/// What went wrong with a call the proxy made for an attempt (its injected failure, or an answer
+/// it held and sent on late), if one failed for good.
+fn undelivered(record: &AttemptRecord) -> Option<String> {
+    // The worker's own calls go up as it sends them, and it retries them itself; the proxy holds
+    // (and sends on late, retrying) only a delayed answer.
+    let held = record
+        .injected
+        .iter()
+        .any(|i| matches!(i.effect, WireEffect::Delay { .. }));
+    record.upstream.iter().find_map(|event| {
+        let tries = match event.tries {
+            1 => String::new(),
+            n => format!(" after {n} tries"),
+        };
+        match &event.sent {
+            Sent::InjectedFailure { .. } if event.status != "ok" => Some(format!(
+                "the proxy's RespondActivityTaskFailed never reached the server{tries} ({}), so the attempt \
+                 ended some other way",
+                event.status
+            )),
+            Sent::Forwarded { call } if !event.answered && held => Some(format!(
+                "the worker's {call}, held by the proxy, never reached the server{tries} ({})",
+                event.status
+            )),
+            _ => None,
+        }
+    })
 }
 
 /// The notes, or that the targeted activity never ran, naming those that did (a typo shows).

@@ -2,7 +2,10 @@
 //! worker answered, what was injected and what went upstream. History keeps only the last
 //! attempt of an activity; this log has them all.
 
-use super::effect::{Behaviour, Injection};
+use super::{
+    effect::{Behaviour, Injection},
+    upstream::UpstreamError,
+};
 use bytes::Bytes;
 use serde::Serialize;
 use std::{
@@ -96,6 +99,45 @@ pub struct UpstreamEvent {
     /// How many times the proxy sent it (it retries while the frontend is unreachable or
     /// unavailable, up to the attempt's deadline); 0 for a call it did not send.
     pub tries: u32,
+    /// Whether the frontend answered it (with any status): `false` when the call never reached
+    /// the server, or was not sent at all.
+    pub answered: bool,
+}
+
+/// How a call the proxy made for an attempt went: the parts of an [`UpstreamEvent`] other than
+/// what was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// `ok`, the error, or why it was not sent.
+    pub status: String,
+    /// Times sent.
+    pub tries: u32,
+    /// Whether the frontend answered.
+    pub answered: bool,
+}
+
+impl Delivery {
+    /// A call the proxy chose not to send, and why.
+    pub fn not_sent(why: &str) -> Self {
+        Self {
+            status: why.to_owned(),
+            tries: 0,
+            answered: false,
+        }
+    }
+
+    /// A call sent `tries` times, with its last result.
+    pub fn of<T>(result: &Result<T, UpstreamError>, tries: u32) -> Self {
+        Self {
+            status: result.as_ref().map_or_else(ToString::to_string, |_| "ok".to_owned()),
+            tries,
+            // UNAVAILABLE says the frontend did not take the call up.
+            answered: match result {
+                Ok(_) => true,
+                Err(e) => matches!(e, UpstreamError::Status { .. }) && !e.retryable(),
+            },
+        }
+    }
 }
 
 /// What went upstream.
@@ -258,14 +300,20 @@ impl AttemptLog {
         }
     }
 
-    /// Adds an upstream event to the record of `live`: `sent` after `tries` tries with `status`.
-    pub(super) fn sent(&self, live: &Live, sent: Sent, status: String, tries: u32) {
+    /// Adds an upstream event to the record of `live`: `sent`, and how it went.
+    pub(super) fn sent(&self, live: &Live, sent: Sent, delivery: Delivery) {
+        let Delivery {
+            status,
+            tries,
+            answered,
+        } = delivery;
         self.update(live, |r| {
             r.upstream.push(UpstreamEvent {
                 at_ms: now_ms(),
                 sent,
                 status,
                 tries,
+                answered,
             })
         });
     }

@@ -303,4 +303,86 @@ mod tests {
         assert_eq!(cached(&lookup, &run("sticky")), None);
         assert!(lookup.learn(&[0x12, 0x05, 0x01]).is_err());
     }
+
+    /// A frontend on a free loopback port that answers `DescribeWorkflowExecution` after 200 ms
+    /// with a memo holding `plan`: `UNAVAILABLE` to the first `shed` calls, `NOT_FOUND` for
+    /// workflow ids starting with `gone`. Returns its address and its call counter.
+    async fn frontend(plan: FaultPlan, shed: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use crate::wire::grpc::{self, Code};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (plan, counted) = (plan.clone(), counted.clone());
+                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let (plan, n) = (plan.clone(), counted.fetch_add(1, Ordering::SeqCst));
+                    async move {
+                        let body = http_body_util::BodyExt::collect(request.into_body()).await.unwrap().to_bytes();
+                        let asked: DescribeWorkflowExecutionRequest = grpc::decode(&body, &http::HeaderMap::new()).unwrap();
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        let response = if n < shed {
+                            grpc::status_response(Code::Unavailable, "shedding")
+                        } else if asked.execution.unwrap_or_default().workflow_id.starts_with("gone") {
+                            let mut gone = grpc::status_response(Code::Unavailable, "not found");
+                            gone.headers_mut().insert("grpc-status", http::HeaderValue::from(5u16));
+                            gone
+                        } else {
+                            grpc::ok_response(&DescribeWorkflowExecutionResponse {
+                                workflow_execution_info: Some(WorkflowExecutionInfo {
+                                    memo: Some(memo(&plan)),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            })
+                        };
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        (address, calls)
+    }
+
+    #[tokio::test]
+    async fn attempts_of_a_run_share_one_lookup_which_is_retried_and_never_caches_a_failure() {
+        use std::sync::atomic::Ordering;
+        let plan = FaultPlan {
+            seed: 9,
+            rules: Vec::new(),
+            run_tag: "t".into(),
+        };
+        // Two calls shed: the first lookup is retried twice.
+        let (address, calls) = frontend(plan.clone(), 2).await;
+        let endpoint = Endpoint::local(address, "default".into());
+        let lookup = PlanLookup::new(Upstream::new(UpstreamEndpoint::new(&endpoint, None).unwrap()));
+        let until = Instant::now() + std::time::Duration::from_secs(10);
+        let root = run("root");
+        let five = futures::future::join_all((0..5).map(|_| lookup.plan_for("default", &root, until))).await;
+        for found in five {
+            assert_eq!(found.unwrap(), Some(Arc::new(plan.clone())));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "one lookup for five attempts, tried three times");
+        lookup.plan_for("default", &root, until).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "cached");
+
+        // A lookup that fails for good (not retried: NOT_FOUND) is asked again next time.
+        let gone = run("gone");
+        let err = lookup.plan_for("default", &gone, until).await.unwrap_err();
+        assert!(err.to_string().contains("gRPC status 5"), "{err}");
+        lookup.plan_for("default", &gone, until).await.unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 5, "a failure is not cached");
+
+        // A lookup that cannot finish by the attempt's deadline ends there.
+        let soon = Instant::now() + std::time::Duration::from_millis(50);
+        let late = lookup.plan_for("default", &run("slow"), soon).await.unwrap_err();
+        assert!(late.to_string().contains("before the attempt's deadline"), "{late}");
+    }
 }

@@ -2,7 +2,7 @@
 //! activity-task calls.
 
 use super::{
-    attempts::{Answer, AttemptLog, AttemptRecord, Live, Sent, Target, now_ms},
+    attempts::{Answer, AttemptLog, AttemptRecord, Delivery, Live, Sent, Target, now_ms},
     effect::{Behaviour, Injection, WireEffect, wire_effect},
     grpc::{self, BoxError, Code, FrameError, ProxyBody},
     plans::PlanLookup,
@@ -520,8 +520,8 @@ impl Proxy {
         self.log.answered(&live, answer);
         let call = method.to_owned();
         if behaviour.swallow_answer {
-            let status = "not sent: the proxy answered the worker OK itself".to_owned();
-            self.log.sent(&live, Sent::Withheld { call }, status, 0);
+            let status = Delivery::not_sent("not sent: the proxy answered the worker OK itself");
+            self.log.sent(&live, Sent::Withheld { call }, status);
             return Ok(grpc::ok_response(&()));
         }
         if !behaviour.delay.is_zero() {
@@ -544,10 +544,19 @@ impl Proxy {
             return Ok(grpc::ok_response(&()));
         }
         let forwarded = Self::forward(&self.upstream, parts, data, trailers).await;
-        let status = forwarded
-            .as_ref()
-            .map_or_else(ToString::to_string, |(_, status)| status.to_string());
-        self.log.sent(&live, Sent::Forwarded { call }, status, 1);
+        let delivery = match &forwarded {
+            Ok((_, status)) => Delivery {
+                status: status.to_string(),
+                tries: 1,
+                answered: true,
+            },
+            Err(e) => Delivery {
+                status: e.to_string(),
+                tries: 1,
+                answered: false,
+            },
+        };
+        self.log.sent(&live, Sent::Forwarded { call }, delivery);
         forwarded.map(|(r, _)| r)
     }
 
@@ -573,19 +582,15 @@ impl Proxy {
                     )),
                 };
                 if let Some((sent, status)) = dropped {
-                    log.sent(&live, sent, status.to_owned(), 0);
+                    log.sent(&live, sent, Delivery::not_sent(status));
                     return;
                 }
             }
             let (result, tries) = retrying(&address, live.deadline, || send()).await;
-            let status = match result {
-                Ok(()) => "ok".to_owned(),
-                Err(e) => {
-                    warn!(call = sent.call(), tries, error = %e, "the proxy could not deliver a call it made on a worker's behalf");
-                    e.to_string()
-                }
-            };
-            log.sent(&live, sent, status, tries);
+            if let Err(e) = &result {
+                warn!(call = sent.call(), tries, error = %e, "the proxy could not deliver a call it made on a worker's behalf");
+            }
+            log.sent(&live, sent, Delivery::of(&result, tries));
         };
         let mut tasks = self.held.lock().expect("held calls lock");
         while tasks.try_join_next().is_some() {}

@@ -1,0 +1,106 @@
+//! An h2c hop in front of a frontend: it passes every call on, or answers one with a gRPC status of
+//! its own (a frontend that refuses or sheds calls), and records what it saw.
+
+use http::{HeaderValue, Request, Response, request::Parts};
+use http_body_util::{BodyExt, Empty, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use std::{
+    net::TcpListener,
+    sync::{Arc, Mutex},
+};
+
+/// One call seen by a [`hop`].
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The gRPC method's path.
+    pub path: String,
+    /// Its `user-agent`.
+    pub user_agent: String,
+    /// Its `authorization`, if any.
+    pub authorization: Option<String>,
+    /// The status the hop answered it with itself (`None`: passed on).
+    pub refused: Option<u16>,
+}
+
+type Body = UnsyncBoxBody<bytes::Bytes, hyper::Error>;
+
+/// A hop on a free loopback port in front of the frontend at `upstream` (its port): each call is
+/// passed on, unless `refuse` gives a gRPC status code to answer it with. Returns the port and the
+/// calls seen.
+pub fn hop<F>(upstream: u16, refuse: F) -> (u16, Arc<Mutex<Vec<Seen>>>)
+where
+    F: Fn(&Parts) -> Option<u16> + Send + Sync + 'static,
+{
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let refuse = Arc::new(refuse);
+    let port = serve_on_a_free_port(move |listener| async move {
+        let client: Client<HttpConnector, Incoming> =
+            Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        while let Ok((stream, _)) = listener.accept().await {
+            let (client, record, refuse) = (client.clone(), record.clone(), refuse.clone());
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (mut parts, body) = request.into_parts();
+                let header = |name| {
+                    parts
+                        .headers
+                        .get(name)
+                        .map(|v: &HeaderValue| v.to_str().unwrap_or_default().to_owned())
+                };
+                let refused = refuse(&parts);
+                record.lock().unwrap().push(Seen {
+                    path: parts.uri.path().to_owned(),
+                    user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
+                    authorization: header(http::header::AUTHORIZATION),
+                    refused,
+                });
+                parts.uri = format!("http://127.0.0.1:{upstream}{}", parts.uri.path())
+                    .parse()
+                    .unwrap();
+                let client = client.clone();
+                async move {
+                    if let Some(code) = refused {
+                        // Trailers-only: the status in the headers, no body.
+                        let mut response = Response::new(Empty::new().map_err(|e| match e {}).boxed_unsync());
+                        let headers = response.headers_mut();
+                        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+                        headers.insert("grpc-status", HeaderValue::from(code));
+                        headers.insert("grpc-message", HeaderValue::from_static("refused by the test's hop"));
+                        return Ok::<Response<Body>, hyper_util::client::legacy::Error>(response);
+                    }
+                    let response = client.request(Request::from_parts(parts, body)).await?;
+                    Ok(response.map(|b| b.boxed_unsync()))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (port, seen)
+}
+
+/// Binds a free loopback port and serves it with `serve` on a runtime of its own, in the
+/// background; returns the port.
+pub fn serve_on_a_free_port<F, Fut>(serve: F) -> u16
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move { serve(tokio::net::TcpListener::from_std(listener).unwrap()).await });
+    });
+    port
+}
