@@ -35,8 +35,9 @@ pub struct SuiteOptions {
     /// Seed for probabilistic faults, overriding each scenario's own.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Scenarios in flight at once (they mostly wait on the server, so many fit on few cores).
-    #[arg(long, default_value_t = 32)]
+    /// Scenarios in flight at once; default 16 per core (they mostly wait on the server, so
+    /// many fit on few cores, but not so many that the worker falls behind its tasks).
+    #[arg(long, default_value_t = report::default_jobs())]
     pub jobs: usize,
     /// Keep the started server (and so the report links) up until Ctrl-C.
     #[arg(long)]
@@ -319,6 +320,7 @@ async fn run_in(
         task_queue: session.task_queue.clone(),
         seed: options.seed,
         interrupted_by: interrupted.get().map(|s| s.to_string()),
+        warnings: report::overload_warning(&scenarios, options.jobs).into_iter().collect(),
         summary: Summary::of(&scenarios),
         scenarios,
     };

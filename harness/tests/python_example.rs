@@ -265,7 +265,8 @@ fn a_worker_that_went_away_is_named_not_waited_for() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains("no worker took the first workflow task of gone-")
-            && stdout.contains("from task queue `python-example` within 10 s, so it was terminated"),
+            && stdout.contains("from task queue `python-example` within ")
+            && stdout.contains("none polled that task queue in the last 10 s, so it was terminated"),
         "{stdout}"
     );
 }

@@ -36,6 +36,7 @@ fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> S
         error: None,
         ui_url: Some(UI.into()),
         wall: Duration::from_millis(7400),
+        waited: Duration::from_millis(1200),
         wire_attempts,
         worker: None,
     };
@@ -65,6 +66,7 @@ fn wire_log(workflow_id: &str) -> Vec<AttemptRecord> {
                     non_retryable: false,
                 },
             }],
+            plan_error: None,
             answered_ms: None,
             answer: None,
             heartbeats_forwarded: 0,
@@ -110,6 +112,7 @@ fn run_report() -> RunReport {
         task_queue: "chaos-20261127-000000-abcd".into(),
         seed: None,
         interrupted_by: Some("SIGINT".into()),
+        warnings: vec!["the first workflow tasks of 1 of 3 scenarios waited 2 s or more for a worker (a sample)".into()],
         timing: Timing::of(Duration::from_millis(9000), Duration::from_millis(800), &scenarios),
         summary: Summary::of(&scenarios),
         scenarios,

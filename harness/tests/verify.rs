@@ -126,6 +126,7 @@ fn seen_on_the_wire(attempt: u32, injected: bool) -> temporal_chaos::wire::Attem
             })
             .into_iter()
             .collect(),
+        plan_error: None,
         answered_ms: None,
         answer: None,
         heartbeats_forwarded: 0,

@@ -286,6 +286,9 @@ pub struct HistoryFacts {
     /// When `WorkflowExecutionStarted` was written.
     #[serde(with = "humantime_serde")]
     pub started_at: Option<SystemTime>,
+    /// When a worker took its first workflow task (the first `WorkflowTaskStarted`).
+    #[serde(with = "humantime_serde")]
+    pub first_task_started_at: Option<SystemTime>,
     /// When the closing event was written.
     #[serde(with = "humantime_serde")]
     pub closed_at: Option<SystemTime>,
@@ -320,6 +323,7 @@ impl HistoryFacts {
             run_id: String::new(),
             workflow_type: String::new(),
             started_at: None,
+            first_task_started_at: None,
             closed_at: None,
             close: None,
             close_event_id: None,
@@ -346,6 +350,9 @@ impl HistoryFacts {
                     facts.started_at = at;
                     facts.run_id = a.original_execution_run_id.clone();
                     facts.workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+                }
+                Attributes::WorkflowTaskStartedEventAttributes(_) => {
+                    facts.first_task_started_at = facts.first_task_started_at.or(at);
                 }
                 Attributes::ActivityTaskScheduledEventAttributes(a) => facts.activities.push(ActivityExecution {
                     workflow_id: workflow_id.to_owned(),
@@ -461,6 +468,13 @@ impl HistoryFacts {
     /// Time from start to close, if closed.
     pub fn duration(&self) -> Option<Duration> {
         self.closed_at?.duration_since(self.started_at?).ok()
+    }
+
+    /// From its start to when a worker took its first workflow task (or to now, if none did).
+    fn first_task_wait_span(&self) -> Option<(SystemTime, SystemTime)> {
+        let start = self.started_at?;
+        let taken = self.first_task_started_at.or(self.closed_at)?;
+        Some((start, taken.max(start)))
     }
 
     fn activity_mut(&mut self, scheduled_event_id: i64) -> Option<&mut ActivityExecution> {
@@ -584,6 +598,32 @@ impl Histories {
     /// Every history, root first.
     pub fn all(&self) -> impl Iterator<Item = &HistoryFacts> {
         std::iter::once(&self.root).chain(&self.children)
+    }
+
+    /// How long the workflow and its children waited for a worker to take their first workflow
+    /// task, overlapping waits counted once: time spent waiting for a worker (or for a saturated
+    /// harness or server), not the workflow's own.
+    pub fn first_task_waits(&self) -> Duration {
+        let mut spans: Vec<(SystemTime, SystemTime)> = self.all().filter_map(HistoryFacts::first_task_wait_span).collect();
+        spans.sort();
+        let mut total = Duration::ZERO;
+        let mut covered: Option<(SystemTime, SystemTime)> = None;
+        for (from, to) in spans {
+            covered = match covered {
+                Some((start, end)) if from <= end => Some((start, end.max(to))),
+                Some((start, end)) => {
+                    total += end.duration_since(start).unwrap_or_default();
+                    Some((from, to))
+                }
+                None => Some((from, to)),
+            };
+        }
+        total + covered.map_or(Duration::ZERO, |(start, end)| end.duration_since(start).unwrap_or_default())
+    }
+
+    /// The workflow's own time: start to close, less [`Self::first_task_waits`].
+    pub fn own_duration(&self) -> Option<Duration> {
+        Some(self.root.duration()?.saturating_sub(self.first_task_waits()))
     }
 
     /// Every scheduled activity of every history.

@@ -32,10 +32,20 @@ pub(super) fn render(r: &RunReport) -> String {
         },
         r.duration_ms as f64 / 1000.0
     );
+    for warning in &r.warnings {
+        let _ = writeln!(out, "**Warning**: {warning}\n");
+    }
     let t = &r.timing;
+    let waiting = match t.longest_wait_ms {
+        0 => String::new(),
+        ms => format!(
+            " (up to {:.1} s of the wall time a scenario waited for its turn on a fixed task queue)",
+            ms as f64 / 1000.0
+        ),
+    };
     let _ = writeln!(
         out,
-        "wall {:.1} s · critical path {:.1} s (server start {:.1} s + longest scenario {:.1} s) · ratio {:.2}\n",
+        "wall {:.1} s · critical path {:.1} s (server start {:.1} s + longest scenario {:.1} s) · ratio {:.2}{waiting}\n",
         t.wall_ms as f64 / 1000.0,
         t.critical_path_ms as f64 / 1000.0,
         t.server_start_ms as f64 / 1000.0,

@@ -52,6 +52,10 @@ pub struct RunReport {
     pub interrupted_by: Option<String>,
     /// How the run's wall time compares with its critical path.
     pub timing: Timing,
+    /// What the harness noticed about the run as a whole that may have bent its verdicts (e.g.
+    /// the machine could not keep up with `--jobs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Counts.
     pub summary: Summary,
     /// One entry per scenario, in file order.
@@ -98,12 +102,16 @@ pub struct Timing {
     pub critical_path_ms: u64,
     /// `wall_ms / critical_path_ms`.
     pub ratio: f64,
+    /// The longest time a scenario waited for its turn on a fixed task queue (another scenario
+    /// had it to itself): wall time that is waiting, in no scenario's own time.
+    pub longest_wait_ms: u64,
 }
 
 impl Timing {
     /// The timing of a run that took `wall` after a cluster start of `server_start`.
     pub fn of(wall: std::time::Duration, server_start: std::time::Duration, scenarios: &[ScenarioReport]) -> Self {
         let longest = scenarios.iter().filter_map(|s| s.wall_ms).max().unwrap_or(0);
+        let longest_wait = scenarios.iter().filter_map(|s| s.waited_ms).max().unwrap_or(0);
         let critical = server_start.as_millis() as u64 + longest;
         let wall = wall.as_millis() as u64;
         Self {
@@ -116,8 +124,41 @@ impl Timing {
             } else {
                 wall as f64 / critical as f64
             },
+            longest_wait_ms: longest_wait,
         }
     }
+}
+
+/// A first workflow task that waits this long for a worker means something could not keep up.
+const SLOW_FIRST_TASK_MS: u64 = 2000;
+
+/// The warning for a run whose first workflow tasks waited long for a worker: the harness's worker,
+/// the user's worker or the server could not keep up with `jobs` scenarios at once here.
+pub fn overload_warning(scenarios: &[ScenarioReport], jobs: usize) -> Option<String> {
+    let waits: Vec<u64> = scenarios
+        .iter()
+        .filter_map(|s| s.first_task_wait_ms)
+        .filter(|w| *w >= SLOW_FIRST_TASK_MS)
+        .collect();
+    let longest = waits.iter().max()?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Some(format!(
+        "the first workflow tasks of {} of {} scenarios waited {} s or more for a worker (up to {:.1} s): the worker, \
+         the harness or the server could not keep up with {jobs} scenarios at once on this machine ({cores} cores). \
+         Time budgets leave out the time workflows waited for a worker to take their first task, but the \
+         server's timeouts do not: lower --jobs (default {})",
+        waits.len(),
+        scenarios.len(),
+        SLOW_FIRST_TASK_MS / 1000,
+        *longest as f64 / 1000.0,
+        default_jobs()
+    ))
+}
+
+/// Scenarios in flight by default: 16 per core (they mostly wait on the server), which keeps the
+/// harness's own worker ahead of its tasks on a small machine.
+pub fn default_jobs() -> usize {
+    16 * std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// A scenario's verdict.
@@ -164,8 +205,15 @@ pub struct ScenarioReport {
     pub attempts_at_least: Vec<String>,
     /// Workflow start to close, from history.
     pub duration_ms: Option<u64>,
-    /// Wall time the scenario took in the harness (its private server's start included).
+    /// Wall time the scenario took in the harness (its private server's start included, its
+    /// wait for a turn on a fixed task queue left out).
     pub wall_ms: Option<u64>,
+    /// Time it waited for its turn on a fixed task queue that another scenario had to itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
+    /// How long its workflow and child workflows waited for a worker to take their first
+    /// workflow task (overlapping waits counted once; from history).
+    pub first_task_wait_ms: Option<u64>,
     /// Every activity attempt as the wire proxy saw it (`--inject wire`): evidence for the
     /// attempts history does not keep, with real start and answer times.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -203,6 +251,7 @@ impl ScenarioReport {
             error,
             ui_url,
             wall,
+            waited,
             wire_attempts,
             worker,
         } = execution;
@@ -246,6 +295,8 @@ impl ScenarioReport {
                 .map(|d| d.as_millis() as u64),
             verdict: if passed { Verdict::Passed } else { Verdict::Failed },
             wall_ms: Some(wall.as_millis() as u64),
+            waited_ms: (!waited.is_zero()).then(|| waited.as_millis() as u64),
+            first_task_wait_ms: histories.as_ref().map(|h| h.first_task_waits().as_millis() as u64),
             wire_attempts,
             passed,
             error: error.map(|e| e.to_string()),
@@ -286,6 +337,8 @@ impl ScenarioReport {
             duration_ms: None,
             verdict: Verdict::Interrupted,
             wall_ms: None,
+            waited_ms: None,
+            first_task_wait_ms: None,
             wire_attempts: Vec::new(),
             passed: false,
             error: Some("interrupted before it finished; not verified".into()),

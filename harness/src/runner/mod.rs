@@ -129,8 +129,11 @@ pub struct Execution {
     pub error: Option<RunError>,
     /// Web UI of the server the scenario ran on (its own one, for server faults).
     pub ui_url: Option<String>,
-    /// Wall time the scenario took in the harness, its private server's start included.
+    /// Wall time the scenario took in the harness, its private server's start included and
+    /// `waited` left out.
     pub wall: Duration,
+    /// Time it waited for its turn on a fixed task queue that another scenario had to itself.
+    pub waited: Duration,
     /// Every activity attempt as the wire proxy saw it (`--inject wire`, and workflows of the
     /// user's own run by a worker the harness started).
     pub wire_attempts: Vec<AttemptRecord>,
@@ -176,11 +179,12 @@ pub enum RunError {
         /// The server's address.
         address: String,
     },
-    /// No worker took the workflow's first task: nothing polls its task queue (a worker that
-    /// stopped can still be listed as a poller for a while).
+    /// No worker took the workflow's first task, and none polled its task queue meanwhile (a
+    /// worker that stopped can still be listed as a poller for a while, but its last poll ages).
     #[error(
         "no worker took the first workflow task of {workflow_id} from task queue `{task_queue}` within {waited_s} s, \
-         so it was terminated: is a worker polling that task queue (through `chaos proxy`, for faults on the wire)?"
+         and none polled that task queue in the last 10 s, so it was terminated: is a worker polling it (through \
+         `chaos proxy`, for faults on the wire)?"
     )]
     NotPickedUp {
         /// The workflow id.
@@ -267,7 +271,7 @@ async fn run_isolated(cluster: &Cluster, plan: &Plan, settings: &RunSettings, re
         _ => None,
     };
     let mut execution = run_one(private.as_ref().unwrap_or(cluster), plan, settings, &resources.workers).await;
-    execution.wall = began.elapsed();
+    execution.wall = began.elapsed().saturating_sub(execution.waited);
     if let Some(own) = private {
         resources.keep(own);
     }
@@ -284,6 +288,7 @@ fn new_execution(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Exec
         error: None,
         ui_url: cluster.ui_url.clone(),
         wall: Duration::ZERO,
+        waited: Duration::ZERO,
         wire_attempts: Vec::new(),
         worker: None,
     }
@@ -311,7 +316,9 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
         Placement::Shared { task_queue } => shared.run(cluster, &mut execution, settings, &task_queue).await,
         Placement::Own { fixed_queue } => match fixed_queue {
             Some(queue) => {
+                let asked = Instant::now();
                 let _turn = shared.exclusive(&queue).await;
+                execution.waited += asked.elapsed();
                 workers::with_own_worker(cluster, &mut execution, settings, &queue).await
             }
             None => {
@@ -321,7 +328,7 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
         },
     };
     execution.error = result.err();
-    execution.wall = began.elapsed();
+    execution.wall = began.elapsed().saturating_sub(execution.waited);
     if let Some(histories) = &mut execution.histories {
         histories.count_attempts_from(&execution.wire_attempts);
     }
@@ -411,7 +418,7 @@ pub(super) async fn execute(
     // its deadline.
     let watching = async {
         let stuck = tokio::select! {
-            stuck = stuck_workflow_task(client, &cluster.namespace, &workflow_id) => Some(stuck),
+            stuck = stuck_workflow_task(client, &cluster.namespace, &workflow_id, task_queue, began) => Some(stuck),
             _ = closed.notified() => None,
         };
         // Outside the race with `closed`, which the termination itself brings about.
@@ -425,10 +432,10 @@ pub(super) async fn execute(
     execution.histories = Some(read_histories(client, &workflow_id).await?);
     match stuck {
         Some(Stuck::Failing(message)) => Err(RunError::WorkflowTaskFailing { workflow_id, message }),
-        Some(Stuck::NotPickedUp) => Err(RunError::NotPickedUp {
+        Some(Stuck::NotPickedUp(waited)) => Err(RunError::NotPickedUp {
             workflow_id,
             task_queue: task_queue.to_owned(),
-            waited_s: NOT_PICKED_UP.as_secs(),
+            waited_s: waited.as_secs(),
         }),
         None => Ok(()),
     }
@@ -448,26 +455,37 @@ fn json_payload(value: &serde_json::Value) -> Payload {
 enum Stuck {
     /// The worker failed its workflow task and failed it again, with this message.
     Failing(String),
-    /// No worker took its first workflow task within [`NOT_PICKED_UP`].
-    NotPickedUp,
+    /// No worker took its first workflow task in this long, and none had polled its task queue
+    /// for [`NOT_PICKED_UP`].
+    NotPickedUp(Duration),
 }
 
 impl std::fmt::Display for Stuck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stuck::Failing(message) => write!(f, "the workflow task keeps failing: {message}"),
-            Stuck::NotPickedUp => write!(f, "no worker took its first workflow task"),
+            Stuck::NotPickedUp(_) => write!(f, "no worker took its first workflow task"),
         }
     }
 }
 
-/// How long a workflow's first task may wait for a worker (a polling worker takes it at once).
+/// How long a workflow's first task may wait for a worker when no worker polls its task queue
+/// meanwhile. A worker whose poll is open takes a task at once; one that is busy polls again as
+/// soon as it can, so a task it is behind on waits, but its poll times stay recent.
 const NOT_PICKED_UP: Duration = Duration::from_secs(10);
 
 /// Resolves once the workflow's tasks get nowhere: its task has failed on the worker and failed
 /// again (the server shows its third attempt, the last closed one a failure), or its first task
-/// was not taken for [`NOT_PICKED_UP`]. Never resolves for a healthy workflow.
-async fn stuck_workflow_task(client: &Client, namespace: &str, workflow_id: &str) -> Stuck {
+/// was not taken for [`NOT_PICKED_UP`] while no worker polled `task_queue` (the server's last
+/// access time of every poller older than that). Never resolves for a healthy workflow, nor for
+/// one whose worker is polling but behind. `began` is when the workflow was started.
+async fn stuck_workflow_task(
+    client: &Client,
+    namespace: &str,
+    workflow_id: &str,
+    task_queue: &str,
+    began: Instant,
+) -> Stuck {
     let waiting_since = std::cell::Cell::new(None::<Instant>);
     let stuck = poll(
         Duration::from_millis(500),
@@ -487,8 +505,26 @@ async fn stuck_workflow_task(client: &Client, namespace: &str, workflow_id: &str
                     .is_some_and(|t| t.state == PendingWorkflowTaskState::Scheduled as i32);
             let since = first_task_waits.then(|| waiting_since.get().unwrap_or_else(Instant::now));
             waiting_since.set(since);
-            if since.is_some_and(|s| s.elapsed() >= NOT_PICKED_UP) {
-                return Ok(Some(Stuck::NotPickedUp));
+            if let Some(since) = since.filter(|s| s.elapsed() >= NOT_PICKED_UP) {
+                // The server's clock now, without comparing clocks: its start time plus ours since.
+                let started = described
+                    .workflow_execution_info
+                    .as_ref()
+                    .and_then(|i| i.start_time.as_ref())
+                    .map(|t| (t.seconds, t.nanos));
+                let pollers = workers::workflow_pollers(client, namespace, task_queue).await;
+                let recent = started.is_none_or(|(seconds, nanos)| {
+                    let now = Duration::new(seconds.max(0) as u64, nanos.max(0) as u32) + began.elapsed();
+                    let quiet_since = now.saturating_sub(NOT_PICKED_UP);
+                    pollers.iter().any(|p| {
+                        p.last_access_time
+                            .as_ref()
+                            .is_some_and(|t| Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32) >= quiet_since)
+                    })
+                });
+                if !recent {
+                    return Ok(Some(Stuck::NotPickedUp(since.elapsed())));
+                }
             }
             let attempt = described.pending_workflow_task.map_or(0, |t| t.attempt);
             if attempt < 3 {
@@ -512,7 +548,7 @@ async fn stuck_workflow_task(client: &Client, namespace: &str, workflow_id: &str
         },
     );
     let stuck: Result<Stuck, ()> = stuck.await;
-    stuck.unwrap_or(Stuck::NotPickedUp)
+    stuck.unwrap_or(Stuck::NotPickedUp(NOT_PICKED_UP))
 }
 
 /// Terminates the workflow, saying `why`; a failure to do so is only logged.

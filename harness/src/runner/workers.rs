@@ -13,9 +13,11 @@ use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
-use temporalio_client::tonic::IntoRequest;
+use temporalio_client::{Client, tonic::IntoRequest};
 use temporalio_common::protos::temporal::api::{
-    enums::v1::TaskQueueType, taskqueue::v1::TaskQueue, workflowservice::v1::DescribeTaskQueueRequest,
+    enums::v1::TaskQueueType,
+    taskqueue::v1::{PollerInfo, TaskQueue},
+    workflowservice::v1::DescribeTaskQueueRequest,
 };
 use tokio::sync::{Mutex, OwnedRwLockWriteGuard, RwLock};
 
@@ -90,8 +92,17 @@ impl Placement {
 
 /// Whether any worker polls `task_queue` for workflow tasks.
 pub(super) async fn has_pollers(cluster: &Cluster, task_queue: &str) -> bool {
+    !workflow_pollers(&cluster.client, &cluster.namespace, task_queue)
+        .await
+        .is_empty()
+}
+
+/// The workers that polled `task_queue` for workflow tasks in the last few minutes, as the
+/// server lists them (a stopped worker stays listed for about five minutes); empty when the
+/// server does not answer.
+pub(super) async fn workflow_pollers(client: &Client, namespace: &str, task_queue: &str) -> Vec<PollerInfo> {
     let request = DescribeTaskQueueRequest {
-        namespace: cluster.namespace.clone(),
+        namespace: namespace.to_owned(),
         task_queue: Some(TaskQueue {
             name: task_queue.to_owned(),
             ..Default::default()
@@ -99,10 +110,11 @@ pub(super) async fn has_pollers(cluster: &Cluster, task_queue: &str) -> bool {
         task_queue_type: TaskQueueType::Workflow as i32,
         ..Default::default()
     };
-    let mut svc = cluster.client.connection().workflow_service();
+    let mut svc = client.connection().workflow_service();
     svc.describe_task_queue(request.into_request())
         .await
-        .is_ok_and(|r| !r.into_inner().pollers.is_empty())
+        .map(|r| r.into_inner().pollers)
+        .unwrap_or_default()
 }
 
 /// The worker process for `plan` connecting to `address` (a proxy of the harness's): the user's
@@ -264,7 +276,9 @@ impl SharedWorkers {
     ) -> Result<(), RunError> {
         let queue = self.queue(task_queue);
         let spec = &execution.plan.worker;
+        let asked = std::time::Instant::now();
         let turn = queue.turn.read().await;
+        execution.waited += asked.elapsed();
         let running = {
             let mut slot = queue.running.lock().await;
             match slot.as_ref() {
@@ -278,7 +292,9 @@ impl SharedWorkers {
         };
         let Some(running) = running else {
             drop(turn);
+            let asked = std::time::Instant::now();
             let _turn = self.exclusive(task_queue).await;
+            execution.waited += asked.elapsed();
             return with_own_worker(cluster, execution, settings, task_queue).await;
         };
         let result = execute(cluster, execution, settings, task_queue, None).await;
