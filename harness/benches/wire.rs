@@ -88,7 +88,7 @@ fn forwarding(c: &mut Criterion) {
     let (direct, proxy) = rt.block_on(async {
         let direct = upstream().await;
         let proxy = WireProxy::start(WireSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
             upstream: Endpoint::local(direct.to_string(), "default".into()),
             via: None,
         })
@@ -181,7 +181,7 @@ fn against_dev_server(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let (proxy, mut direct_client, mut proxy_client) = rt.block_on(async {
         let proxy = WireProxy::start(WireSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
             upstream: Endpoint::local(address.clone(), "default".into()),
             via: None,
         })

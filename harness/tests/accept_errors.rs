@@ -41,7 +41,7 @@ fn lowest_free_descriptor() -> u64 {
 async fn both_proxies_accept_again_after_running_out_of_file_descriptors() {
     let fault = FaultProxy::start(echo().await).await.unwrap();
     let wire = WireProxy::start(WireSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
         // Never reached: the test only needs the proxy to serve HTTP/2.
         upstream: Endpoint::local("127.0.0.1:9".into(), "default".into()),
         via: None,

@@ -5,12 +5,15 @@
 
 mod common;
 
-use common::{check, chaos_run, repo};
+use common::{chaos_run, check, repo};
 use std::path::{Path, PathBuf};
 
 /// Every shipped scenario with a `worker_crash`.
 fn shipped_crash_scenarios() -> Vec<PathBuf> {
-    let folders = [repo().join("scenarios/infrastructure"), repo().join("examples/python-worker/scenarios")];
+    let folders = [
+        repo().join("scenarios/infrastructure"),
+        repo().join("examples/python-worker/scenarios"),
+    ];
     let mut files: Vec<PathBuf> = folders
         .iter()
         .flat_map(|d| std::fs::read_dir(d).unwrap())
@@ -66,7 +69,11 @@ fn shipped_crash_scenarios_pass_with_their_crash_and_fail_without_it() {
     let run = chaos_run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     for file in &shipped {
         let name = std::fs::read_to_string(file).unwrap();
-        let name = name.lines().find_map(|l| l.strip_prefix("name = \"")).unwrap().trim_end_matches('"');
+        let name = name
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .unwrap()
+            .trim_end_matches('"');
         let scenario = run.scenario(name);
         assert_eq!(scenario["verdict"], "passed", "{name} with its crash:\n{}", run.stdout);
         let crash = check(scenario, "infra #1 applied");
@@ -77,7 +84,11 @@ fn shipped_crash_scenarios_pass_with_their_crash_and_fail_without_it() {
     }
     for (name, _) in &stripped {
         let scenario = run.scenario(name);
-        assert_eq!(scenario["verdict"], "failed", "{name} passed without its crash:\n{}", run.stdout);
+        assert_eq!(
+            scenario["verdict"], "failed",
+            "{name} passed without its crash:\n{}",
+            run.stdout
+        );
         let attempts = scenario["checks"]
             .as_array()
             .unwrap()
@@ -134,10 +145,16 @@ fn a_crash_loses_the_answer_the_wire_proxy_held_and_a_crash_after_the_answer_fai
         .find(|a| a["activity_type"] == "risky" && a["attempt"] == 1)
         .expect("attempt 1 in the wire log");
     assert_eq!(attempt_1["answer"]["kind"], "completed", "{attempt_1:#}");
-    assert_eq!(attempt_1["upstream"][0]["sent"]["kind"], "dropped_worker_gone", "{attempt_1:#}");
+    assert_eq!(
+        attempt_1["upstream"][0]["sent"]["kind"], "dropped_worker_gone",
+        "{attempt_1:#}"
+    );
     let crash = check(scenario, "infra #1 applied");
     let observed = crash["observed"].as_str().unwrap();
-    assert!(observed.contains("lost with the dead worker's connection"), "{observed}");
+    assert!(
+        observed.contains("lost with the dead worker's connection"),
+        "{observed}"
+    );
 
     let scenario = run.scenario("pointless-crash");
     assert_eq!(scenario["verdict"], "failed", "{}", run.stdout);

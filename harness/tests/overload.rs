@@ -44,7 +44,12 @@ fn four_hundred_scenarios_at_once_give_no_false_verdict_and_say_the_run_was_over
             format!("{} {} {}", s["name"], s["error"], checks.join("; "))
         })
         .collect();
-    assert!(failed.is_empty(), "{} false verdicts:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} false verdicts:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
     assert!(run.passed, "{}", run.stdout);
     // Whether this machine was saturated depends on the machine; when it was, the run says so.
     let waits: Vec<u64> = run.report["scenarios"]

@@ -270,3 +270,75 @@ fn a_worker_that_went_away_is_named_not_waited_for() {
         "{stdout}"
     );
 }
+
+/// A scenario for the example app's worker told to dial `127.0.0.1:{port}` as if it were written
+/// into its code (no placeholder), with `dials` saying so; fault #1 declines `charge` attempt 1.
+fn dialing(dir: &std::path::Path, name: &str, port: u16) -> String {
+    let file = dir.join(format!("{name}.toml"));
+    let cwd = example();
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{name}\"\nworkflow = \"PaymentWorkflow\"\ntask_queue = \"python-example\"\n\
+             args = [{{ amount = 40 }}]\n[worker]\ncommand = [\".venv/bin/python\", \"worker.py\"]\n\
+             cwd = \"{}\"\nenv = {{ TEMPORAL_HOST = \"127.0.0.1\", TEMPORAL_PORT = \"{port}\" }}\n\
+             dials = \"127.0.0.1:{port}\"\n[[fault]]\nactivity = \"charge\"\nattempts = [1]\nkind = \"error\"\n\
+             type = \"Flaky\"\n[expect]\noutcome = \"completed\"\nattempts = {{ charge = 2 }}\n",
+            cwd.display()
+        ),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+#[test]
+fn a_worker_that_dials_a_fixed_address_finds_the_proxy_there_one_scenario_at_a_time() {
+    if !venv_ready("a_worker_that_dials_a_fixed_address_finds_the_proxy_there_one_scenario_at_a_time") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let (first, second) = (
+        dialing(dir.path(), "dials-1", port),
+        dialing(dir.path(), "dials-2", port),
+    );
+    let run = chaos_run(&[&first, &second]);
+    assert!(run.passed, "{}\n{}", run.stdout, run.stderr);
+    for name in ["dials-1", "dials-2"] {
+        let scenario = run.scenario(name);
+        let worker = scenario["worker"].as_str().unwrap();
+        assert!(
+            worker.contains(&format!(
+                "the worker dials 127.0.0.1:{port}, where the harness put its proxy"
+            )),
+            "{worker}"
+        );
+        let fired = common::check(scenario, "fault #1 fired");
+        assert!(
+            fired["observed"]
+                .as_str()
+                .unwrap()
+                .contains("the wire proxy's log shows it injected on charge attempt 1"),
+            "{fired:#}"
+        );
+    }
+    // One at a time: the second waited for the first's turn on the address.
+    let waited = |name: &str| run.scenario(name)["waited_ms"].as_u64().unwrap_or(0);
+    assert!(
+        waited("dials-1") > 0 || waited("dials-2") > 0,
+        "{:#}",
+        run.report["scenarios"]
+    );
+
+    // The address is taken: the scenario says so and what to do.
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let run = chaos_run(&[&first]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let error = run.scenario("dials-1")["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains(&format!("the worker dials 127.0.0.1:{port} (`dials` in its [worker])"))
+            && error.contains(&format!("127.0.0.1:{port} is taken"))
+            && error.contains("stop what listens there"),
+        "{error}"
+    );
+}

@@ -112,7 +112,9 @@ fn run_report() -> RunReport {
         task_queue: "chaos-20261127-000000-abcd".into(),
         seed: None,
         interrupted_by: Some("SIGINT".into()),
-        warnings: vec!["the first workflow tasks of 1 of 3 scenarios waited 2 s or more for a worker (a sample)".into()],
+        warnings: vec![
+            "the first workflow tasks of 1 of 3 scenarios waited 2 s or more for a worker (a sample)".into(),
+        ],
         timing: Timing::of(Duration::from_millis(9000), Duration::from_millis(800), &scenarios),
         summary: Summary::of(&scenarios),
         scenarios,

@@ -187,7 +187,14 @@ fn a_real_run_replays_in_temporals_json_and_a_changed_history_fails_naming_workf
     let server = dev_server();
     let reports = tempfile::tempdir().unwrap();
     let root = reports.path().to_str().unwrap();
-    let run = chaos(&["run", "scenarios/activity", "--address", &server.address, "--reports", root]);
+    let run = chaos(&[
+        "run",
+        "scenarios/activity",
+        "--address",
+        &server.address,
+        "--reports",
+        root,
+    ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let dir = reports.path().join("latest");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
@@ -229,7 +236,16 @@ fn a_real_run_replays_in_temporals_json_and_a_changed_history_fails_naming_workf
     let file = dir.join(RAW_HISTORIES_DIR).join(format!("{workflow_id}.json"));
     let mut history: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let shown = std::process::Command::new(temporal_bin())
-        .args(["workflow", "show", "--output", "json", "--address", &server.address, "-w", workflow_id])
+        .args([
+            "workflow",
+            "show",
+            "--output",
+            "json",
+            "--address",
+            &server.address,
+            "-w",
+            workflow_id,
+        ])
         .output()
         .unwrap();
     assert!(shown.status.success(), "{}", text(&shown.stderr));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check, chaos_run};
+use common::{chaos_run, check};
 use std::path::Path;
 
 /// A resilient scenario `name` with `activity` settings and the rest of the file in `body`.
@@ -58,14 +58,24 @@ fn a_retry_that_never_started_still_counts_the_attempts_that_ran() {
     let scenario = sdk.scenario("retry-never-started");
     assert_eq!(scenario["verdict"], "passed", "{}", sdk.stdout);
     assert_eq!(scenario["attempts"]["risky"], 1, "{scenario:#}");
-    assert_eq!(scenario["attempts_at_least"], serde_json::json!(["risky"]), "{scenario:#}");
+    assert_eq!(
+        scenario["attempts_at_least"],
+        serde_json::json!(["risky"]),
+        "{scenario:#}"
+    );
     assert!(sdk.stdout.contains("risky×≥1"), "{}", sdk.stdout);
     let fired = check(scenario, "fault #1 fired");
     assert_eq!(fired["passed"], true, "{fired:#}");
-    assert!(!fired["observed"].as_str().unwrap().contains("never fired"), "{fired:#}");
+    assert!(
+        !fired["observed"].as_str().unwrap().contains("never fired"),
+        "{fired:#}"
+    );
     let failure = check(scenario, "failure");
     assert!(
-        failure["observed"].as_str().unwrap().contains("risky the last attempt that ran: application error Declined"),
+        failure["observed"]
+            .as_str()
+            .unwrap()
+            .contains("risky the last attempt that ran: application error Declined"),
         "{failure:#}"
     );
 }
@@ -94,5 +104,8 @@ fn an_attempt_cut_by_start_to_close_is_explained_when_history_says_schedule_to_c
             && observed.contains("no retry fitted in what was left of the schedule-to-close timeout"),
         "{observed}"
     );
-    assert!(failure["link"].is_string(), "the evidence links to the timeout event: {failure:#}");
+    assert!(
+        failure["link"].is_string(),
+        "the evidence links to the timeout event: {failure:#}"
+    );
 }

@@ -196,3 +196,34 @@ fn an_error_type_of_an_earlier_attempt_is_found_in_the_wire_log() {
         "{found:?}"
     );
 }
+
+/// A history the Python SDK (1.35) wrote against server 1.32, as `temporal workflow show --output
+/// json` prints it: a workflow that ran `my_local_act` as a local activity.
+#[test]
+fn a_fault_on_a_local_activity_says_it_ran_as_one() {
+    use temporal_chaos::history::{HistoryFacts, json};
+    let path = common::repo().join("harness/tests/fixtures/local-activity-history.json");
+    let events = json::from_json(&std::fs::read(path).unwrap()).unwrap();
+    let facts = HistoryFacts::from_events("la-wf", &events);
+    assert_eq!(facts.local_activities, ["my_local_act"]);
+    assert!(facts.activities.is_empty(), "no activity task of its own");
+    let plan = temporal_chaos::scenario::parse(
+        std::path::Path::new("local.toml"),
+        "name = \"local\"\nworkflow = \"LocalActWorkflow\"\ntask_queue = \"la-q\"\n\
+         [[fault]]\nactivity = \"my_local_act\"\nkind = \"error\"\ntype = \"Flaky\"\n\
+         [expect]\noutcome = \"completed\"\n",
+    )
+    .unwrap();
+    let h = Histories {
+        root: facts,
+        children: vec![],
+    };
+    let checks = verify(&plan, &h, &[], &[]);
+    let fired = checks.iter().find(|c| c.name == "fault #1 fired").unwrap();
+    assert!(!fired.passed);
+    assert!(
+        fired.observed.contains("my_local_act ran as a local activity")
+            && fired.observed.contains("never reach the wire"),
+        "{fired:?}"
+    );
+}

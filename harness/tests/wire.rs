@@ -39,7 +39,7 @@ const WAIT: Duration = Duration::from_secs(90);
 
 async fn start_proxy(upstream: &str) -> WireProxy {
     WireProxy::start(WireSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
         upstream: Endpoint::local(upstream.to_owned(), "default".into()),
         via: None,
     })
@@ -578,7 +578,7 @@ async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
     let dead = format!("127.0.0.1:{}", common::free_port());
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
     let settings = WireSettings {
-        listen,
+        listen: vec![listen],
         upstream: Endpoint::local(dead, "default".into()),
         via: None,
     };
@@ -619,7 +619,7 @@ async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
         "{message}"
     );
     let bad = WireProxy::start(WireSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
         upstream: Endpoint::local("localhost".into(), "default".into()),
         via: None,
     })
@@ -641,8 +641,14 @@ async fn the_proxys_own_calls_are_retried_and_a_call_that_never_lands_is_logged(
     let refusing = refusals.clone();
     let (port, seen) = common::hop::hop(server.grpc_port, move |parts| {
         let own = parts.uri.path().ends_with("/RespondActivityTaskFailed")
-            && parts.headers.get(http::header::USER_AGENT).is_some_and(|a| a == "temporal-chaos-wire-proxy");
-        let refuse = own && refusing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            && parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .is_some_and(|a| a == "temporal-chaos-wire-proxy");
+        let refuse = own
+            && refusing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
         refuse.then_some(14)
     });
     let proxy = start_proxy(&format!("127.0.0.1:{port}")).await;
@@ -675,7 +681,10 @@ async fn the_proxys_own_calls_are_retried_and_a_call_that_never_lands_is_logged(
     let shed = records(&attempts, "wire-shed", "risky");
     let injected = &shed[0].upstream[0];
     assert!(matches!(injected.sent, Sent::InjectedFailure { .. }), "{injected:?}");
-    assert_eq!((injected.status.as_str(), injected.tries, injected.answered), ("ok", 3, true));
+    assert_eq!(
+        (injected.status.as_str(), injected.tries, injected.answered),
+        ("ok", 3, true)
+    );
     let facts = history(&direct, "wire-shed").await;
     let risky = only_activity(&facts, "risky");
     assert_eq!(risky.attempts, 2);
@@ -689,7 +698,11 @@ async fn the_proxys_own_calls_are_retried_and_a_call_that_never_lands_is_logged(
     assert!(injected.tries > 3 && !injected.answered, "{injected:?}");
     let facts = history(&direct, "wire-lost").await;
     let failure = only_activity(&facts, "risky").last_failure.clone().unwrap();
-    assert_eq!(failure.kind, FailureKind::Timeout(TimeoutKind::StartToClose), "{failure:?}");
+    assert_eq!(
+        failure.kind,
+        FailureKind::Timeout(TimeoutKind::StartToClose),
+        "{failure:?}"
+    );
     let refused = seen.lock().unwrap().iter().filter(|c| c.refused.is_some()).count();
     assert_eq!(refused as u32, 2 + injected.tries);
 }

@@ -8,7 +8,7 @@
 //! Temporal protos (`harness/proto`, compiled by `build.rs`).
 
 use prost::Message;
-use prost_reflect::{DeserializeOptions, DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
 use std::sync::LazyLock;
 use temporalio_common::protos::temporal::api::history::v1::{History, HistoryEvent};
 
@@ -44,7 +44,8 @@ pub fn to_json(events: &[HistoryEvent]) -> Result<Vec<u8>, JsonError> {
         .stringify_64_bit_integers(true)
         .skip_default_fields(true);
     let mut out = Vec::new();
-    let mut json = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"  "));
+    let mut json =
+        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"  "));
     history.serialize_with_options(&mut json, &options)?;
     Ok(out)
 }
@@ -73,7 +74,9 @@ mod tests {
 
     fn events() -> Vec<HistoryEvent> {
         let started = WorkflowExecutionStartedEventAttributes {
-            workflow_type: Some(WorkflowType { name: "PaymentWorkflow".into() }),
+            workflow_type: Some(WorkflowType {
+                name: "PaymentWorkflow".into(),
+            }),
             original_execution_run_id: "run-1".into(),
             ..Default::default()
         };
@@ -112,10 +115,16 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
         let first = &value["events"][0];
         assert_eq!(first["eventId"], "1", "64-bit integers as strings");
-        assert_eq!(first["eventType"], "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", "enum names");
+        assert_eq!(
+            first["eventType"], "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+            "enum names"
+        );
         assert_eq!(first["eventTime"], "2025-12-02T06:00:00.123Z");
         let started = &first["workflowExecutionStartedEventAttributes"];
-        assert_eq!(started["workflowType"]["name"], "PaymentWorkflow", "camelCase, oneof by name");
+        assert_eq!(
+            started["workflowType"]["name"], "PaymentWorkflow",
+            "camelCase, oneof by name"
+        );
         let payload = &value["events"][1]["workflowExecutionCompletedEventAttributes"]["result"]["payloads"][0];
         assert_eq!(payload["metadata"]["encoding"], "anNvbi9wbGFpbg==", "bytes in base64");
         assert_eq!(from_json(&json).unwrap(), events());
@@ -123,8 +132,13 @@ mod tests {
 
     #[test]
     fn what_is_not_a_history_says_so() {
-        let err = from_json(br#"{"events": [{"eventId": "one"}]}"#).unwrap_err().to_string();
-        assert!(err.starts_with("not a workflow history in Temporal's JSON form"), "{err}");
+        let err = from_json(br#"{"events": [{"eventId": "one"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("not a workflow history in Temporal's JSON form"),
+            "{err}"
+        );
         let sdk_form = br#"{"events": [{"event_id": 1, "event_type": 1}]}"#;
         // Proto3 JSON parsers accept the original field names and enum numbers too.
         assert_eq!(from_json(sdk_form).unwrap()[0].event_id, 1);

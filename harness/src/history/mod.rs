@@ -300,6 +300,11 @@ pub struct HistoryFacts {
     pub activities: Vec<ActivityExecution>,
     /// Child workflows that started.
     pub children: Vec<ChildRef>,
+    /// Types of the local activities it ran (from their markers): they run inside a workflow
+    /// task, never as tasks of their own, so they are not in `activities` and never reach the
+    /// wire.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub local_activities: Vec<String>,
     /// Number of events.
     pub event_count: usize,
     /// The raw events, kept by [`HistoryFacts::read`] so the history can be written out and
@@ -329,6 +334,7 @@ impl HistoryFacts {
             close_event_id: None,
             activities: Vec::new(),
             children: Vec::new(),
+            local_activities: Vec::new(),
             event_count: events.len(),
             events: Vec::new(),
         };
@@ -397,7 +403,9 @@ impl HistoryFacts {
                     };
                     // Timed out waiting for a retry: the cause is the last attempt's failure.
                     let cause = a.failure.as_ref().and_then(|f| f.cause.as_deref());
-                    if let (0, Some(cause), Some(act)) = (a.started_event_id, cause, facts.activity_mut(a.scheduled_event_id)) {
+                    if let (0, Some(cause), Some(act)) =
+                        (a.started_event_id, cause, facts.activity_mut(a.scheduled_event_id))
+                    {
                         act.retry_never_started = true;
                         act.attempts = act.attempts.max(1);
                         act.attempts_exact = false;
@@ -407,6 +415,13 @@ impl HistoryFacts {
                 }
                 Attributes::ActivityTaskCanceledEventAttributes(a) => {
                     facts.close_activity(a.scheduled_event_id, ActivityClose::Canceled, ev.event_id, at);
+                }
+                Attributes::MarkerRecordedEventAttributes(a) => {
+                    if let Some(activity) = local_activity_type(a)
+                        && !facts.local_activities.contains(&activity)
+                    {
+                        facts.local_activities.push(activity);
+                    }
                 }
                 Attributes::ChildWorkflowExecutionStartedEventAttributes(a) => {
                     if let Some(we) = &a.workflow_execution {
@@ -470,11 +485,10 @@ impl HistoryFacts {
         self.closed_at?.duration_since(self.started_at?).ok()
     }
 
-    /// From its start to when a worker took its first workflow task (or to now, if none did).
+    /// From its start to when a worker took its first workflow task, if one did.
     fn first_task_wait_span(&self) -> Option<(SystemTime, SystemTime)> {
         let start = self.started_at?;
-        let taken = self.first_task_started_at.or(self.closed_at)?;
-        Some((start, taken.max(start)))
+        Some((start, self.first_task_started_at?.max(start)))
     }
 
     fn activity_mut(&mut self, scheduled_event_id: i64) -> Option<&mut ActivityExecution> {
@@ -506,6 +520,27 @@ pub fn raw_file_name(workflow_id: &str) -> String {
         })
         .collect();
     format!("{safe}.json")
+}
+
+/// The activity type of a local activity's marker, as the SDKs write it: core-based SDKs (Rust,
+/// Python, TypeScript, .NET) a `core_local_activity` marker whose `data` is JSON with
+/// `activity_type`; Go a `LocalActivity` marker whose `data` has `ActivityType`; Java a
+/// `LocalActivity` marker with the type as its own `type` payload.
+fn local_activity_type(
+    marker: &temporalio_common::protos::temporal::api::history::v1::MarkerRecordedEventAttributes,
+) -> Option<String> {
+    let first = |key: &str| -> Option<serde_json::Value> {
+        let payload = marker.details.get(key)?.payloads.first()?;
+        serde_json::from_slice(&payload.data).ok()
+    };
+    let named = |value: serde_json::Value, field: &str| value.get(field)?.as_str().map(str::to_owned);
+    match marker.marker_name.as_str() {
+        "core_local_activity" => named(first("data")?, "activity_type"),
+        "LocalActivity" => first("type")
+            .and_then(|t| t.as_str().map(str::to_owned))
+            .or_else(|| named(first("data")?, "ActivityType")),
+        _ => None,
+    }
 }
 
 /// A protobuf duration; `None` when zero (unset) or negative.
@@ -604,7 +639,8 @@ impl Histories {
     /// task, overlapping waits counted once: time spent waiting for a worker (or for a saturated
     /// harness or server), not the workflow's own.
     pub fn first_task_waits(&self) -> Duration {
-        let mut spans: Vec<(SystemTime, SystemTime)> = self.all().filter_map(HistoryFacts::first_task_wait_span).collect();
+        let mut spans: Vec<(SystemTime, SystemTime)> =
+            self.all().filter_map(HistoryFacts::first_task_wait_span).collect();
         spans.sort();
         let mut total = Duration::ZERO;
         let mut covered: Option<(SystemTime, SystemTime)> = None;
@@ -618,7 +654,10 @@ impl Histories {
                 None => Some((from, to)),
             };
         }
-        total + covered.map_or(Duration::ZERO, |(start, end)| end.duration_since(start).unwrap_or_default())
+        total
+            + covered.map_or(Duration::ZERO, |(start, end)| {
+                end.duration_since(start).unwrap_or_default()
+            })
     }
 
     /// The workflow's own time: start to close, less [`Self::first_task_waits`].
@@ -702,4 +741,36 @@ pub async fn read_events(client: &Client, workflow_id: &str) -> Result<Vec<Histo
             workflow_id: workflow_id.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history started at `start` s whose first workflow task started at `taken` s.
+    fn facts(id: &str, start: u64, taken: Option<u64>, closed: u64) -> HistoryFacts {
+        let at = |s: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        HistoryFacts {
+            started_at: at(start),
+            first_task_started_at: taken.and_then(at),
+            closed_at: at(closed),
+            ..HistoryFacts::from_events(id, &[])
+        }
+    }
+
+    #[test]
+    fn first_task_waits_of_parallel_children_count_once() {
+        let h = Histories {
+            // The root waited 1 s; its two children, started together, 5 s and 3 s.
+            root: facts("root", 100, Some(101), 120),
+            children: vec![
+                facts("a", 102, Some(107), 110),
+                facts("b", 102, Some(105), 111),
+                // A child no worker ever took adds nothing.
+                facts("c", 112, None, 118),
+            ],
+        };
+        assert_eq!(h.first_task_waits(), Duration::from_secs(6));
+        assert_eq!(h.own_duration(), Some(Duration::from_secs(14)));
+    }
 }

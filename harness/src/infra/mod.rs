@@ -16,7 +16,7 @@ pub use network::NetworkFault;
 pub use server_pause::ServerPause;
 pub use server_restart::ServerRestart;
 pub use worker_crash::WorkerCrash;
-pub use worker_process::{PLACEHOLDERS, READY_TIMEOUT, Readiness, WorkerCommand, WorkerProcess, WorkerSpec};
+pub use worker_process::{Dials, PLACEHOLDERS, READY_TIMEOUT, Readiness, WorkerCommand, WorkerProcess, WorkerSpec};
 
 use crate::kind::{Kinds, kinds};
 use futures::future::BoxFuture;

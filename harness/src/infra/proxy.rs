@@ -310,7 +310,10 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(5), next.read(&mut buf))
             .await
             .expect("the next client was accepted while the first one's upstream hung");
-        assert_eq!(read.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            read.map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::ConnectionReset)
+        );
         drop((full, fillers));
     }
 }

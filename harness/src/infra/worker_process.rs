@@ -55,6 +55,73 @@ pub struct WorkerSpec {
     /// How long the worker may take to poll its task queue once started.
     #[serde(with = "humantime_serde")]
     pub ready_timeout: Duration,
+    /// The fixed address the worker dials (its code names it), where the harness puts its proxy
+    /// instead of on a free port.
+    pub dials: Option<Dials>,
+}
+
+/// A loopback `host:port` a worker dials whatever it is told, e.g. `localhost:7233` in the
+/// official samples: the harness listens there, so the worker needs no change.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
+#[serde(into = "String")]
+pub struct Dials {
+    /// `localhost`, or a loopback address (`127.0.0.1`, `::1`).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl Dials {
+    /// Parses `host:port` (`[::1]:port` for IPv6) on this machine's loopback; the error says
+    /// what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let form = "write HOST:PORT on this machine's loopback, e.g. \"localhost:7233\" or \"127.0.0.1:7233\"";
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("`{text}`: {form}"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{text}`: `{port}` is not a port number (1-65535)"))?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback =
+            bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(format!(
+                "`{text}`: the harness can only listen on this machine's loopback (localhost, 127.0.0.1, [::1]), \
+                 where it puts the worker's proxy"
+            ));
+        }
+        Ok(Self {
+            host: bare.to_owned(),
+            port,
+        })
+    }
+
+    /// The socket addresses it names: each address of `localhost`, or the one given.
+    pub async fn addresses(&self) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        let mut found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await?
+            .filter(|a| a.ip().is_loopback())
+            .collect();
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+}
+
+impl std::fmt::Display for Dials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl From<Dials> for String {
+    fn from(dials: Dials) -> String {
+        dials.to_string()
+    }
 }
 
 /// What a `[worker]` may refer to, each written `{name}`: the address the worker must connect to
@@ -75,6 +142,7 @@ impl WorkerSpec {
             cwd: self.cwd.clone(),
             env: self.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
             ready_timeout: self.ready_timeout,
+            dials: self.dials.clone(),
         }
     }
 

@@ -295,7 +295,7 @@ impl ScenarioReport {
                 .map(|d| d.as_millis() as u64),
             verdict: if passed { Verdict::Passed } else { Verdict::Failed },
             wall_ms: Some(wall.as_millis() as u64),
-            waited_ms: (!waited.is_zero()).then(|| waited.as_millis() as u64),
+            waited_ms: (!waited.is_zero()).then_some(waited.as_millis() as u64),
             first_task_wait_ms: histories.as_ref().map(|h| h.first_task_waits().as_millis() as u64),
             wire_attempts,
             passed,

@@ -168,6 +168,19 @@ pub enum RunError {
     /// The scenario's wire proxy did not start.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The address the user's worker dials (`dials` in its `[worker]`) cannot take the
+    /// harness's proxy.
+    #[error(
+        "the worker dials {dials} (`dials` in its [worker]), so the harness puts its proxy there, but {reason}: \
+         stop what listens there (a Temporal dev server started on its default port?), or let the worker take its \
+         address from the environment (TEMPORAL_ADDRESS, or `{{address}}` in [worker]) and drop `dials`"
+    )]
+    Dials {
+        /// The address.
+        dials: String,
+        /// Why the proxy cannot listen there.
+        reason: String,
+    },
     /// No worker polls the task queue of a workflow the harness does not run a worker for.
     #[error(
         "no worker polls task queue `{task_queue}` on {address}: start your worker (connected through \
@@ -314,18 +327,21 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
             }),
         },
         Placement::Shared { task_queue } => shared.run(cluster, &mut execution, settings, &task_queue).await,
-        Placement::Own { fixed_queue } => match fixed_queue {
-            Some(queue) => {
-                let asked = Instant::now();
-                let _turn = shared.exclusive(&queue).await;
-                execution.waited += asked.elapsed();
-                workers::with_own_worker(cluster, &mut execution, settings, &queue).await
-            }
-            None => {
-                let queue = format!("{}-{}", settings.task_queue, plan.name);
-                workers::with_own_worker(cluster, &mut execution, settings, &queue).await
-            }
-        },
+        Placement::Own { fixed_queue, dials } => {
+            // The address first, then the queue: in one order, so no two scenarios wait on each other.
+            let asked = Instant::now();
+            let _address = match &dials {
+                Some(dials) => Some(shared.address_turn(dials).await),
+                None => None,
+            };
+            let _queue = match &fixed_queue {
+                Some(queue) => Some(shared.exclusive(queue).await),
+                None => None,
+            };
+            execution.waited += asked.elapsed();
+            let queue = fixed_queue.unwrap_or_else(|| format!("{}-{}", settings.task_queue, plan.name));
+            workers::with_own_worker(cluster, &mut execution, settings, &queue, dials.as_ref()).await
+        }
     };
     execution.error = result.err();
     execution.wall = began.elapsed().saturating_sub(execution.waited);
@@ -338,7 +354,7 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
 /// A wire proxy in front of `cluster` on a free loopback port.
 pub fn wire_settings(cluster: &Cluster) -> WireSettings {
     WireSettings {
-        listen: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+        listen: vec![(std::net::Ipv4Addr::LOCALHOST, 0).into()],
         upstream: cluster.endpoint().clone(),
         via: None,
     }
@@ -517,9 +533,9 @@ async fn stuck_workflow_task(
                     let now = Duration::new(seconds.max(0) as u64, nanos.max(0) as u32) + began.elapsed();
                     let quiet_since = now.saturating_sub(NOT_PICKED_UP);
                     pollers.iter().any(|p| {
-                        p.last_access_time
-                            .as_ref()
-                            .is_some_and(|t| Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32) >= quiet_since)
+                        p.last_access_time.as_ref().is_some_and(|t| {
+                            Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32) >= quiet_since
+                        })
                     })
                 });
                 if !recent {

@@ -4,10 +4,10 @@
 
 use super::{Execution, Inject, RunError, RunSettings, execute, wire_settings};
 use crate::{
-    infra::{InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
+    infra::{Dials, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
     target::Cluster,
-    wire::WireProxy,
+    wire::{WireError, WireProxy},
 };
 use std::{
     collections::{HashMap, HashSet},
@@ -19,7 +19,7 @@ use temporalio_common::protos::temporal::api::{
     taskqueue::v1::{PollerInfo, TaskQueue},
     workflowservice::v1::DescribeTaskQueueRequest,
 };
-use tokio::sync::{Mutex, OwnedRwLockWriteGuard, RwLock};
+use tokio::sync::{Mutex, OwnedMutexGuard, OwnedRwLockWriteGuard, RwLock};
 
 /// Where a plan's workflow runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +28,13 @@ pub(super) enum Placement {
     Harness,
     /// A worker process of the scenario's own, behind its own proxies, so that infrastructure
     /// faults touch nothing else; on the user's fixed task queue, if any, which the scenario then
-    /// has to itself.
+    /// has to itself; with its wire proxy on the fixed address the worker dials, if any, which
+    /// the scenario then has to itself too.
     Own {
         /// The user worker's fixed task queue.
         fixed_queue: Option<String>,
+        /// The fixed address the user's worker dials.
+        dials: Option<Dials>,
     },
     /// The user's worker shared by the scenarios on its fixed task queue.
     Shared {
@@ -53,14 +56,18 @@ impl Placement {
             (true, None, queue) => Placement::External {
                 task_queue: queue.clone().unwrap_or_default(),
             },
-            (true, Some(_), Some(queue)) if plan.infra.is_empty() => Placement::Shared {
+            (true, Some(worker), Some(queue)) if plan.infra.is_empty() && worker.dials.is_none() => Placement::Shared {
                 task_queue: queue.clone(),
             },
-            (true, Some(_), queue) => Placement::Own {
+            (true, Some(worker), queue) => Placement::Own {
                 fixed_queue: queue.clone(),
+                dials: worker.dials.clone(),
             },
             (false, ..) if plan.infra.is_empty() => Placement::Harness,
-            (false, ..) => Placement::Own { fixed_queue: None },
+            (false, ..) => Placement::Own {
+                fixed_queue: None,
+                dials: None,
+            },
         }
     }
 
@@ -71,15 +78,23 @@ impl Placement {
         }
         Some(match self {
             Placement::Harness => return None,
-            Placement::Own { fixed_queue: Some(q) } => format!(
-                "a worker process of its own on task queue `{q}`, which it had to itself (its infrastructure \
-                 faults would disturb other scenarios); log worker-{}.log",
-                plan.name
-            ),
-            Placement::Own { fixed_queue: None } => format!(
-                "a worker process of its own on task queue `{}-{}`; log worker-{}.log",
-                settings.task_queue, plan.name, plan.name
-            ),
+            Placement::Own { fixed_queue, dials } => {
+                let queue = match fixed_queue {
+                    Some(q) => format!("task queue `{q}`, which it had to itself"),
+                    None => format!("task queue `{}-{}`", settings.task_queue, plan.name),
+                };
+                let why = match (dials, plan.infra.is_empty()) {
+                    (Some(d), _) => {
+                        format!(" (the worker dials {d}, where the harness put its proxy: one such scenario at a time)")
+                    }
+                    (None, false) => " (its infrastructure faults would disturb other scenarios)".into(),
+                    (None, true) => String::new(),
+                };
+                format!(
+                    "a worker process of its own on {queue}{why}; log worker-{}.log",
+                    plan.name
+                )
+            }
             Placement::Shared { task_queue } => format!(
                 "the worker process shared by the scenarios on task queue `{task_queue}`; log worker-{task_queue}.log"
             ),
@@ -175,6 +190,7 @@ pub(super) async fn with_own_worker(
     execution: &mut Execution,
     settings: &RunSettings,
     task_queue: &str,
+    dials: Option<&Dials>,
 ) -> Result<(), RunError> {
     let plan = execution.plan.clone();
     // worker -> [wire proxy ->] network fault proxy -> frontend: the wire proxy sits beside the
@@ -184,15 +200,13 @@ pub(super) async fn with_own_worker(
         .map_err(RunError::Proxy)?;
     let wire = match (settings.inject, &plan.worker) {
         (Inject::Sdk, None) => None,
-        _ => Some(
-            WireProxy::start(crate::wire::WireSettings {
-                via: Some(proxy.address()),
-                ..wire_settings(cluster)
-            })
-            .await?,
-        ),
+        _ => Some(start_wire(cluster, Some(proxy.address()), dials).await?),
     };
-    let worker_address = wire.as_ref().map_or_else(|| proxy.address(), WireProxy::address);
+    let worker_address = match (dials, &wire) {
+        (Some(dials), _) => dials.to_string(),
+        (None, Some(wire)) => wire.address(),
+        (None, None) => proxy.address(),
+    };
     let log = settings.log_dir.join(format!("worker-{}.log", plan.name));
     let worker = worker_process(cluster, &plan, &worker_address, wire.as_ref(), task_queue, log)?;
     let started = worker.start().await;
@@ -215,12 +229,46 @@ pub(super) async fn with_own_worker(
     result
 }
 
+/// A wire proxy in front of `cluster` (through `via`, if given) on a free loopback port, or on
+/// the fixed address a user's worker dials.
+async fn start_wire(cluster: &Cluster, via: Option<String>, dials: Option<&Dials>) -> Result<WireProxy, RunError> {
+    let Some(dials) = dials else {
+        return Ok(WireProxy::start(crate::wire::WireSettings {
+            via,
+            ..wire_settings(cluster)
+        })
+        .await?);
+    };
+    let taken = |reason: String| RunError::Dials {
+        dials: dials.to_string(),
+        reason,
+    };
+    let listen = dials
+        .addresses()
+        .await
+        .map_err(|e| taken(format!("it does not resolve here ({e})")))?;
+    let settings = crate::wire::WireSettings {
+        listen,
+        via,
+        ..wire_settings(cluster)
+    };
+    WireProxy::start(settings).await.map_err(|e| match e {
+        WireError::Listen { listen, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+            taken(format!("{listen} is taken"))
+        }
+        WireError::Listen { listen, source } => taken(format!("it cannot listen on {listen} ({source})")),
+        other => other.into(),
+    })
+}
+
 /// The user workers shared by the scenarios on one fixed task queue, each started when the first
 /// such scenario needs it; a scenario that would disturb it (an infrastructure fault, another
 /// `[worker]`) waits for the others, stops it and runs with its own.
 #[derive(Default)]
 pub struct SharedWorkers {
     queues: std::sync::Mutex<HashMap<String, Arc<Queue>>>,
+    /// The fixed addresses users' workers dial, each taken by one scenario at a time.
+    addresses: std::sync::Mutex<HashMap<Dials, Arc<Mutex<()>>>>,
 }
 
 /// One fixed task queue: who may use it now, and its shared worker if running.
@@ -295,7 +343,7 @@ impl SharedWorkers {
             let asked = std::time::Instant::now();
             let _turn = self.exclusive(task_queue).await;
             execution.waited += asked.elapsed();
-            return with_own_worker(cluster, execution, settings, task_queue).await;
+            return with_own_worker(cluster, execution, settings, task_queue, None).await;
         };
         let result = execute(cluster, execution, settings, task_queue, None).await;
         let ids: HashSet<&str> = execution
@@ -321,6 +369,16 @@ impl SharedWorkers {
         turn
     }
 
+    /// Waits until no other scenario's worker dials `dials`; the address is the caller's until
+    /// the guard drops.
+    pub(super) async fn address_turn(&self, dials: &Dials) -> OwnedMutexGuard<()> {
+        let turn = {
+            let mut addresses = self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            addresses.entry(dials.clone()).or_default().clone()
+        };
+        turn.lock_owned().await
+    }
+
     /// Stops every shared worker.
     pub async fn stop(&self) {
         let queues: Vec<Arc<Queue>> = self
@@ -343,7 +401,7 @@ async fn start_shared(
     settings: &RunSettings,
     task_queue: &str,
 ) -> Result<Running, RunError> {
-    let wire = WireProxy::start(wire_settings(cluster)).await?;
+    let wire = start_wire(cluster, None, None).await?;
     let log = settings.log_dir.join(format!("worker-{task_queue}.log"));
     let worker = worker_process(cluster, plan, &wire.address(), Some(&wire), task_queue, log)?;
     worker.start().await?;

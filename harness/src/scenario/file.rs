@@ -39,6 +39,7 @@ pub(super) struct WorkerSection {
     #[serde(default)]
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     pub ready_timeout: Option<Spanned<String>>,
+    pub dials: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

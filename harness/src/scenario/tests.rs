@@ -194,6 +194,34 @@ fn a_workflow_of_your_own_takes_args_a_worker_and_generic_expectations() {
 }
 
 #[test]
+fn a_worker_may_dial_a_fixed_loopback_address() {
+    let with = |dials: &str| USER.replace("ready_timeout = \"5s\"", &format!("dials = \"{dials}\""));
+    let plan = parse(Path::new("/work/app/scenarios/s.toml"), &with("localhost:7233")).unwrap();
+    let dials = plan.worker.unwrap().dials.unwrap();
+    assert_eq!(
+        (dials.host.as_str(), dials.port, dials.to_string()),
+        ("localhost", 7233, "localhost:7233".into())
+    );
+    let v6 = parse(Path::new("s.toml"), &with("[::1]:7233"))
+        .unwrap()
+        .worker
+        .unwrap()
+        .dials
+        .unwrap();
+    assert_eq!(v6.to_string(), "[::1]:7233");
+    for (bad, says) in [
+        ("temporal.internal:7233", "only listen on this machine's loopback"),
+        ("10.0.0.5:7233", "only listen on this machine's loopback"),
+        ("localhost:0", "is not a port number"),
+        ("localhost", "write HOST:PORT"),
+    ] {
+        let p = problems(&with(bad));
+        assert!(p[0].contains("`dials`") && p[0].contains(says), "{bad}: {p:?}");
+        assert!(p[0].starts_with("s.toml:9:"), "names the line: {p:?}");
+    }
+}
+
+#[test]
 fn demo_and_user_fields_do_not_mix() {
     let p = problems(&USER.replace("[[fault]]", "[activity]\nstart_to_close = \"1s\"\n\n[[fault]]"));
     assert!(

@@ -8,7 +8,7 @@ use super::{
 use crate::{
     failure::{FailureKind, TimeoutKind},
     faults::{AttemptSelector, FaultAction, FaultPlan, FaultRule},
-    infra::{Capability, InfraAction, InfraRule, PLACEHOLDERS, READY_TIMEOUT, Trigger, WorkerSpec},
+    infra::{Capability, Dials, InfraAction, InfraRule, PLACEHOLDERS, READY_TIMEOUT, Trigger, WorkerSpec},
     plan::{
         ActivitySettings, Expectations, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings, UserWorkflow,
         WorkflowSpec,
@@ -108,6 +108,11 @@ fn worker_spec(path: &Path, w: &WorkerSection, d: &mut Diagnostics<'_>) -> Optio
             .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
             .collect(),
         ready_timeout: duration(&w.ready_timeout, d).unwrap_or(READY_TIMEOUT),
+        dials: w.dials.as_ref().and_then(|text| {
+            Dials::parse(text.get_ref())
+                .map_err(|e| d.error(text.span(), format!("`dials`: {e}")))
+                .ok()
+        }),
     })
 }
 

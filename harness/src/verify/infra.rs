@@ -65,7 +65,10 @@ fn crash_cost(activity: &str, attempt: u32, killed_ms: u64, h: &Histories, wire:
     let mut lost = Vec::new();
     let mut evidence = None;
     let label = format!("{activity} attempt {attempt}");
-    for record in wire.iter().filter(|r| r.activity_type == activity && r.attempt == attempt) {
+    for record in wire
+        .iter()
+        .filter(|r| r.activity_type == activity && r.attempt == attempt)
+    {
         if !record.delivered {
             changed_nothing.get_or_insert(format!(
                 "{label} never reached the worker: the wire proxy failed it itself, so the crash cost it nothing"
@@ -109,13 +112,11 @@ fn crash_cost(activity: &str, attempt: u32, killed_ms: u64, h: &Histories, wire:
     for act in h.activities().filter(|a| a.activity_type == activity) {
         match history_cost(act, attempt) {
             Some(Ok(why)) => lost.push(why),
-            Some(Err((why, event))) => {
-                if changed_nothing.is_none() {
-                    evidence = Evidence::at(&act.workflow_id, Some(event));
-                    changed_nothing = Some(why);
-                }
+            Some(Err((why, event))) if changed_nothing.is_none() => {
+                evidence = Evidence::at(&act.workflow_id, Some(event));
+                changed_nothing = Some(why);
             }
-            None => {}
+            _ => {}
         }
     }
     if lost.is_empty() {
@@ -135,11 +136,16 @@ fn history_cost(act: &ActivityExecution, attempt: u32) -> Option<Result<String, 
     let label = format!("{} attempt {attempt}", act.activity_type);
     let closing = act.close_event_id.unwrap_or(act.scheduled_event_id);
     let answered = |kind: &FailureKind| {
-        format!("{label} failed with {kind} (history) before the kill: its worker had answered, so the crash changed nothing")
+        format!(
+            "{label} failed with {kind} (history) before the kill: its worker had answered, so the crash changed nothing"
+        )
     };
     if act.retry_never_started {
         // The last attempt that ran ended with `last_failure`; its retry never started.
-        let failure = act.last_failure.as_ref().filter(|_| act.attempts_exact && act.attempts == attempt)?;
+        let failure = act
+            .last_failure
+            .as_ref()
+            .filter(|_| act.attempts_exact && act.attempts == attempt)?;
         return Some(match &failure.kind {
             FailureKind::Timeout(kind) => Ok(format!("{label} timed out ({kind}) in history")),
             kind @ FailureKind::Error(_) => Err((answered(kind), failure.event_id)),
@@ -148,7 +154,9 @@ fn history_cost(act: &ActivityExecution, attempt: u32) -> Option<Result<String, 
     if act.attempts == attempt {
         return match &act.close {
             Some(ActivityClose::Completed) => Some(Err((
-                format!("{label} completed (history): its worker answered before the kill, so the crash changed nothing"),
+                format!(
+                    "{label} completed (history): its worker answered before the kill, so the crash changed nothing"
+                ),
                 closing,
             ))),
             Some(ActivityClose::Failed { failure, .. }) => Some(Err((answered(&failure.kind), closing))),

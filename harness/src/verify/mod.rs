@@ -187,7 +187,11 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptR
         }
         checks.push(check);
     }
-    checks.extend(infra.iter().map(|event| infra::infra_check(event, &plan.infra, h, wire)));
+    checks.extend(
+        infra
+            .iter()
+            .map(|event| infra::infra_check(event, &plan.infra, h, wire)),
+    );
     checks
 }
 
@@ -421,7 +425,7 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
                 ),
                 _ => String::new(),
             };
-            (false, format!("never fired: {}{why}", or_none(&notes, h)), None)
+            (false, format!("never fired: {}{why}", or_none(rule, &notes, h)), None)
         }
         (true, Some((act, event, why)), _) => (false, why, Evidence::at(&act.workflow_id, Some(event))),
         (true, None, Some((act, event, why))) => (true, why, Evidence::at(&act.workflow_id, Some(event))),
@@ -430,7 +434,7 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
             true,
             format!(
                 "{} (failures of earlier attempts are not kept in history)",
-                or_none(&notes, h)
+                or_none(rule, &notes, h)
             ),
             None,
         ),
@@ -512,10 +516,17 @@ fn undelivered(record: &AttemptRecord) -> Option<String> {
     })
 }
 
-/// The notes, or that the targeted activity never ran, naming those that did (a typo shows).
-fn or_none(notes: &[String], h: &Histories) -> String {
+/// The notes, or that the targeted activity never ran, naming those that did (a typo shows), or
+/// that it ran as a local activity.
+fn or_none(rule: &FaultRule, notes: &[String], h: &Histories) -> String {
     if !notes.is_empty() {
         return notes.join("; ");
+    }
+    if let Some(local) = h.all().flat_map(|f| &f.local_activities).find(|t| rule.targets(t)) {
+        return format!(
+            "{local} ran as a local activity: local activities run inside the workflow task, with no task of \
+             their own, so they never reach the wire; aim the fault at a regular activity"
+        );
     }
     let mut ran: Vec<&str> = h.activities().map(|a| a.activity_type.as_str()).collect();
     ran.sort_unstable();

@@ -62,7 +62,7 @@ pub struct ProxyOptions {
 /// Runs `chaos proxy` until SIGINT or SIGTERM; prints one JSON line per activity attempt seen.
 pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
     let settings = WireSettings {
-        listen: options.listen,
+        listen: vec![options.listen],
         upstream: options.connection.resolve()?,
         via: None,
     };
@@ -105,8 +105,9 @@ pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
 /// How the proxy runs.
 #[derive(Debug, Clone)]
 pub struct WireSettings {
-    /// Where workers connect (port 0 picks a free one).
-    pub listen: SocketAddr,
+    /// Where workers connect: one address or more, e.g. both loopback addresses of `localhost`
+    /// (port 0 picks a free one).
+    pub listen: Vec<SocketAddr>,
     /// The Temporal frontend and how to reach it (TLS, API key); its namespace is for the proxy's
     /// own calls when a task does not name one.
     pub upstream: Endpoint,
@@ -143,15 +144,15 @@ pub struct WireProxy {
 }
 
 impl WireProxy {
-    /// Binds `settings.listen` and serves in the background.
+    /// Binds every address of `settings.listen` and serves in the background.
     pub async fn start(settings: WireSettings) -> Result<Self, WireError> {
-        let (listener, proxy) = bind(&settings).await?;
-        let address = listener.local_addr().map_err(|source| WireError::Listen {
-            listen: settings.listen,
+        let (listeners, proxy) = bind(&settings).await?;
+        let address = listeners[0].local_addr().map_err(|source| WireError::Listen {
+            listen: settings.listen[0],
             source,
         })?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept(listener, proxy.clone(), async {
+        let task = tokio::spawn(accept(listeners, proxy.clone(), async {
             let _ = stopped.await;
         }));
         Ok(Self {
@@ -162,7 +163,7 @@ impl WireProxy {
         })
     }
 
-    /// `host:port` workers connect to.
+    /// `host:port` workers connect to (the first address it listens on).
     pub fn address(&self) -> String {
         self.address.to_string()
     }
@@ -202,33 +203,46 @@ impl Drop for WireProxy {
 /// Runs the proxy until `until` completes (e.g. Ctrl-C) and returns its attempt log: the body of
 /// a `chaos proxy --listen ADDR --upstream ADDR` command.
 pub async fn serve(settings: WireSettings, until: impl Future<Output = ()>) -> Result<Vec<AttemptRecord>, WireError> {
-    let (listener, proxy) = bind(&settings).await?;
-    accept(listener, proxy.clone(), until).await;
+    let (listeners, proxy) = bind(&settings).await?;
+    accept(listeners, proxy.clone(), until).await;
     Ok(proxy.log().records())
 }
 
-async fn bind(settings: &WireSettings) -> Result<(TcpListener, Arc<Proxy>), WireError> {
+async fn bind(settings: &WireSettings) -> Result<(Vec<TcpListener>, Arc<Proxy>), WireError> {
     let upstream = Upstream::new(UpstreamEndpoint::new(&settings.upstream, settings.via.as_deref())?);
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| WireError::Listen {
-            listen: settings.listen,
-            source,
-        })?;
+    let mut listeners = Vec::with_capacity(settings.listen.len());
+    for &listen in &settings.listen {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| WireError::Listen { listen, source })?;
+        listeners.push(listener);
+    }
+    if listeners.is_empty() {
+        return Err(WireError::Listen {
+            listen: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on"),
+        });
+    }
     Ok((
-        listener,
+        listeners,
         Arc::new(Proxy::new(upstream, settings.upstream.namespace.clone())),
     ))
 }
 
+/// The next connection on any of `listeners`.
+async fn accept_any(listeners: &[TcpListener]) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    let accepts = listeners.iter().map(|l| Box::pin(l.accept()));
+    futures::future::select_all(accepts).await.0
+}
+
 /// Accepts HTTP/2 connections until `until`; then closes them and drops held calls.
-async fn accept(listener: TcpListener, proxy: Arc<Proxy>, until: impl Future<Output = ()>) {
+async fn accept(listeners: Vec<TcpListener>, proxy: Arc<Proxy>, until: impl Future<Output = ()>) {
     let mut connections = JoinSet::new();
     tokio::pin!(until);
     loop {
         let accepted = tokio::select! {
             () = &mut until => break,
-            accepted = listener.accept() => accepted,
+            accepted = accept_any(&listeners) => accepted,
         };
         while connections.try_join_next().is_some() {}
         let stream = match accepted {
@@ -270,7 +284,7 @@ async fn accept(listener: TcpListener, proxy: Arc<Proxy>, until: impl Future<Out
             }
         });
     }
-    drop(listener);
+    drop(listeners);
     // Calls in flight end with an "unavailable" status, which the workers get before their
     // connections close (a GOAWAY); connections that do not finish in time are cut.
     proxy.close();

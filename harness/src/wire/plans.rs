@@ -321,8 +321,12 @@ mod tests {
                 let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let (plan, n) = (plan.clone(), counted.fetch_add(1, Ordering::SeqCst));
                     async move {
-                        let body = http_body_util::BodyExt::collect(request.into_body()).await.unwrap().to_bytes();
-                        let asked: DescribeWorkflowExecutionRequest = grpc::decode(&body, &http::HeaderMap::new()).unwrap();
+                        let body = http_body_util::BodyExt::collect(request.into_body())
+                            .await
+                            .unwrap()
+                            .to_bytes();
+                        let asked: DescribeWorkflowExecutionRequest =
+                            grpc::decode(&body, &http::HeaderMap::new()).unwrap();
                         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         let response = if n < shed {
                             grpc::status_response(Code::Unavailable, "shedding")
@@ -369,7 +373,11 @@ mod tests {
         for found in five {
             assert_eq!(found.unwrap(), Some(Arc::new(plan.clone())));
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "one lookup for five attempts, tried three times");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "one lookup for five attempts, tried three times"
+        );
         lookup.plan_for("default", &root, until).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3, "cached");
 

@@ -381,7 +381,12 @@ impl Proxy {
 
     /// Records a task handed out and decides its faults; sends the injected failure, if any.
     /// Returns whether the worker must not get the task.
-    async fn begin(self: &Arc<Self>, task: PollActivityTaskQueueResponse, eager: bool, worker: &WorkerConnection) -> bool {
+    async fn begin(
+        self: &Arc<Self>,
+        task: PollActivityTaskQueueResponse,
+        eager: bool,
+        worker: &WorkerConnection,
+    ) -> bool {
         // The attempt's time runs from here, by the proxy's own clock: the server's timestamps
         // only say how long it has (see `budget_of`), never when it ends.
         let arrived = Instant::now();
@@ -586,7 +591,7 @@ impl Proxy {
                     return;
                 }
             }
-            let (result, tries) = retrying(&address, live.deadline, || send()).await;
+            let (result, tries) = retrying(&address, live.deadline, &mut send).await;
             if let Err(e) = &result {
                 warn!(call = sent.call(), tries, error = %e, "the proxy could not deliver a call it made on a worker's behalf");
             }
@@ -682,15 +687,23 @@ fn budget_of(task: &PollActivityTaskQueueResponse) -> Option<Duration> {
         let d = Duration::new(u64::try_from(d.seconds).ok()?, u32::try_from(d.nanos).ok()?);
         (!d.is_zero()).then_some(d)
     };
-    let nanos = |t: &Option<prost_wkt_types::Timestamp>| t.as_ref().map(|t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos));
+    let nanos = |t: &Option<prost_wkt_types::Timestamp>| {
+        t.as_ref()
+            .map(|t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos))
+    };
     let schedule_left = span(&task.schedule_to_close_timeout).map(|total| {
         let used = match (nanos(&task.scheduled_time), nanos(&task.started_time)) {
-            (Some(scheduled), Some(started)) => u64::try_from(started - scheduled).map_or(Duration::ZERO, Duration::from_nanos),
+            (Some(scheduled), Some(started)) => {
+                u64::try_from(started - scheduled).map_or(Duration::ZERO, Duration::from_nanos)
+            }
             _ => Duration::ZERO,
         };
         total.saturating_sub(used)
     });
-    [span(&task.start_to_close_timeout), schedule_left].into_iter().flatten().min()
+    [span(&task.start_to_close_timeout), schedule_left]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 #[cfg(test)]
@@ -716,9 +729,17 @@ mod tests {
     fn the_budget_is_the_nearer_close_timeout_whatever_the_proxy_clock() {
         let secs = |s: i64| Some(prost_wkt_types::Duration { seconds: s, nanos: 0 });
         // The server's clock: ten minutes ahead of, and then behind, the proxy's.
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         for skew in [600, -600, 5] {
-            let at = |s: i64| Some(prost_wkt_types::Timestamp { seconds: now + skew + s, nanos: 0 });
+            let at = |s: i64| {
+                Some(prost_wkt_types::Timestamp {
+                    seconds: now + skew + s,
+                    nanos: 0,
+                })
+            };
             let task = PollActivityTaskQueueResponse {
                 scheduled_time: at(0),
                 started_time: at(30),
@@ -726,12 +747,20 @@ mod tests {
                 schedule_to_close_timeout: secs(35),
                 ..Default::default()
             };
-            assert_eq!(budget_of(&task), Some(Duration::from_secs(5)), "skew {skew}s: 35 s less the 30 s used");
+            assert_eq!(
+                budget_of(&task),
+                Some(Duration::from_secs(5)),
+                "skew {skew}s: 35 s less the 30 s used"
+            );
             let roomy = PollActivityTaskQueueResponse {
                 schedule_to_close_timeout: secs(100),
                 ..task
             };
-            assert_eq!(budget_of(&roomy), Some(Duration::from_secs(10)), "skew {skew}s: start-to-close");
+            assert_eq!(
+                budget_of(&roomy),
+                Some(Duration::from_secs(10)),
+                "skew {skew}s: start-to-close"
+            );
         }
         let no_timeouts = PollActivityTaskQueueResponse::default();
         assert_eq!(budget_of(&no_timeouts), None);

@@ -353,13 +353,11 @@ where
     let mut tries = 0;
     loop {
         tries += 1;
-        let result = tokio::time::timeout_at(until, call())
-            .await
-            .unwrap_or_else(|_| {
-                Err(UpstreamError::Deadline {
-                    address: address.to_owned(),
-                })
-            });
+        let result = tokio::time::timeout_at(until, call()).await.unwrap_or_else(|_| {
+            Err(UpstreamError::Deadline {
+                address: address.to_owned(),
+            })
+        });
         match result {
             Err(e) if e.retryable() && tokio::time::Instant::now() + pause < until => {
                 tracing::debug!(error = %e, tries, "retrying a call to the frontend");
