@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Kills the worker process (SIGKILL) mid-activity and starts a fresh one after the duration;
-/// the server times the attempt out and retries it on the new worker.
+/// the server times the attempt out and retries it on the new worker. Aimed at an attempt, its
+/// `infra #N applied` check passes only if that attempt did not complete on the killed worker
+/// (aim it at an attempt that is still running when the server reports it started).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerCrash {}

@@ -453,6 +453,7 @@ fn fault_fired(rule: &FaultRule, plan: &FaultPlan, h: &Histories) -> Check {
 fn wire_evidence(check: &mut Check, rule: &FaultRule, plan: &FaultPlan, h: &Histories, wire: &[AttemptRecord]) {
     let mut injected = Vec::new();
     let mut missing = Vec::new();
+    let mut notes = Vec::new();
     for act in h.activities().filter(|a| rule.targets(&a.activity_type)) {
         for key in act.attempt_keys().filter(|key| plan.fires(rule, key)) {
             let attempt = key.attempt;
@@ -461,10 +462,17 @@ fn wire_evidence(check: &mut Check, rule: &FaultRule, plan: &FaultPlan, h: &Hist
                 .find(|r| r.workflow_id == act.workflow_id && r.activity_id == act.activity_id && r.attempt == attempt);
             let label = format!("{} attempt {attempt}", act.activity_type);
             match record {
-                Some(r) if r.injected.iter().any(|i| i.rule == rule.id) => match undelivered(r) {
-                    Some(why) => missing.push(format!("{label}: the fault was injected, but {why}")),
-                    None => injected.push(label),
-                },
+                Some(r) if r.injected.iter().any(|i| i.rule == rule.id) => {
+                    match undelivered(r) {
+                        Some(Undelivered::Failure(why)) => {
+                            missing.push(format!("{label}: the fault was injected, but {why}"));
+                            continue;
+                        }
+                        Some(Undelivered::HeldAnswer(why)) => notes.push(format!("on {label} {why}")),
+                        None => {}
+                    }
+                    injected.push(label);
+                }
                 Some(r) => match &r.plan_error {
                     Some(e) => missing.push(format!(
                         "{label} went through the proxy without faults: its fault plan could not be read ({e})"
@@ -485,11 +493,22 @@ fn wire_evidence(check: &mut Check, rule: &FaultRule, plan: &FaultPlan, h: &Hist
             injected.join(", ")
         );
     }
+    if !notes.is_empty() {
+        check.observed = format!("{}; {}", check.observed, notes.join("; "));
+    }
+}
+
+/// A call the proxy made for an attempt that never reached the server.
+enum Undelivered {
+    /// The injected failure: the fault did not take effect (the attempt ended some other way).
+    Failure(String),
+    /// The worker's answer a `delay` held: the delay did its part, and the attempt timed out.
+    HeldAnswer(String),
 }
 
 /// What went wrong with a call the proxy made for an attempt (its injected failure, or an answer
 /// it held and sent on late), if one failed for good.
-fn undelivered(record: &AttemptRecord) -> Option<String> {
+fn undelivered(record: &AttemptRecord) -> Option<Undelivered> {
     // The worker's own calls go up as it sends them, and it retries them itself; the proxy holds
     // (and sends on late, retrying) only a delayed answer.
     let held = record
@@ -502,15 +521,16 @@ fn undelivered(record: &AttemptRecord) -> Option<String> {
             n => format!(" after {n} tries"),
         };
         match &event.sent {
-            Sent::InjectedFailure { .. } if event.status != "ok" => Some(format!(
+            Sent::InjectedFailure { .. } if event.status != "ok" => Some(Undelivered::Failure(format!(
                 "the proxy's RespondActivityTaskFailed never reached the server{tries} ({}), so the attempt \
                  ended some other way",
                 event.status
-            )),
-            Sent::Forwarded { call } if !event.answered && held => Some(format!(
-                "the worker's {call}, held by the proxy, never reached the server{tries} ({})",
+            ))),
+            Sent::Forwarded { call } if !event.answered && held => Some(Undelivered::HeldAnswer(format!(
+                "the worker's {call}, held by the proxy, never reached the server{tries} ({}), so the \
+                 attempt ended by its timeout",
                 event.status
-            )),
+            ))),
             _ => None,
         }
     })
