@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{chaos_run, check, repo};
+use common::{chaos_run, check, repo, resilient_scenario};
 use std::path::{Path, PathBuf};
 
 /// Every shipped scenario with a `worker_crash`.
@@ -24,9 +24,10 @@ fn shipped_crash_scenarios() -> Vec<PathBuf> {
     files
 }
 
-/// `scenario` without its `[[infra]]` tables, renamed `<name>-without-crash`, written into a
-/// folder beside the original (its relative paths, e.g. a worker's `cwd`, still hold).
+/// `scenario` without its `[[infra]]` tables, renamed `<name>-without-crash`, written into `into`
+/// (a worker's relative `cwd` made absolute, so that it still names the same folder).
 fn without_infra(scenario: &Path, into: &Path) -> (String, PathBuf) {
+    let folder = scenario.parent().unwrap();
     let mut kept = Vec::new();
     let mut in_infra = false;
     let mut name = String::new();
@@ -37,12 +38,14 @@ fn without_infra(scenario: &Path, into: &Path) -> (String, PathBuf) {
         if in_infra {
             continue;
         }
-        match line.strip_prefix("name = \"").and_then(|rest| rest.strip_suffix('"')) {
-            Some(original) => {
-                name = format!("{original}-without-crash");
-                kept.push(format!("name = \"{name}\""));
-            }
-            None => kept.push(line.to_owned()),
+        let value = |key: &str| line.strip_prefix(key)?.strip_prefix(" = \"")?.strip_suffix('"');
+        if let Some(original) = value("name") {
+            name = format!("{original}-without-crash");
+            kept.push(format!("name = \"{name}\""));
+        } else if let Some(cwd) = value("cwd") {
+            kept.push(format!("cwd = \"{}\"", folder.join(cwd).display()));
+        } else {
+            kept.push(line.to_owned());
         }
     }
     let file = into.join(scenario.file_name().unwrap());
@@ -54,16 +57,8 @@ fn without_infra(scenario: &Path, into: &Path) -> (String, PathBuf) {
 fn shipped_crash_scenarios_pass_with_their_crash_and_fail_without_it() {
     let shipped = shipped_crash_scenarios();
     assert!(shipped.len() >= 2, "{shipped:?}");
-    let mut folders = Vec::new();
-    let mut stripped = Vec::new();
-    for file in &shipped {
-        let folder = tempfile::Builder::new()
-            .prefix(".tmp-without-crash-")
-            .tempdir_in(file.parent().unwrap().parent().unwrap())
-            .unwrap();
-        stripped.push(without_infra(file, folder.path()));
-        folders.push(folder);
-    }
+    let copies = tempfile::tempdir().unwrap();
+    let stripped: Vec<(String, PathBuf)> = shipped.iter().map(|f| without_infra(f, copies.path())).collect();
     let mut args: Vec<String> = shipped.iter().map(|p| p.display().to_string()).collect();
     args.extend(stripped.iter().map(|(_, p)| p.display().to_string()));
     let run = chaos_run(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -100,18 +95,10 @@ fn shipped_crash_scenarios_pass_with_their_crash_and_fail_without_it() {
     }
 }
 
-/// Writes a resilient scenario `name` with `body` (faults, infra, expectations) into `dir`.
-fn resilient(dir: &Path, name: &str, body: &str) -> String {
-    let file = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &file,
-        format!(
-            "name = \"{name}\"\nworkflow = \"resilient\"\n[input]\nvalue = 21\n[activity]\nstart_to_close = \"4s\"\n\
-             [activity.retry]\ninitial_interval = \"200ms\"\nmaximum_attempts = 3\n{body}"
-        ),
-    )
-    .unwrap();
-    file.display().to_string()
+/// A resilient scenario with a 4 s start-to-close and up to 3 attempts 200 ms apart.
+fn resilient(dir: &Path, name: &str, rest: &str) -> String {
+    let activity = "start_to_close = \"4s\"\n[activity.retry]\ninitial_interval = \"200ms\"\nmaximum_attempts = 3";
+    resilient_scenario(dir, name, activity, rest)
 }
 
 #[test]

@@ -4,19 +4,8 @@
 
 mod common;
 
-use common::{chaos_run, check};
+use common::{chaos_run, check, resilient_scenario as scenario};
 use std::path::Path;
-
-/// A resilient scenario `name` with `activity` settings and the rest of the file in `body`.
-fn scenario(dir: &Path, name: &str, activity: &str, body: &str) -> String {
-    let file = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &file,
-        format!("name = \"{name}\"\nworkflow = \"resilient\"\n[input]\nvalue = 21\n[activity]\n{activity}\n{body}"),
-    )
-    .unwrap();
-    file.display().to_string()
-}
 
 /// Attempt 1 fails at once with an injected error; its retry is due 1.5 s later, but the worker
 /// is killed at 0.8 s and back only after the 3 s schedule-to-close timeout, so the retry never

@@ -194,7 +194,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// `at` in unix milliseconds.
-pub fn unix_ms(at: SystemTime) -> u64 {
+fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

@@ -97,6 +97,17 @@ pub fn chaos_run(args: &[&str]) -> RunOutput {
     }
 }
 
+/// Writes a scenario `name` of the demo `resilient` workflow (input 21) into `dir`: `activity` is
+/// the body of its `[activity]` table (and subtables), `rest` the faults and expectations.
+/// Returns the file's path.
+pub fn resilient_scenario(dir: &Path, name: &str, activity: &str, rest: &str) -> String {
+    let file = dir.join(format!("{name}.toml"));
+    let text =
+        format!("name = \"{name}\"\nworkflow = \"resilient\"\n[input]\nvalue = 21\n[activity]\n{activity}\n{rest}");
+    std::fs::write(&file, text).unwrap();
+    file.display().to_string()
+}
+
 /// A child process killed when the test ends, pass or fail.
 pub struct Guard(pub Child);
 
