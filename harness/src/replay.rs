@@ -6,7 +6,7 @@
 //! ([`crate::history::HistoryFacts::write_raw`]); this module reads them back.
 
 use crate::{
-    history::{RAW_HISTORIES_DIR, json},
+    history::{RAW_HISTORIES_DIR, USER_HISTORIES_DIR, json},
     worker::register_workflows,
 };
 use std::{
@@ -28,11 +28,20 @@ use temporalio_sdk::{
 /// error here but a [`Divergence`] in the [`ReplaySummary`].
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    /// The folder has no recorded histories.
+    /// The folder has no recorded histories of the harness's own workflows.
     #[error(
-        "{} holds no recorded histories (no {RAW_HISTORIES_DIR}/*.json in it); give the report folder of one run, \
-         such as reports/<run-id> or reports/latest, written by `chaos run`",
-        dir.display()
+        "{} holds no recorded histories of the harness's own workflows (no {RAW_HISTORIES_DIR}/*.json in it); give \
+         the report folder of one run, such as reports/<run-id> or reports/latest, written by `chaos run`{}",
+        dir.display(),
+        if dir.join(RAW_HISTORIES_DIR).join(USER_HISTORIES_DIR).is_dir() {
+            format!(
+                ". The histories of your own workflows are in {}/{USER_HISTORIES_DIR}/, in Temporal's JSON: replay them \
+                 with your SDK's replayer, against your workflow code",
+                RAW_HISTORIES_DIR
+            )
+        } else {
+            String::new()
+        }
     )]
     NoHistories {
         /// The folder given.

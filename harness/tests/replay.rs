@@ -320,9 +320,18 @@ fn a_folder_without_histories_is_a_clear_error() {
         "{err}"
     );
 
-    // A history file that is not one names the file.
+    // A run of the user's own workflows only: their histories are for the user's SDK.
     let histories = empty.path().join(RAW_HISTORIES_DIR);
-    std::fs::create_dir(&histories).unwrap();
+    std::fs::create_dir_all(histories.join("user")).unwrap();
+    let out = chaos(&["replay", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("histories of your own workflows are in histories/user/") && err.contains("your SDK's replayer"),
+        "{err}"
+    );
+
+    // A history file that is not one names the file.
     std::fs::write(histories.join("broken.json"), "{\"events\": 3}").unwrap();
     let out = chaos(&["replay", empty.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));

@@ -33,6 +33,10 @@ pub mod json;
 /// (see [`HistoryFacts::write_raw`]).
 pub const RAW_HISTORIES_DIR: &str = "histories";
 
+/// Where, under [`RAW_HISTORIES_DIR`], the histories of the user's own workflows go (for the
+/// user's SDK's replayer; `chaos replay` replays the harness's own).
+pub const USER_HISTORIES_DIR: &str = "user";
+
 /// A failure as recorded in history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObservedFailure {

@@ -5,7 +5,7 @@ use super::{RunReport, ScenarioReport};
 use crate::{
     failure::FailureKind,
     history::{ActivityClose, ActivityExecution},
-    wire::{Answer, AttemptRecord, WireEffect},
+    wire::{Answer, AttemptRecord, Sent, WireEffect},
 };
 use minijinja::{Environment, context};
 use serde::Serialize;
@@ -216,38 +216,41 @@ fn wire_segments(records: &[&AttemptRecord], x: &impl Fn(SystemTime) -> f64, clo
                 .iter()
                 .map(|i| format!("#{} {}", i.rule, i.effect.describe()))
                 .collect();
-            // What the server saw of an answer the proxy held back (delay) or swallowed (hang).
-            let held = r.injected.iter().find_map(|i| match i.effect {
-                WireEffect::Hang => Some(None),
-                WireEffect::Delay { duration } => Some(Some(duration)),
-                _ => None,
-            });
             let deadline = r.deadline_ms.unwrap_or(bound).min(bound);
-            let (class, what, end) = match (&r.answer, r.delivered, held) {
-                (_, false, _) => ("failed", "failed upstream by the proxy".to_owned(), r.task_ms),
-                (_, true, Some(None)) => ("timeout", "answer swallowed; timed out".to_owned(), deadline),
-                (Some(_), true, Some(Some(d))) => {
-                    let forwarded = r.answered_ms.unwrap_or(r.task_ms) + d.as_millis() as u64;
-                    if forwarded > deadline {
-                        (
-                            "timeout",
-                            "answer held past the deadline; timed out".to_owned(),
-                            deadline,
-                        )
-                    } else {
-                        ("ok", "completed, answer held".to_owned(), forwarded)
+            let timed_out = |why: &str| ("timeout", format!("{why}; timed out"), deadline);
+            // What reached the server decides the bar: the worker's answer as the proxy passed
+            // it on (late, for a delay), or what the proxy did instead.
+            let sent = r.upstream.last();
+            let (class, what, end) = match (&r.answer, sent.map(|e| (&e.sent, e))) {
+                (_, Some((Sent::InjectedFailure { .. }, e))) if e.status == "ok" => {
+                    ("failed", "failed upstream by the proxy".to_owned(), e.at_ms)
+                }
+                (_, Some((Sent::InjectedFailure { .. }, _))) => {
+                    timed_out("the proxy's injected failure never reached the server")
+                }
+                (_, Some((Sent::Withheld { .. }, _))) => timed_out("answer swallowed"),
+                (_, Some((Sent::DroppedAtDeadline { .. }, _))) => timed_out("answer held past the deadline"),
+                (_, Some((Sent::DroppedWorkerGone { .. }, _))) => {
+                    timed_out("answer held, then lost with the dead worker's connection")
+                }
+                (Some(answer), Some((Sent::Forwarded { .. }, e))) if e.status == "ok" => {
+                    let held = match r.injected.iter().any(|i| matches!(i.effect, WireEffect::Delay { .. })) {
+                        true => ", answer held",
+                        false => "",
+                    };
+                    match answer {
+                        Answer::Completed => ("ok", format!("completed{held}"), e.at_ms),
+                        Answer::Failed { failure_type, message } => {
+                            ("failed", format!("failed: {failure_type} {message}{held}"), e.at_ms)
+                        }
+                        Answer::Canceled => ("cancel", format!("cancelled{held}"), e.at_ms),
                     }
                 }
-                (Some(Answer::Completed), _, _) => ("ok", "completed".to_owned(), r.answered_ms.unwrap_or(r.task_ms)),
-                (Some(Answer::Failed { failure_type, message }), _, _) => (
-                    "failed",
-                    format!("failed: {failure_type} {message}"),
-                    r.answered_ms.unwrap_or(r.task_ms),
-                ),
-                (Some(Answer::Canceled), _, _) => {
-                    ("cancel", "cancelled".to_owned(), r.answered_ms.unwrap_or(r.task_ms))
+                (Some(_), Some((Sent::Forwarded { .. }, e))) => {
+                    timed_out(&format!("the answer did not count ({})", e.status))
                 }
-                (None, true, _) => ("timeout", "no answer in time".to_owned(), deadline),
+                (_, _) if !r.delivered => ("failed", "failed upstream by the proxy".to_owned(), r.task_ms),
+                (_, _) => timed_out("no answer in time"),
             };
             let injected = if injected.is_empty() {
                 String::new()
@@ -348,4 +351,66 @@ fn nice_step(total_ms: f64) -> f64 {
     .into_iter()
     .find(|s| total_ms / s <= 10.0)
     .unwrap_or(120_000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Injection, UpstreamEvent};
+
+    /// Attempt 1 of `risky` with a delay injected, answered `completed` by the worker, and
+    /// `upstream` as what the proxy then did with the answer.
+    fn held(sent: Sent, status: &str) -> AttemptRecord {
+        AttemptRecord {
+            workflow_id: "wf".into(),
+            run_id: "run".into(),
+            activity_id: "1".into(),
+            activity_type: "risky".into(),
+            attempt: 1,
+            task_ms: 1_000,
+            eager: false,
+            delivered: true,
+            deadline_ms: Some(6_000),
+            injected: vec![Injection {
+                rule: 1,
+                effect: WireEffect::Delay {
+                    duration: Duration::from_secs(3),
+                },
+            }],
+            plan_error: None,
+            answered_ms: Some(1_010),
+            answer: Some(Answer::Completed),
+            heartbeats_forwarded: 0,
+            heartbeats_swallowed: 0,
+            upstream: vec![UpstreamEvent {
+                at_ms: 4_010,
+                sent,
+                status: status.into(),
+                tries: 1,
+                answered: status == "ok" || status.starts_with("gRPC status 5"),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_wire_attempt_is_drawn_by_what_reached_the_server() {
+        let x = |t: SystemTime| ms_between(SystemTime::UNIX_EPOCH, t) as f64;
+        let close = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        let call = || "RespondActivityTaskCompleted".to_owned();
+        let drawn = |record: AttemptRecord| {
+            let segment = wire_segments(&[&record], &x, close).remove(0);
+            (segment.class, segment.title, segment.width as u64)
+        };
+        let (class, title, width) = drawn(held(Sent::Forwarded { call: call() }, "ok"));
+        assert_eq!((class, width), ("ok", 3_010), "{title}");
+        // The worker answered, but the answer was lost with its connection: the attempt timed out.
+        let (class, title, width) = drawn(held(Sent::DroppedWorkerGone { call: call() }, "dropped"));
+        assert_eq!((class, width), ("timeout", 5_000), "{title}");
+        assert!(title.contains("lost with the dead worker's connection"), "{title}");
+        // Sent on, but the server had already given up on the attempt.
+        let too_late = "gRPC status 5: workflow execution already completed";
+        let (class, title, _) = drawn(held(Sent::Forwarded { call: call() }, too_late));
+        assert_eq!(class, "timeout", "{title}");
+        assert!(title.contains(too_late), "{title}");
+    }
 }

@@ -11,7 +11,7 @@ pub mod webhook;
 
 use crate::{
     faults::FaultRule,
-    history::{Histories, RAW_HISTORIES_DIR},
+    history::{Histories, RAW_HISTORIES_DIR, USER_HISTORIES_DIR},
     infra::InfraEvent,
     plan::Outcome,
     runner::Execution,
@@ -308,9 +308,6 @@ impl ScenarioReport {
         }
     }
 }
-
-/// Where, under the raw histories folder, the histories of the user's own workflows go.
-pub const USER_HISTORIES_DIR: &str = "user";
 
 impl ScenarioReport {
     /// Whether its histories are of the harness's own workflows, which `chaos replay` replays

@@ -316,8 +316,7 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
     let began = Instant::now();
     let mut execution = new_execution(cluster, plan, settings);
     let placement = Placement::of(plan);
-    execution.worker = placement.describe(plan, settings);
-    let result = match placement {
+    let result = match placement.clone() {
         Placement::Harness => execute(cluster, &mut execution, settings, &settings.task_queue, None).await,
         Placement::External { task_queue } => match workers::has_pollers(cluster, &task_queue).await {
             true => execute(cluster, &mut execution, settings, &task_queue, None).await,
@@ -344,6 +343,7 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
         }
     };
     execution.error = result.err();
+    execution.worker = placement.describe(plan, settings);
     execution.wall = began.elapsed().saturating_sub(execution.waited);
     if let Some(histories) = &mut execution.histories {
         histories.count_attempts_from(&execution.wire_attempts);

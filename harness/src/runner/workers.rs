@@ -4,7 +4,7 @@
 
 use super::{Execution, Inject, RunError, RunSettings, execute, wire_settings};
 use crate::{
-    infra::{Dials, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
+    infra::{Dials, InfraAction, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
     target::Cluster,
     wire::{WireError, WireProxy},
@@ -76,6 +76,11 @@ impl Placement {
         if !matches!(plan.workflow, WorkflowSpec::User(_)) {
             return None;
         }
+        // Once the scenario has run: its log, if a worker was started at all.
+        let log = |name: String| match settings.log_dir.join(&name).exists() {
+            true => format!("; log {name}"),
+            false => "; no worker was started".to_owned(),
+        };
         Some(match self {
             Placement::Harness => return None,
             Placement::Own { fixed_queue, dials } => {
@@ -90,13 +95,23 @@ impl Placement {
                     (None, false) => " (its infrastructure faults would disturb other scenarios)".into(),
                     (None, true) => String::new(),
                 };
+                let crash = if plan
+                    .infra
+                    .iter()
+                    .any(|r| matches!(r.action, InfraAction::WorkerCrash(_)))
+                {
+                    ", killed and started afresh by its worker_crash"
+                } else {
+                    ""
+                };
                 format!(
-                    "a worker process of its own on {queue}{why}; log worker-{}.log",
-                    plan.name
+                    "a worker process of its own on {queue}{why}{crash}{}",
+                    log(format!("worker-{}.log", plan.name))
                 )
             }
             Placement::Shared { task_queue } => format!(
-                "the worker process shared by the scenarios on task queue `{task_queue}`; log worker-{task_queue}.log"
+                "the worker process shared by the scenarios on task queue `{task_queue}`{}",
+                log(format!("worker-{task_queue}.log"))
             ),
             Placement::External { task_queue } => {
                 format!("a worker the harness does not start, expected to poll task queue `{task_queue}`")

@@ -122,7 +122,7 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptR
             passed: exact && observed == *expected,
             expected: expected.to_string(),
             observed: match (last, exact) {
-                (None, _) => "never scheduled".into(),
+                (None, _) => format!("{activity} {}", never_scheduled(h)),
                 (Some(_), true) => observed.to_string(),
                 (Some(_), false) => format!(
                     "at least {observed}: {activity} timed out waiting for a retry that never started, and history \
@@ -548,14 +548,16 @@ fn or_none(rule: &FaultRule, notes: &[String], h: &Histories) -> String {
              their own, so they never reach the wire; aim the fault at a regular activity"
         );
     }
+    format!("the targeted activity {}", never_scheduled(h))
+}
+
+/// "was never scheduled", naming the activity types that were (a typo shows).
+fn never_scheduled(h: &Histories) -> String {
     let mut ran: Vec<&str> = h.activities().map(|a| a.activity_type.as_str()).collect();
     ran.sort_unstable();
     ran.dedup();
     match ran.is_empty() {
-        true => "the targeted activity was never scheduled (no activity was)".into(),
-        false => format!(
-            "the targeted activity was never scheduled (these were: {})",
-            ran.join(", ")
-        ),
+        true => "was never scheduled (no activity was)".into(),
+        false => format!("was never scheduled (these were: {})", ran.join(", ")),
     }
 }
