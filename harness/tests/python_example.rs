@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{chaos, chaos_run, missing_tool, repo, text};
+use common::{chaos, chaos_run, missing_tool, output_within, repo, text};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -46,12 +46,13 @@ fn the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history() {
     assert_eq!(scenarios(report).len(), 9);
     // Every history recorded (roots and children) replays with the Python SDK's own replayer.
     let histories = run.latest().join("histories/user");
-    let replayed = std::process::Command::new(example().join(".venv/bin/python"))
-        .arg("replay.py")
-        .arg(&histories)
-        .current_dir(example())
-        .output()
-        .unwrap();
+    let replayed = output_within(
+        std::process::Command::new(example().join(".venv/bin/python"))
+            .arg("replay.py")
+            .arg(&histories)
+            .current_dir(example()),
+        std::time::Duration::from_secs(120),
+    );
     let said = text(&replayed.stdout);
     assert!(replayed.status.success(), "{said}\n{}", text(&replayed.stderr));
     let files = std::fs::read_dir(&histories).unwrap().count();

@@ -8,11 +8,11 @@ mod common;
 use common::{
     Guard, chaos, chaos_command, dev_server, free_port,
     hop::{hop, serve_on_a_free_port},
-    text,
+    output_within, temporal_bin, text,
 };
 use std::{
     net::TcpStream,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -141,23 +141,8 @@ fn chaos_proxy(args: &[&str]) -> (Guard, String) {
     (proxy, listen)
 }
 
-/// Runs `command`, failing the test if it takes longer than `limit` (a hang).
-fn output_within(command: &mut Command, limit: Duration) -> Output {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let began = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if began.elapsed() > limit {
-            let _ = child.kill();
-            panic!("{command:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().unwrap()
-}
-
 fn temporal(args: &[&str]) -> Command {
-    let bin = std::env::var_os("CHAOS_TEMPORAL_BIN").unwrap_or_else(|| "temporal".into());
-    let mut command = Command::new(bin);
+    let mut command = Command::new(temporal_bin());
     command
         .args(args)
         .env_remove("TEMPORAL_ADDRESS")

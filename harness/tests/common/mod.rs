@@ -108,6 +108,20 @@ pub fn resilient_scenario(dir: &Path, name: &str, activity: &str, rest: &str) ->
     file.display().to_string()
 }
 
+/// Runs `command`, failing the test if it takes longer than `limit` (a hang).
+pub fn output_within(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let began = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if began.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{command:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// A child process killed when the test ends, pass or fail.
 pub struct Guard(pub Child);
 
