@@ -36,8 +36,9 @@ pub struct SuiteOptions {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Scenarios in flight at once; default 16 per core (they mostly wait on the server, so
-    /// many fit on few cores, but not so many that the worker falls behind its tasks).
-    #[arg(long, default_value_t = report::default_jobs())]
+    /// many fit on few cores, but not so many that a worker falls behind its tasks). Those on the
+    /// harness's own worker run at most that many at a time whatever this says.
+    #[arg(long, default_value_t = runner::default_jobs())]
     pub jobs: usize,
     /// Keep the started server (and so the report links) up until Ctrl-C.
     #[arg(long)]
@@ -320,7 +321,10 @@ async fn run_in(
         task_queue: session.task_queue.clone(),
         seed: options.seed,
         interrupted_by: interrupted.get().map(|s| s.to_string()),
-        warnings: report::overload_warning(&scenarios, options.jobs).into_iter().collect(),
+        warnings: report::jobs_warning(runner::on_the_harness_worker(plans), options.jobs)
+            .into_iter()
+            .chain(report::overload_warning(&scenarios, options.jobs))
+            .collect(),
         summary: Summary::of(&scenarios),
         scenarios,
     };

@@ -39,7 +39,7 @@ pub(super) fn render(r: &RunReport) -> String {
     let waiting = match t.longest_wait_ms {
         0 => String::new(),
         ms => format!(
-            " (up to {:.1} s of the wall time a scenario waited for its turn on a fixed task queue)",
+            " (up to {:.1} s of it a scenario waited for its turn: on a fixed task queue, a dialed address or the harness's worker)",
             ms as f64 / 1000.0
         ),
     };

@@ -102,8 +102,9 @@ pub struct Timing {
     pub critical_path_ms: u64,
     /// `wall_ms / critical_path_ms`.
     pub ratio: f64,
-    /// The longest time a scenario waited for its turn on a fixed task queue (another scenario
-    /// had it to itself): wall time that is waiting, in no scenario's own time.
+    /// The longest time a scenario waited for its turn (on a fixed task queue or a dialed
+    /// address another scenario had to itself, or on the harness's worker): wall time that is
+    /// waiting, in no scenario's own time.
     pub longest_wait_ms: u64,
 }
 
@@ -129,6 +130,20 @@ impl Timing {
     }
 }
 
+/// The warning for a run whose `--jobs` asked for more scenarios at once than the harness's own
+/// worker takes here ([`crate::runner::default_jobs`]): those scenarios took turns.
+/// `on_the_harness` is how many of the run's scenarios ran on that worker.
+pub fn jobs_warning(on_the_harness: usize, jobs: usize) -> Option<String> {
+    let most = crate::runner::default_jobs();
+    (jobs > most && on_the_harness > most).then(|| {
+        format!(
+            "--jobs {jobs}: the scenarios on the harness's own worker ran at most {most} at a time (16 per core), \
+             so that its worker keeps up with their tasks and their verdicts measure the workflows, not the harness; \
+             their waits for a turn are counted apart (waited_ms)"
+        )
+    })
+}
+
 /// A first workflow task that waits this long for a worker means something could not keep up.
 const SLOW_FIRST_TASK_MS: u64 = 2000;
 
@@ -151,14 +166,8 @@ pub fn overload_warning(scenarios: &[ScenarioReport], jobs: usize) -> Option<Str
         scenarios.len(),
         SLOW_FIRST_TASK_MS / 1000,
         *longest as f64 / 1000.0,
-        default_jobs()
+        crate::runner::default_jobs()
     ))
-}
-
-/// Scenarios in flight by default: 16 per core (they mostly wait on the server), which keeps the
-/// harness's own worker ahead of its tasks on a small machine.
-pub fn default_jobs() -> usize {
-    16 * std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// A scenario's verdict.
@@ -208,7 +217,8 @@ pub struct ScenarioReport {
     /// Wall time the scenario took in the harness (its private server's start included, its
     /// wait for a turn on a fixed task queue left out).
     pub wall_ms: Option<u64>,
-    /// Time it waited for its turn on a fixed task queue that another scenario had to itself.
+    /// Time it waited for its turn: on a fixed task queue or a dialed address another scenario had
+    /// to itself, or on the harness's worker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waited_ms: Option<u64>,
     /// How long its workflow and child workflows waited for a worker to take their first

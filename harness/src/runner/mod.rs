@@ -43,6 +43,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use workers::Placement;
 
+/// Scenarios in flight by default, and at most on the harness's own in-process worker: 16 per
+/// core. They mostly wait on the server, so many fit on few cores; many more put the worker
+/// behind its tasks (400 at once on 2 cores: first workflow tasks waited up to 13 s), and the
+/// verdicts would measure the harness instead of the workflows.
+pub fn default_jobs() -> usize {
+    16 * std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// How many of `plans` run on the harness's own in-process worker (which takes at most
+/// [`default_jobs`] at a time).
+pub fn on_the_harness_worker(plans: &[Plan]) -> usize {
+    plans.iter().filter(|p| Placement::of(p) == Placement::Harness).count()
+}
+
 /// Server-side deadline of a scenario workflow without a time budget.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -132,7 +146,8 @@ pub struct Execution {
     /// Wall time the scenario took in the harness, its private server's start included and
     /// `waited` left out.
     pub wall: Duration,
-    /// Time it waited for its turn on a fixed task queue that another scenario had to itself.
+    /// Time it waited for its turn: on a fixed task queue or a dialed address that another
+    /// scenario had to itself, or on the harness's own worker.
     pub waited: Duration,
     /// Every activity attempt as the wire proxy saw it (`--inject wire`, and workflows of the
     /// user's own run by a worker the harness started).
@@ -317,7 +332,12 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
     let mut execution = new_execution(cluster, plan, settings);
     let placement = Placement::of(plan);
     let result = match placement.clone() {
-        Placement::Harness => execute(cluster, &mut execution, settings, &settings.task_queue, None).await,
+        Placement::Harness => {
+            let asked = Instant::now();
+            let _slot = shared.harness_slot().await;
+            execution.waited += asked.elapsed();
+            execute(cluster, &mut execution, settings, &settings.task_queue, None).await
+        }
         Placement::External { task_queue } => match workers::has_pollers(cluster, &task_queue).await {
             true => execute(cluster, &mut execution, settings, &task_queue, None).await,
             false => Err(RunError::NoWorker {

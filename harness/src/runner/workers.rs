@@ -2,7 +2,7 @@
 //! scenario's own (to crash it or cut it off), a user's worker shared by the scenarios on its fixed
 //! task queue, or a user's worker the harness does not run at all.
 
-use super::{Execution, Inject, RunError, RunSettings, execute, wire_settings};
+use super::{Execution, Inject, RunError, RunSettings, default_jobs, execute, wire_settings};
 use crate::{
     infra::{Dials, InfraAction, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
@@ -19,7 +19,7 @@ use temporalio_common::protos::temporal::api::{
     taskqueue::v1::{PollerInfo, TaskQueue},
     workflowservice::v1::DescribeTaskQueueRequest,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard, OwnedRwLockWriteGuard, RwLock};
+use tokio::sync::{Mutex, OwnedMutexGuard, OwnedRwLockWriteGuard, RwLock, Semaphore, SemaphorePermit};
 
 /// Where a plan's workflow runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,14 +276,27 @@ async fn start_wire(cluster: &Cluster, via: Option<String>, dials: Option<&Dials
     })
 }
 
-/// The user workers shared by the scenarios on one fixed task queue, each started when the first
-/// such scenario needs it; a scenario that would disturb it (an infrastructure fault, another
-/// `[worker]`) waits for the others, stops it and runs with its own.
-#[derive(Default)]
+/// The workers a run shares between scenarios. The user workers shared by the scenarios on one
+/// fixed task queue, each started when the first such scenario needs it; a scenario that would
+/// disturb it (an infrastructure fault, another `[worker]`) waits for the others, stops it and
+/// runs with its own. The fixed addresses users' workers dial, one scenario at a time each. And
+/// the harness's own worker, which takes at most [`default_jobs`] scenarios at a time.
 pub struct SharedWorkers {
     queues: std::sync::Mutex<HashMap<String, Arc<Queue>>>,
     /// The fixed addresses users' workers dial, each taken by one scenario at a time.
     addresses: std::sync::Mutex<HashMap<Dials, Arc<Mutex<()>>>>,
+    /// Scenarios the harness's own worker may run at once.
+    harness: Semaphore,
+}
+
+impl Default for SharedWorkers {
+    fn default() -> Self {
+        Self {
+            queues: Default::default(),
+            addresses: Default::default(),
+            harness: Semaphore::new(default_jobs()),
+        }
+    }
 }
 
 /// One fixed task queue: who may use it now, and its shared worker if running.
@@ -392,6 +405,15 @@ impl SharedWorkers {
             addresses.entry(dials.clone()).or_default().clone()
         };
         turn.lock_owned().await
+    }
+
+    /// Waits until the harness's own worker can take one more scenario; it is the caller's
+    /// until the permit drops.
+    pub(super) async fn harness_slot(&self) -> SemaphorePermit<'_> {
+        self.harness
+            .acquire()
+            .await
+            .expect("the harness's slots are never closed")
     }
 
     /// Stops every shared worker.
