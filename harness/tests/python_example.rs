@@ -331,6 +331,20 @@ fn a_worker_that_dials_a_fixed_address_finds_the_proxy_there_one_scenario_at_a_t
         run.report["scenarios"]
     );
 
+    // Without `dials`, the worker finds nothing at its address: the error says what to add.
+    let undeclared = std::fs::read_to_string(&first)
+        .unwrap()
+        .replace(&format!("dials = \"127.0.0.1:{port}\"\n"), "");
+    std::fs::write(&first, undeclared).unwrap();
+    let run = chaos_run(&[&first]);
+    let error = run.scenario("dials-1")["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("before it polled task queue `python-example`; if the worker dials a fixed address")
+            && error.contains("`dials = \"HOST:PORT\"` in its [worker]"),
+        "{error}"
+    );
+    let first = dialing(dir.path(), "dials-1", port);
+
     // The address is taken: the scenario says so and what to do.
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let run = chaos_run(&[&first]);

@@ -168,6 +168,8 @@ pub struct WorkerCommand {
     env: Vec<(String, String)>,
     /// Variables removed from the harness's environment.
     env_remove: &'static [&'static str],
+    /// Whether it is a worker of the user's own (not the harness's `chaos worker`).
+    user: bool,
     /// How long it may take to poll once started.
     ready_timeout: Duration,
 }
@@ -192,6 +194,7 @@ impl WorkerCommand {
             cwd: None,
             env,
             env_remove: &[],
+            user: false,
             ready_timeout: READY_TIMEOUT,
         })
     }
@@ -222,6 +225,7 @@ impl WorkerCommand {
                 .chain(spec.env.iter().cloned())
                 .collect(),
             env_remove: &CONNECTION_VARS,
+            user: true,
             ready_timeout: spec.ready_timeout,
         }
     }
@@ -351,14 +355,24 @@ impl WorkerProcess {
     async fn exited(&self, pid: u32) -> Option<InfraError> {
         let mut slot = self.child.lock().await;
         let status = slot.as_mut()?.0.try_wait().ok()??;
+        let tail = log_tail(&self.log);
+        // A worker that dials its own fixed address finds nothing there (the proxy is elsewhere).
+        let refused = tail.contains("onnection refused") || tail.contains("ConnectionRefused");
+        let hint = match refused && self.command.user {
+            true => {
+                "; if the worker dials a fixed address instead of TEMPORAL_ADDRESS or `{address}`, say which \
+                 with `dials = \"HOST:PORT\"` in its [worker], and the harness puts its proxy there"
+            }
+            false => "",
+        };
         Some(InfraError::WorkerExited {
             what: format!(
-                "worker `{}` (pid {pid}) exited with {status} before it polled task queue `{}`",
+                "worker `{}` (pid {pid}) exited with {status} before it polled task queue `{}`{hint}",
                 self.command.display(),
                 self.task_queue,
             ),
             log: self.log.display().to_string(),
-            tail: log_tail(&self.log),
+            tail,
         })
     }
 
