@@ -7,17 +7,17 @@ mod common;
 use common::{chaos_run, check, resilient_scenario as scenario};
 use std::path::Path;
 
-/// Attempt 1 fails at once with an injected error; its retry is due 1.5 s later, but the worker
-/// is killed at 0.8 s and back only after the 3 s schedule-to-close timeout, so the retry never
+/// Attempt 1 fails at once with an injected error; its retry is due 3 s later, but the worker is
+/// killed at 1.5 s and back only after the 5 s schedule-to-close timeout, so the retry never
 /// starts. History then has no `ActivityTaskStarted` for `risky` at all.
 fn retry_never_started(dir: &Path) -> String {
     scenario(
         dir,
         "retry-never-started",
-        "start_to_close = \"2s\"\nschedule_to_close = \"3s\"\n\
-         [activity.retry]\ninitial_interval = \"1500ms\"\nmaximum_attempts = 5",
+        "start_to_close = \"2s\"\nschedule_to_close = \"5s\"\n\
+         [activity.retry]\ninitial_interval = \"3s\"\nmaximum_attempts = 5",
         "[[fault]]\nactivity = \"risky\"\nattempts = [1]\nkind = \"error\"\ntype = \"Declined\"\n\
-         [[infra]]\nkind = \"worker_crash\"\nafter = \"800ms\"\nduration = \"5s\"\n\
+         [[infra]]\nkind = \"worker_crash\"\nafter = \"1500ms\"\nduration = \"6s\"\n\
          [expect]\noutcome = \"fallback-A\"\nfailure = \"error:Declined\"\n",
     )
 }
@@ -72,13 +72,13 @@ fn a_retry_that_never_started_still_counts_the_attempts_that_ran() {
 #[test]
 fn an_attempt_cut_by_start_to_close_is_explained_when_history_says_schedule_to_close() {
     let dir = tempfile::tempdir().unwrap();
-    // The 1 s retry does not fit in what is left of the 1.5 s schedule-to-close when attempt 1 is
-    // cut off after its 1 s start-to-close: the server records SCHEDULE_TO_CLOSE.
+    // The 2 s retry does not fit in what is left of the 3 s schedule-to-close when attempt 1 is
+    // cut off after its 2 s start-to-close: the server records SCHEDULE_TO_CLOSE.
     let file = scenario(
         dir.path(),
         "cut-by-start-to-close",
-        "start_to_close = \"1s\"\nschedule_to_close = \"1500ms\"\n\
-         [activity.retry]\ninitial_interval = \"1s\"\nmaximum_attempts = 3",
+        "start_to_close = \"2s\"\nschedule_to_close = \"3s\"\n\
+         [activity.retry]\ninitial_interval = \"2s\"\nmaximum_attempts = 3",
         "[[fault]]\nactivity = \"risky\"\nattempts = [1]\nkind = \"hang\"\n\
          [expect]\noutcome = \"fallback-A\"\nattempts = { risky = 1 }\nfailure = \"timeout:start_to_close\"\n",
     );
@@ -89,7 +89,7 @@ fn an_attempt_cut_by_start_to_close_is_explained_when_history_says_schedule_to_c
     let observed = failure["observed"].as_str().unwrap();
     assert!(
         observed.contains("risky attempt 1: schedule_to_close timeout")
-            && observed.contains("risky attempt 1 was cut off by its start-to-close timeout (1s, after ")
+            && observed.contains("risky attempt 1 was cut off by its start-to-close timeout (2s, after ")
             && observed.contains("no retry fitted in what was left of the schedule-to-close timeout"),
         "{observed}"
     );

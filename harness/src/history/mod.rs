@@ -526,6 +526,17 @@ pub fn raw_file_name(workflow_id: &str) -> String {
     format!("{safe}.json")
 }
 
+/// The parts of `span` outside every window of `windows`.
+fn outside(span: (SystemTime, SystemTime), windows: &[(SystemTime, SystemTime)]) -> Vec<(SystemTime, SystemTime)> {
+    windows.iter().fold(vec![span], |parts, &(cut_from, cut_to)| {
+        parts
+            .into_iter()
+            .flat_map(|(from, to)| [(from, to.min(cut_from)), (from.max(cut_to), to)])
+            .filter(|(from, to)| from < to)
+            .collect()
+    })
+}
+
 /// The activity type of a local activity's marker, as the SDKs write it: core-based SDKs (Rust,
 /// Python, TypeScript, .NET) a `core_local_activity` marker whose `data` is JSON with
 /// `activity_type`; Go a `LocalActivity` marker whose `data` has `ActivityType`; Java a
@@ -640,11 +651,21 @@ impl Histories {
     }
 
     /// How long the workflow and its children waited for a worker to take their first workflow
-    /// task, overlapping waits counted once: time spent waiting for a worker (or for a saturated
+    /// task, overlapping waits counted once, within the workflow's own span and outside the
+    /// `faults` windows (a wait a fault caused, e.g. a child starting while its worker is down, is
+    /// the fault's effect, not waiting): time spent waiting for a busy worker (or for a saturated
     /// harness or server), not the workflow's own.
-    pub fn first_task_waits(&self) -> Duration {
-        let mut spans: Vec<(SystemTime, SystemTime)> =
-            self.all().filter_map(HistoryFacts::first_task_wait_span).collect();
+    pub fn first_task_waits(&self, faults: &[(SystemTime, SystemTime)]) -> Duration {
+        let (Some(start), Some(close)) = (self.root.started_at, self.root.closed_at) else {
+            return Duration::ZERO;
+        };
+        let mut spans: Vec<(SystemTime, SystemTime)> = self
+            .all()
+            .filter_map(HistoryFacts::first_task_wait_span)
+            .map(|(from, to)| (from.max(start), to.min(close)))
+            .filter(|(from, to)| from < to)
+            .flat_map(|span| outside(span, faults))
+            .collect();
         spans.sort();
         let mut total = Duration::ZERO;
         let mut covered: Option<(SystemTime, SystemTime)> = None;
@@ -664,9 +685,9 @@ impl Histories {
             })
     }
 
-    /// The workflow's own time: start to close, less [`Self::first_task_waits`].
-    pub fn own_duration(&self) -> Option<Duration> {
-        Some(self.root.duration()?.saturating_sub(self.first_task_waits()))
+    /// The workflow's own time: start to close, less [`Self::first_task_waits`] outside `faults`.
+    pub fn own_duration(&self, faults: &[(SystemTime, SystemTime)]) -> Option<Duration> {
+        Some(self.root.duration()?.saturating_sub(self.first_task_waits(faults)))
     }
 
     /// Every scheduled activity of every history.
@@ -678,16 +699,20 @@ impl Histories {
     /// attempts: an activity that timed out waiting for a retry ran as many attempts as the
     /// proxy handed out (`wire`: its attempt log).
     pub fn count_attempts_from(&mut self, wire: &[AttemptRecord]) {
-        let all = std::iter::once(&mut self.root).chain(&mut self.children);
-        for act in all.flat_map(|h| &mut h.activities).filter(|a| !a.attempts_exact) {
-            let seen = wire
-                .iter()
-                .filter(|r| r.workflow_id == act.workflow_id && r.activity_id == act.activity_id)
-                .map(|r| r.attempt)
-                .max();
-            if let Some(seen) = seen {
-                act.attempts = act.attempts.max(seen);
-                act.attempts_exact = true;
+        for facts in std::iter::once(&mut self.root).chain(&mut self.children) {
+            // Activity ids start again in every run of a workflow id.
+            let run = facts.run_id.as_str();
+            for act in facts.activities.iter_mut().filter(|a| !a.attempts_exact) {
+                let seen = wire
+                    .iter()
+                    .filter(|r| r.workflow_id == act.workflow_id && r.activity_id == act.activity_id)
+                    .filter(|r| run.is_empty() || r.run_id == run)
+                    .map(|r| r.attempt)
+                    .max();
+                if let Some(seen) = seen {
+                    act.attempts = act.attempts.max(seen);
+                    act.attempts_exact = true;
+                }
             }
         }
     }
@@ -774,7 +799,19 @@ mod tests {
                 facts("c", 112, None, 118),
             ],
         };
-        assert_eq!(h.first_task_waits(), Duration::from_secs(6));
-        assert_eq!(h.own_duration(), Some(Duration::from_secs(14)));
+        assert_eq!(h.first_task_waits(&[]), Duration::from_secs(6));
+        assert_eq!(h.own_duration(&[]), Some(Duration::from_secs(14)));
+        // A fault from 104 s to 106 s caused 2 s of child a's wait: that is no busy worker's.
+        let fault = |from: u64, to: u64| {
+            let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+            (at(from), at(to))
+        };
+        assert_eq!(h.first_task_waits(&[fault(104, 106)]), Duration::from_secs(4));
+        // A child that waits past the root's close counts only up to it.
+        let late = Histories {
+            root: facts("root", 100, Some(100), 110),
+            children: vec![facts("late", 108, Some(115), 120)],
+        };
+        assert_eq!(late.first_task_waits(&[]), Duration::from_secs(2));
     }
 }

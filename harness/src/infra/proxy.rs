@@ -94,6 +94,9 @@ impl Drop for FaultProxy {
     }
 }
 
+/// How long connecting to the upstream may take before the client's connection is reset.
+const UPSTREAM_CONNECT: Duration = Duration::from_secs(10);
+
 /// Accepts connections until the proxy is dropped. An accept error (out of file descriptors, a
 /// connection reset before it was accepted) is waited out, never the end of the loop; each
 /// connection reaches upstream in its own task, so a slow upstream never holds up accepting.
@@ -121,7 +124,8 @@ async fn accept_loop(listener: TcpListener, upstream: String, mode: watch::Recei
 /// Opens the upstream side of a client's connection and forwards both ways until either side
 /// closes or a reset fault cuts both.
 async fn connect(client: TcpStream, upstream: String, mode: watch::Receiver<Mode>, counters: Arc<Counters>) {
-    let Ok(server) = TcpStream::connect(&upstream).await else {
+    let connecting = tokio::time::timeout(UPSTREAM_CONNECT, TcpStream::connect(&upstream));
+    let Ok(Ok(server)) = connecting.await else {
         // As if the frontend refused: the client's connection is reset.
         let _ = client.set_zero_linger();
         return;

@@ -215,7 +215,7 @@ pub struct ScenarioReport {
     /// Workflow start to close, from history.
     pub duration_ms: Option<u64>,
     /// Wall time the scenario took in the harness (its private server's start included, its
-    /// wait for a turn on a fixed task queue left out).
+    /// wait for a turn left out: `waited_ms`).
     pub wall_ms: Option<u64>,
     /// Time it waited for its turn: on a fixed task queue or a dialed address another scenario had
     /// to itself, or on the harness's worker.
@@ -306,7 +306,9 @@ impl ScenarioReport {
             verdict: if passed { Verdict::Passed } else { Verdict::Failed },
             wall_ms: Some(wall.as_millis() as u64),
             waited_ms: (!waited.is_zero()).then_some(waited.as_millis() as u64),
-            first_task_wait_ms: histories.as_ref().map(|h| h.first_task_waits().as_millis() as u64),
+            first_task_wait_ms: histories
+                .as_ref()
+                .map(|h| h.first_task_waits(&verify::fault_windows(&infra_events)).as_millis() as u64),
             wire_attempts,
             passed,
             error: error.map(|e| e.to_string()),

@@ -363,7 +363,14 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
         }
     };
     execution.error = result.err();
-    execution.worker = placement.describe(plan, settings);
+    let restarted = execution.infra_events.iter().any(|e| {
+        matches!(e.outcome, InfraOutcome::Applied(_))
+            && plan
+                .infra
+                .iter()
+                .any(|r| r.id == e.id && matches!(r.action, infra::InfraAction::WorkerCrash(_)))
+    });
+    execution.worker = placement.describe(plan, settings, restarted);
     execution.wall = began.elapsed().saturating_sub(execution.waited);
     if let Some(histories) = &mut execution.histories {
         histories.count_attempts_from(&execution.wire_attempts);
@@ -548,7 +555,10 @@ async fn stuck_workflow_task(
                     .as_ref()
                     .and_then(|i| i.start_time.as_ref())
                     .map(|t| (t.seconds, t.nanos));
-                let pollers = workers::workflow_pollers(client, namespace, task_queue).await;
+                // A server that does not answer says nothing about the workers: ask again.
+                let Some(pollers) = workers::workflow_pollers(client, namespace, task_queue).await else {
+                    return Ok(None);
+                };
                 let recent = started.is_none_or(|(seconds, nanos)| {
                     let now = Duration::new(seconds.max(0) as u64, nanos.max(0) as u32) + began.elapsed();
                     let quiet_since = now.saturating_sub(NOT_PICKED_UP);

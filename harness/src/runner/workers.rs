@@ -4,7 +4,7 @@
 
 use super::{Execution, Inject, RunError, RunSettings, default_jobs, execute, wire_settings};
 use crate::{
-    infra::{Dials, InfraAction, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
+    infra::{Dials, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
     target::Cluster,
     wire::{WireError, WireProxy},
@@ -72,7 +72,8 @@ impl Placement {
     }
 
     /// How the report says a workflow of the user's own ran (`None` for the demo workflows).
-    pub(super) fn describe(&self, plan: &Plan, settings: &RunSettings) -> Option<String> {
+    /// `restarted`: whether a worker crash killed its worker and started a fresh one.
+    pub(super) fn describe(&self, plan: &Plan, settings: &RunSettings, restarted: bool) -> Option<String> {
         if !matches!(plan.workflow, WorkflowSpec::User(_)) {
             return None;
         }
@@ -95,11 +96,7 @@ impl Placement {
                     (None, false) => " (its infrastructure faults would disturb other scenarios)".into(),
                     (None, true) => String::new(),
                 };
-                let crash = if plan
-                    .infra
-                    .iter()
-                    .any(|r| matches!(r.action, InfraAction::WorkerCrash(_)))
-                {
+                let crash = if restarted {
                     ", killed and started afresh by its worker_crash"
                 } else {
                     ""
@@ -122,15 +119,15 @@ impl Placement {
 
 /// Whether any worker polls `task_queue` for workflow tasks.
 pub(super) async fn has_pollers(cluster: &Cluster, task_queue: &str) -> bool {
-    !workflow_pollers(&cluster.client, &cluster.namespace, task_queue)
+    workflow_pollers(&cluster.client, &cluster.namespace, task_queue)
         .await
-        .is_empty()
+        .is_some_and(|p| !p.is_empty())
 }
 
 /// The workers that polled `task_queue` for workflow tasks in the last few minutes, as the
-/// server lists them (a stopped worker stays listed for about five minutes); empty when the
+/// server lists them (a stopped worker stays listed for about five minutes); `None` when the
 /// server does not answer.
-pub(super) async fn workflow_pollers(client: &Client, namespace: &str, task_queue: &str) -> Vec<PollerInfo> {
+pub(super) async fn workflow_pollers(client: &Client, namespace: &str, task_queue: &str) -> Option<Vec<PollerInfo>> {
     let request = DescribeTaskQueueRequest {
         namespace: namespace.to_owned(),
         task_queue: Some(TaskQueue {
@@ -143,8 +140,8 @@ pub(super) async fn workflow_pollers(client: &Client, namespace: &str, task_queu
     let mut svc = client.connection().workflow_service();
     svc.describe_task_queue(request.into_request())
         .await
+        .ok()
         .map(|r| r.into_inner().pollers)
-        .unwrap_or_default()
 }
 
 /// The worker process for `plan` connecting to `address` (a proxy of the harness's): the user's
@@ -223,20 +220,25 @@ pub(super) async fn with_own_worker(
         (None, None) => proxy.address(),
     };
     let log = settings.log_dir.join(format!("worker-{}.log", plan.name));
-    let worker = worker_process(cluster, &plan, &worker_address, wire.as_ref(), task_queue, log)?;
-    let started = worker.start().await;
-    let result = match started {
-        Ok(_) => {
-            let ctl = InfraControl {
-                server: cluster.server(),
-                worker: Some(&worker),
-                proxy: Some(&proxy),
+    let result = match worker_process(cluster, &plan, &worker_address, wire.as_ref(), task_queue, log) {
+        Ok(worker) => {
+            let result = match worker.start().await {
+                Ok(_) => {
+                    let ctl = InfraControl {
+                        server: cluster.server(),
+                        worker: Some(&worker),
+                        proxy: Some(&proxy),
+                    };
+                    execute(cluster, execution, settings, task_queue, Some(&ctl)).await
+                }
+                Err(e) => Err(e.into()),
             };
-            execute(cluster, execution, settings, task_queue, Some(&ctl)).await
+            let _ = worker.kill().await;
+            result
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     };
-    let _ = worker.kill().await;
+    // Shut down on every path, so the address is free again before the next scenario's turn.
     if let Some(wire) = wire {
         execution.wire_attempts = wire.attempts();
         wire.shutdown().await;
@@ -262,6 +264,9 @@ async fn start_wire(cluster: &Cluster, via: Option<String>, dials: Option<&Dials
         .addresses()
         .await
         .map_err(|e| taken(format!("it does not resolve here ({e})")))?;
+    if listen.is_empty() {
+        return Err(taken("it resolves to no loopback address here".into()));
+    }
     let settings = crate::wire::WireSettings {
         listen,
         via,
@@ -283,8 +288,9 @@ async fn start_wire(cluster: &Cluster, via: Option<String>, dials: Option<&Dials
 /// the harness's own worker, which takes at most [`default_jobs`] scenarios at a time.
 pub struct SharedWorkers {
     queues: std::sync::Mutex<HashMap<String, Arc<Queue>>>,
-    /// The fixed addresses users' workers dial, each taken by one scenario at a time.
-    addresses: std::sync::Mutex<HashMap<Dials, Arc<Mutex<()>>>>,
+    /// The fixed addresses users' workers dial, by port (they are all on loopback, so
+    /// `localhost:7233` and `127.0.0.1:7233` are one), each taken by one scenario at a time.
+    addresses: std::sync::Mutex<HashMap<u16, Arc<Mutex<()>>>>,
     /// Scenarios the harness's own worker may run at once.
     harness: Semaphore,
 }
@@ -402,7 +408,7 @@ impl SharedWorkers {
     pub(super) async fn address_turn(&self, dials: &Dials) -> OwnedMutexGuard<()> {
         let turn = {
             let mut addresses = self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            addresses.entry(dials.clone()).or_default().clone()
+            addresses.entry(dials.port).or_default().clone()
         };
         turn.lock_owned().await
     }

@@ -120,7 +120,10 @@ fn crash_cost(activity: &str, attempt: u32, killed_ms: u64, h: &Histories, wire:
         }
     }
     if lost.is_empty() {
-        lost.push(format!("{label} was running when its worker was killed"));
+        lost.push(format!(
+            "{label} had started when its worker was killed; neither history nor a wire log can say whether it \
+             had answered"
+        ));
     }
     CrashCost {
         changed_nothing,

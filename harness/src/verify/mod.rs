@@ -11,6 +11,7 @@ use crate::{
     wire::{Answer, AttemptRecord, Sent, WireEffect},
 };
 use serde::Serialize;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 mod infra;
 
@@ -156,8 +157,9 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptR
     if let Some(budget) = e.time_budget {
         // The workflow's own time: a first task that waited for a busy worker (or harness, or
         // server) is not the workflow being slow.
-        let took = h.own_duration();
-        let waited = h.first_task_waits();
+        let faults = fault_windows(infra);
+        let took = h.own_duration(&faults);
+        let waited = h.first_task_waits(&faults);
         let waited = match (waited >= std::time::Duration::from_millis(500), root.duration()) {
             (true, Some(all)) => format!(
                 " of its own ({} in all, less {} it and its children waited for a worker to take their first \
@@ -193,6 +195,18 @@ pub fn verify(plan: &Plan, h: &Histories, infra: &[InfraEvent], wire: &[AttemptR
             .map(|event| infra::infra_check(event, &plan.infra, h, wire)),
     );
     checks
+}
+
+/// When each applied infrastructure fault was on, by the harness's clock.
+pub fn fault_windows(infra: &[InfraEvent]) -> Vec<(SystemTime, SystemTime)> {
+    infra
+        .iter()
+        .filter_map(|e| {
+            let from = UNIX_EPOCH + std::time::Duration::from_millis(e.at_unix_ms?);
+            let lasted = e.ended_ms?.saturating_sub(e.started_ms?);
+            Some((from, from + std::time::Duration::from_millis(lasted)))
+        })
+        .collect()
 }
 
 fn fmt_ms(d: std::time::Duration) -> String {

@@ -127,6 +127,9 @@ pub enum WireError {
         /// Why.
         source: std::io::Error,
     },
+    /// No address to listen on was given.
+    #[error("the wire proxy was given no address to listen on")]
+    NoAddress,
     /// The upstream address or its TLS settings are unusable.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -147,6 +150,7 @@ impl WireProxy {
     /// Binds every address of `settings.listen` and serves in the background.
     pub async fn start(settings: WireSettings) -> Result<Self, WireError> {
         let (listeners, proxy) = bind(&settings).await?;
+        // `bind` returns at least one listener.
         let address = listeners[0].local_addr().map_err(|source| WireError::Listen {
             listen: settings.listen[0],
             source,
@@ -208,20 +212,27 @@ pub async fn serve(settings: WireSettings, until: impl Future<Output = ()>) -> R
     Ok(proxy.log().records())
 }
 
+/// Binds every address of `settings.listen`. With several, one the machine does not have (`::1`
+/// where IPv6 is off) is left out, as long as another binds; any other failure is an error.
 async fn bind(settings: &WireSettings) -> Result<(Vec<TcpListener>, Arc<Proxy>), WireError> {
+    if settings.listen.is_empty() {
+        return Err(WireError::NoAddress);
+    }
     let upstream = Upstream::new(UpstreamEndpoint::new(&settings.upstream, settings.via.as_deref())?);
     let mut listeners = Vec::with_capacity(settings.listen.len());
+    let mut missing = None;
     for &listen in &settings.listen {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| WireError::Listen { listen, source })?;
-        listeners.push(listener);
+        match TcpListener::bind(listen).await {
+            Ok(listener) => listeners.push(listener),
+            Err(source) if source.kind() == std::io::ErrorKind::AddrNotAvailable && settings.listen.len() > 1 => {
+                warn!(%listen, error = %source, "the wire proxy leaves out an address this machine does not have");
+                missing = Some(WireError::Listen { listen, source });
+            }
+            Err(source) => return Err(WireError::Listen { listen, source }),
+        }
     }
     if listeners.is_empty() {
-        return Err(WireError::Listen {
-            listen: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on"),
-        });
+        return Err(missing.unwrap_or(WireError::NoAddress));
     }
     Ok((
         listeners,

@@ -120,8 +120,7 @@ impl CallStatus {
         let (code, message) = match self {
             CallStatus::Ok => return Ok(()),
             CallStatus::Code(code, message) => (code, message),
-            // As gRPC clients read it: UNKNOWN.
-            CallStatus::Missing(http) => (2, format!("HTTP {http} without a gRPC status")),
+            CallStatus::Missing(http) => (code_of_http(http), format!("HTTP {http} without a gRPC status")),
         };
         Err(UpstreamError::Status {
             method: method.to_owned(),
@@ -129,6 +128,20 @@ impl CallStatus {
             code,
             message,
         })
+    }
+}
+
+/// The gRPC code a client reads from an HTTP status without a gRPC one (gRPC's HTTP-to-gRPC
+/// status mapping): a proxy or load balancer in the way that is down or busy is `UNAVAILABLE`,
+/// which the proxy retries.
+fn code_of_http(http: StatusCode) -> i32 {
+    match http.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502..=504 => 14,
+        _ => 2,
     }
 }
 
