@@ -3,9 +3,16 @@
 Reads its server from TEMPORAL_HOST / TEMPORAL_PORT (defaults 127.0.0.1 / 7233) and its namespace
 from TEMPORAL_NAMESPACE (default "default"); polls the fixed task queue `python-example` until
 SIGINT or SIGTERM. Side effects only under `__main__`: the workflow sandbox re-imports modules.
+
+TEMPORAL_CONNECT_WAIT_SECONDS (default 0) bounds how long it waits for the server and the namespace
+at start, retrying with a backoff from 1 s doubling up to 30 s and logging one line per attempt.
+With 0 it fails at once with the reason (what `chaos run` expects of a worker it starts); a
+deployed worker, which may start before its server (Render has no start order), sets it (the
+Dockerfile: 600).
 """
 
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -36,19 +43,75 @@ def server_address() -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def main() -> None:
-    """Connects, polls the task queue, and shuts down gracefully on SIGINT / SIGTERM."""
-    address = server_address()
-    namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
+def connect_wait_seconds() -> int:
+    """TEMPORAL_CONNECT_WAIT_SECONDS: how long to wait for the server at start (0: not at all)."""
+    raw = os.environ.get("TEMPORAL_CONNECT_WAIT_SECONDS", "0").strip() or "0"
+    if not raw.isdigit():
+        sys.exit(
+            "worker: TEMPORAL_CONNECT_WAIT_SECONDS must be a whole number of seconds "
+            f"(0: do not wait), got {raw!r}"
+        )
+    return int(raw)
+
+
+class NotReady(Exception):
+    """The server cannot be used (yet): `str()` is the message to exit with, `reason` the short
+    form for the log line of a retry."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+async def connect(address: str, namespace: str) -> Client:
+    """One attempt: connects and checks that the namespace exists."""
     try:
         client = await Client.connect(address, namespace=namespace)
     except (RuntimeError, RPCError) as err:
-        sys.exit(f"worker: cannot connect to the Temporal server at {address}: {err}")
+        message = f"cannot connect to the Temporal server at {address}: {err}"
+        raise NotReady(message, str(err)) from err
     try:
         request = DescribeNamespaceRequest(namespace=namespace)
         await client.workflow_service.describe_namespace(request)
     except RPCError as err:
-        sys.exit(f"worker: TEMPORAL_NAMESPACE `{namespace}` is not usable on {address}: {err}")
+        raise NotReady(
+            f"TEMPORAL_NAMESPACE `{namespace}` is not usable on {address}: {err}",
+            f"namespace `{namespace}`: {err}",
+        ) from err
+    return client
+
+
+async def wait_for_server(address: str, namespace: str, max_wait: int) -> Client:
+    """Connects, retrying for up to `max_wait` seconds (backoff from 1 s doubling up to 30 s, one
+    log line per attempt); exits with the last reason once the time is up (at once when 0)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait
+    delay = 1.0
+    while True:
+        try:
+            return await connect(address, namespace)
+        except NotReady as err:
+            left = deadline - loop.time()
+            if left <= 0:
+                waited = f" (gave up after waiting {max_wait} s)" if max_wait > 0 else ""
+                sys.exit(f"worker: {err}{waited}")
+            pause = min(delay, left)
+            next_try, give_up = math.ceil(pause), math.ceil(left)
+            print(
+                f"worker: waiting for the Temporal server at {address} "
+                f"(next try in {next_try} s, giving up in {give_up} s): {err.reason}",
+                file=sys.stderr,
+                flush=True,
+            )
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, 30.0)
+
+
+async def main() -> None:
+    """Connects, polls the task queue, and shuts down gracefully on SIGINT / SIGTERM."""
+    address = server_address()
+    namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
+    client = await wait_for_server(address, namespace, connect_wait_seconds())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
