@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# temporal-chaos: the `chaos` binary (chaos worker, chaos run ...) plus the
-# bundled scenarios. Used by render.yaml (chaos-worker, chaos-scenarios cron)
-# and compose/docker-compose.yml (chaos-worker, chaos-run).
+# temporal-chaos: the `chaos` binary (chaos worker, chaos proxy, chaos run ...)
+# plus the bundled scenarios and the Python example's scenarios. Used by
+# render.yaml (chaos-proxy, chaos-worker, chaos-scenarios cron) and
+# compose/docker-compose.yml (chaos-proxy, chaos-worker, chaos-run).
 #
 #   docker build -t temporal-chaos .
 #   docker run --rm temporal-chaos --help          # ENTRYPOINT is `chaos`
@@ -28,15 +29,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p temporal-chaos --bin chaos \
     && install -m 0755 target/release/chaos /usr/local/bin/chaos \
-    && mkdir -p /src/scenarios
+    && mkdir -p /src/scenarios /src/examples/python-worker/scenarios
 
 # ---- runtime ----------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# ca-certificates: TLS to Temporal Cloud or an HTTPS webhook.
+# ca-certificates: TLS to Temporal Cloud or an HTTPS webhook. curl: to look at
+# chaos-proxy's admin listener by hand from a service's Shell
+# (`curl http://127.0.0.1:7240/health`, docs/deploy-render.md).
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/*
 
 # Unprivileged user with a fixed uid/gid (10001) so mounted volumes can be
@@ -47,9 +50,15 @@ RUN groupadd --system --gid 10001 chaos \
         --shell /usr/sbin/nologin chaos
 
 COPY --from=builder /usr/local/bin/chaos /usr/local/bin/chaos
-# Copied from the builder, where `mkdir -p` guarantees the folder exists, so a
-# checkout without scenarios/ still builds.
+# Copied from the builder, where `mkdir -p` guarantees the folders exist, so a
+# checkout without them still builds. The cron job runs both. The Python
+# scenarios keep their path (their `[worker]` has cwd = "../..", which scenario
+# validation checks is a directory: /app/examples/python-worker); with
+# --external-worker that worker is not started: the deployed python-worker
+# polls their task queue.
 COPY --from=builder --chown=10001:10001 /src/scenarios /app/scenarios
+COPY --from=builder --chown=10001:10001 /src/examples/python-worker/scenarios \
+    /app/examples/python-worker/scenarios
 
 WORKDIR /app
 USER 10001:10001

@@ -1,7 +1,9 @@
 //! The deployment files: `render.yaml` and the compose topology validate against their schemas
 //! (kept in `../shared/schemas` beside the repository), every cross-reference resolves, both files
-//! describe the same cluster (service by service, after an explicit normalisation), and PgBouncer's
-//! pool fits the Temporal roles behind it in both.
+//! describe the same cluster (service by service, after an explicit normalisation), the deployed
+//! workers poll through `chaos-proxy` while the scheduled run talks to the frontend, PgBouncer's
+//! pool fits the Temporal roles behind it in both, and the images the blueprint builds copy files
+//! that exist (the cron's scenario folders and the Python example's worker included).
 
 mod common;
 
@@ -147,6 +149,14 @@ fn compose_validates_and_depends_on_existing_services() {
         if let Some(net) = service.get("network_mode") {
             assert_ne!(net, "bridge", "{name}: no bridge networks");
         }
+        // Published ports (the frontend, chaos-proxy's admin, the UI) stay on the laptop.
+        for port in service["ports"].as_array().into_iter().flatten() {
+            let port = port.as_str().unwrap_or_default();
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{name}: port `{port}` is published beyond 127.0.0.1"
+            );
+        }
     }
 }
 
@@ -176,6 +186,11 @@ const KNOWN_ENV_DIFFERENCES: &[(&str, &str, &str)] = &[
     ),
     ("temporal-ui", "PORT", "Render only: public traffic goes to $PORT"),
     (
+        "chaos-proxy",
+        "PORT",
+        "Render only: names the port that fromService ... hostport refers to (the workers' 7233, not the admin's 7240)",
+    ),
+    (
         "temporal-ui",
         "TEMPORAL_AUTH_ENABLED",
         "compose publishes the UI on 127.0.0.1 only (login optional); on Render it is public (login required)",
@@ -203,11 +218,18 @@ const KNOWN_ENV_DIFFERENCES: &[(&str, &str, &str)] = &[
 ];
 
 /// Start dependencies only compose has, with the reason.
-const KNOWN_COMPOSE_ONLY_DEPENDENCIES: &[(&str, &str, &str)] = &[(
-    "chaos-scenarios",
-    "chaos-worker",
-    "`docker compose run chaos-run` starts the worker it needs; on Render chaos-worker is always on",
-)];
+const KNOWN_COMPOSE_ONLY_DEPENDENCIES: &[(&str, &str, &str)] = &[
+    (
+        "chaos-scenarios",
+        "chaos-worker",
+        "`docker compose run chaos-run` starts the worker it needs; on Render chaos-worker is always on",
+    ),
+    (
+        "chaos-scenarios",
+        "python-worker",
+        "`docker compose run chaos-run` starts the worker its Python scenarios need; on Render python-worker is always on",
+    ),
+];
 
 /// One service after normalisation.
 #[derive(Debug, Default)]
@@ -536,6 +558,164 @@ fn compose_and_render_describe_the_same_cluster() {
             .map(String::from)
             .into()
     );
+    for (file, topology) in [("render.yaml", &render), ("compose/docker-compose.yml", &compose)] {
+        let problems = proxy_topology_problems(topology);
+        assert!(problems.is_empty(), "{file}:\n{}", problems.join("\n"));
+    }
+}
+
+/// The value following `flag` in a command line.
+fn flag_value<'a>(command: &'a [String], flag: &str) -> Option<&'a str> {
+    command
+        .iter()
+        .position(|a| a == flag)
+        .and_then(|i| command.get(i + 1))
+        .map(String::as_str)
+}
+
+/// What is wrong with the deployed-workers-behind-the-proxy topology: chaos-proxy forwards to the
+/// frontend; the workers (the harness's chaos-worker and the Python example's python-worker)
+/// reach the frontend through it; the scheduled run talks to the frontend directly, reads the
+/// proxy's admin listener, and runs the Python example's fault scenarios against the deployed
+/// workers (`--external-worker`).
+fn proxy_topology_problems(topology: &Topology) -> Vec<String> {
+    const PROXY: &str = "chaos-proxy";
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, problem: String| {
+        if !ok {
+            problems.push(problem);
+        }
+    };
+    let get = |service: &str| topology.get(service);
+    let env = |service: &str, key: &str| {
+        get(service)
+            .and_then(|s| s.env.get(key))
+            .map_or("(not set)", String::as_str)
+            .to_owned()
+    };
+    let (Some(proxy), Some(cron)) = (get(PROXY), get("chaos-scenarios")) else {
+        return vec![format!("no {PROXY} or chaos-scenarios service")];
+    };
+    // The proxy: `chaos proxy` from the repository image, forwarding to the frontend.
+    check(
+        proxy.command.first().map(String::as_str) == Some("proxy"),
+        format!("{PROXY}: command {:?} does not run `chaos proxy`", proxy.command),
+    );
+    let listen_port = flag_value(&proxy.command, "--listen").and_then(|a| a.rsplit_once(':').map(|(_, p)| p));
+    check(
+        listen_port == Some("7233"),
+        format!("{PROXY}: workers' port (--listen) is {listen_port:?}, expected 7233"),
+    );
+    let admin_port = flag_value(&proxy.command, "--admin").and_then(|a| a.rsplit_once(':').map(|(_, p)| p));
+    check(
+        admin_port == Some("7240"),
+        format!(
+            "{PROXY}: admin port (--admin) is {admin_port:?}; the run's CHAOS_PROXY_ADMIN names a host only and \
+             relies on the default admin port 7240"
+        ),
+    );
+    check(
+        env(PROXY, "TEMPORAL_ADDRESS") == "temporal-frontend:7233",
+        format!(
+            "{PROXY}: TEMPORAL_ADDRESS (its upstream) is `{}`, expected the frontend",
+            env(PROXY, "TEMPORAL_ADDRESS")
+        ),
+    );
+    check(
+        get("chaos-worker").is_some_and(|w| w.image == proxy.image),
+        format!("{PROXY}: not built like chaos-worker (the repository Dockerfile)"),
+    );
+    // The workers dial the proxy, never the frontend.
+    check(
+        env("chaos-worker", "TEMPORAL_ADDRESS") == format!("{PROXY}:7233"),
+        format!(
+            "chaos-worker: TEMPORAL_ADDRESS is `{}`, expected {PROXY}:7233",
+            env("chaos-worker", "TEMPORAL_ADDRESS")
+        ),
+    );
+    check(
+        env("python-worker", "TEMPORAL_HOST") == format!("host({PROXY})")
+            && env("python-worker", "TEMPORAL_PORT") == "7233",
+        format!(
+            "python-worker: TEMPORAL_HOST/TEMPORAL_PORT are `{}`/`{}`, expected {PROXY}'s host and 7233",
+            env("python-worker", "TEMPORAL_HOST"),
+            env("python-worker", "TEMPORAL_PORT")
+        ),
+    );
+    check(
+        get("python-worker")
+            .is_some_and(|w| w.image == "build examples/python-worker/Dockerfile in examples/python-worker"),
+        format!(
+            "python-worker: image is {:?}, expected a build of examples/python-worker/Dockerfile",
+            get("python-worker").map(|w| &w.image)
+        ),
+    );
+    // The scheduled run: the frontend directly, the proxy's admin for the attempts, the Python
+    // fault scenarios against the deployed workers.
+    check(
+        env("chaos-scenarios", "TEMPORAL_ADDRESS") == "temporal-frontend:7233",
+        format!(
+            "chaos-scenarios: TEMPORAL_ADDRESS is `{}`; the run starts workflows and reads histories on the \
+             frontend directly",
+            env("chaos-scenarios", "TEMPORAL_ADDRESS")
+        ),
+    );
+    check(
+        env("chaos-scenarios", "CHAOS_PROXY_ADMIN") == format!("host({PROXY})"),
+        format!(
+            "chaos-scenarios: CHAOS_PROXY_ADMIN is `{}`, expected {PROXY}'s host",
+            env("chaos-scenarios", "CHAOS_PROXY_ADMIN")
+        ),
+    );
+    check(
+        cron.command.first().map(String::as_str) == Some("run")
+            && [
+                "scenarios/activity",
+                "examples/python-worker/scenarios/activity",
+                "--external-worker",
+            ]
+            .iter()
+            .all(|a| cron.command.iter().any(|c| c == a)),
+        format!(
+            "chaos-scenarios: command {:?} should run scenarios/activity and \
+             examples/python-worker/scenarios/activity with --external-worker",
+            cron.command
+        ),
+    );
+    check(
+        flag_value(&cron.command, "--task-queue") == Some("chaos-remote")
+            && env("chaos-worker", "CHAOS_TASK_QUEUE") == "chaos-remote",
+        format!(
+            "chaos-scenarios: --task-queue {:?} is not the queue chaos-worker polls (`{}`)",
+            flag_value(&cron.command, "--task-queue"),
+            env("chaos-worker", "CHAOS_TASK_QUEUE")
+        ),
+    );
+    problems
+}
+
+#[test]
+fn the_proxy_topology_check_names_a_worker_that_bypasses_the_proxy() {
+    let mut doc = yaml("compose/docker-compose.yml");
+    let services = &mut doc["services"];
+    services["python-worker"]["environment"]["TEMPORAL_HOST"] = "temporal-frontend".into();
+    services["chaos-run"]["environment"]
+        .as_object_mut()
+        .unwrap()
+        .remove("CHAOS_PROXY_ADMIN");
+    services["chaos-run"]["command"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a != "--external-worker");
+    let problems = proxy_topology_problems(&compose_topology(&doc));
+    let expected = [
+        "python-worker: TEMPORAL_HOST/TEMPORAL_PORT are `host(temporal-frontend)`/`7233`, expected chaos-proxy's host and 7233",
+        "chaos-scenarios: CHAOS_PROXY_ADMIN is `(not set)`, expected chaos-proxy's host",
+        "chaos-scenarios: command [\"run\", \"scenarios/activity\", \"examples/python-worker/scenarios/activity\", \
+         \"--task-queue\", \"chaos-remote\"] should run scenarios/activity and \
+         examples/python-worker/scenarios/activity with --external-worker",
+    ];
+    assert_eq!(problems, expected);
 }
 
 #[test]
@@ -680,4 +860,226 @@ fn the_pool_check_rejects_transaction_mode_and_a_small_pool() {
     }
     assert!(!problems.contains(&expected[3].to_owned()), "{}", problems.join("\n"));
     assert_eq!(problems.len(), 3, "{}", problems.join("\n"));
+}
+
+// ---- The images the blueprint builds --------------------------------------------------------
+
+/// A Dockerfile's instructions: keyword (upper case) and its whitespace-separated arguments, with
+/// continuation lines joined and comment lines (and parser directives) dropped.
+fn dockerfile_instructions(path: &str) -> Vec<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some(head) = line.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(line);
+        let mut words = current.split_whitespace().map(str::to_owned);
+        if let Some(keyword) = words.next() {
+            out.push((keyword.to_ascii_uppercase(), words.collect()));
+        }
+        current.clear();
+    }
+    out
+}
+
+/// `COPY`/`ADD` of an instruction list: (flags, sources, destination).
+fn copies(instructions: &[(String, Vec<String>)]) -> Vec<(Vec<String>, Vec<String>, String)> {
+    instructions
+        .iter()
+        .filter(|(k, _)| k == "COPY" || k == "ADD")
+        .map(|(_, args)| {
+            let (flags, rest): (Vec<String>, Vec<String>) = args.iter().cloned().partition(|a| a.starts_with("--"));
+            let (destination, sources) = rest.split_last().expect("COPY needs a source and a destination");
+            (flags, sources.to_vec(), destination.clone())
+        })
+        .collect()
+}
+
+/// The Dockerfiles render.yaml builds, as (Dockerfile, build context), relative to the repository.
+fn blueprint_builds() -> BTreeSet<(String, String)> {
+    yaml("render.yaml")["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["runtime"] == "docker")
+        .map(|s| {
+            (
+                repo_path(Path::new(s["dockerfilePath"].as_str().unwrap_or("Dockerfile"))),
+                repo_path(Path::new(s["dockerContext"].as_str().unwrap_or("."))),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_file_a_deployed_dockerfile_copies_from_its_context_exists() {
+    let builds = blueprint_builds();
+    for (dockerfile, context) in &builds {
+        let context_dir = repo().join(context);
+        let ignored: Vec<String> = std::fs::read_to_string(context_dir.join(".dockerignore"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.trim_end_matches('/').to_owned())
+            .collect();
+        for (flags, sources, _) in copies(&dockerfile_instructions(dockerfile)) {
+            if flags.iter().any(|f| f.starts_with("--from=")) {
+                continue;
+            }
+            for source in sources {
+                assert!(
+                    context_dir.join(&source).exists(),
+                    "{dockerfile}: COPY {source}: no such file in the build context {context}"
+                );
+                let plain = source.trim_start_matches("./").trim_end_matches('/');
+                assert!(
+                    plain == "." || !ignored.iter().any(|i| i == plain),
+                    "{dockerfile}: COPY {source}, which {context}/.dockerignore excludes"
+                );
+            }
+        }
+    }
+    // The repository image, the Python example's, and the Temporal server and admin-tools wrappers.
+    for expected in [
+        "Dockerfile",
+        "examples/python-worker/Dockerfile",
+        "compose/temporal/server.Dockerfile",
+        "compose/temporal/admin-tools.Dockerfile",
+    ] {
+        assert!(
+            builds.iter().any(|(d, _)| d == expected),
+            "{expected} not built: {builds:?}"
+        );
+    }
+}
+
+#[test]
+fn the_image_holds_the_scenario_folders_the_cron_runs() {
+    let render = render_topology(&yaml("render.yaml"));
+    let cron = &render["chaos-scenarios"];
+    let dockerfile = cron
+        .image
+        .strip_prefix("build ")
+        .and_then(|b| b.split_once(" in "))
+        .unwrap()
+        .0;
+    let text = std::fs::read_to_string(repo().join(dockerfile)).unwrap();
+    let instructions = dockerfile_instructions(dockerfile);
+    let workdir = instructions
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "WORKDIR")
+        .map(|(_, a)| a[0].clone())
+        .unwrap();
+    let folders: Vec<&String> = cron.command[1..].iter().take_while(|a| !a.starts_with("--")).collect();
+    assert!(folders.len() >= 2, "{:?}", cron.command);
+    // The builder copies the context to /src and `mkdir -p`s the folders it hands over, so a
+    // checkout without them still builds; the runtime stage puts them at the same path under the
+    // working directory, where the cron's relative paths point.
+    let copied: Vec<String> = copies(&instructions)
+        .into_iter()
+        .filter(|(flags, _, _)| flags.iter().any(|f| f == "--from=builder"))
+        .filter_map(|(_, sources, destination)| {
+            let relative = sources.first()?.strip_prefix("/src/")?.to_owned();
+            (destination.trim_end_matches('/') == format!("{workdir}/{relative}")).then_some(relative)
+        })
+        .collect();
+    for folder in folders {
+        let Some(copy) = copied
+            .iter()
+            .find(|c| folder == *c || folder.starts_with(&format!("{c}/")))
+        else {
+            panic!("{dockerfile}: the cron runs {folder}, which no COPY puts under {workdir} (copied: {copied:?})");
+        };
+        assert!(
+            text.lines()
+                .any(|l| l.contains("mkdir -p") && l.split_whitespace().any(|w| w == format!("/src/{copy}"))),
+            "{dockerfile}: the builder does not `mkdir -p /src/{copy}`"
+        );
+        assert!(repo().join(copy).is_dir(), "{copy} is not a folder of the repository");
+    }
+}
+
+#[test]
+fn the_python_worker_image_runs_worker_py_and_waits_for_its_server() {
+    let render = render_topology(&yaml("render.yaml"));
+    let (dockerfile, context) = render["python-worker"]
+        .image
+        .strip_prefix("build ")
+        .and_then(|b| b.split_once(" in "))
+        .unwrap();
+    let instructions = dockerfile_instructions(dockerfile);
+    let args = |keyword: &str| -> Vec<String> {
+        instructions
+            .iter()
+            .filter(|(k, _)| k == keyword)
+            .flat_map(|(_, a)| a.clone())
+            .collect()
+    };
+    // A pinned Python 3.12 slim base (a patch version, not a moving tag).
+    let from = args("FROM");
+    assert!(
+        from.len() == 1 && from[0].starts_with("python:3.12.") && from[0].contains("-slim"),
+        "{dockerfile}: FROM {from:?}"
+    );
+    let copied: Vec<String> = copies(&instructions)
+        .into_iter()
+        .flat_map(|(_, sources, _)| sources)
+        .map(|s| s.trim_end_matches('/').to_owned())
+        .collect();
+    for file in ["requirements.txt", "app", "worker.py"] {
+        assert!(
+            copied.iter().any(|c| c == file),
+            "{dockerfile} does not copy {file}: {copied:?}"
+        );
+    }
+    let run = args("RUN").join(" ");
+    assert!(
+        run.contains("pip install") && run.contains("-r requirements.txt"),
+        "{dockerfile}: requirements.txt is not installed: RUN {run}"
+    );
+    let requirements = std::fs::read_to_string(repo().join(context).join("requirements.txt")).unwrap();
+    assert!(
+        requirements.lines().any(|l| l.starts_with("temporalio==")),
+        "temporalio is not pinned: {requirements}"
+    );
+    // Render has no start order: the deployed worker waits for its server instead of exiting.
+    let wait = args("ENV")
+        .iter()
+        .find_map(|e| e.strip_prefix("TEMPORAL_CONNECT_WAIT_SECONDS=").map(str::to_owned));
+    assert!(
+        wait.as_deref()
+            .and_then(|w| w.parse::<u32>().ok())
+            .is_some_and(|w| w > 0),
+        "{dockerfile}: ENV TEMPORAL_CONNECT_WAIT_SECONDS is {wait:?}, expected a positive number of seconds"
+    );
+    let worker = std::fs::read_to_string(repo().join(context).join("worker.py")).unwrap();
+    assert!(
+        worker.contains("TEMPORAL_CONNECT_WAIT_SECONDS"),
+        "worker.py does not read it"
+    );
+    // An unprivileged fixed uid, and the worker as the command.
+    let user = args("USER");
+    assert!(
+        user.last()
+            .and_then(|u| u.split(':').next())
+            .and_then(|u| u.parse::<u32>().ok())
+            .is_some_and(|uid| uid > 0),
+        "{dockerfile}: USER {user:?}"
+    );
+    assert_eq!(args("CMD").join(" "), r#"["python", "worker.py"]"#, "{dockerfile}");
+    let ignore = std::fs::read_to_string(repo().join(context).join(".dockerignore")).unwrap_or_default();
+    assert!(
+        ignore.lines().any(|l| l.trim().trim_end_matches('/') == ".venv"),
+        "{context}/.dockerignore does not exclude .venv"
+    );
 }
