@@ -110,7 +110,7 @@ time_budget = "1h"
 
 fn report(scenarios: usize, histories: &Histories) -> RunReport {
     let plan = scenario::parse(Path::new("bench.toml"), PLAN).unwrap();
-    let checks = verify(&plan, histories, &[], &[]);
+    let checks = verify(&plan, histories, &[], &[], None);
     let execution = Execution {
         workflow_id: "bench-1".into(),
         run_id: Some("run".into()),
@@ -121,6 +121,7 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
         wall: std::time::Duration::from_secs(1),
         waited: std::time::Duration::ZERO,
         wire_attempts: vec![],
+        wire_gap: None,
         worker: None,
         plan,
     };
@@ -164,7 +165,7 @@ fn benches(c: &mut Criterion) {
                 root: HistoryFacts::from_events("bench-1", black_box(&events)),
                 children: vec![],
             };
-            black_box(verify(&plan, &h, &[], &[]))
+            black_box(verify(&plan, &h, &[], &[], None))
         })
     });
 

@@ -87,11 +87,10 @@ fn forwarding(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let (direct, proxy) = rt.block_on(async {
         let direct = upstream().await;
-        let proxy = WireProxy::start(WireSettings {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            upstream: Endpoint::local(direct.to_string(), "default".into()),
-            via: None,
-        })
+        let proxy = WireProxy::start(WireSettings::new(
+            vec!["127.0.0.1:0".parse().unwrap()],
+            Endpoint::local(direct.to_string(), "default".into()),
+        ))
         .await
         .unwrap();
         (direct.to_string(), proxy)
@@ -180,11 +179,10 @@ fn against_dev_server(c: &mut Criterion) {
     };
     let rt = Runtime::new().unwrap();
     let (proxy, mut direct_client, mut proxy_client) = rt.block_on(async {
-        let proxy = WireProxy::start(WireSettings {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            upstream: Endpoint::local(address.clone(), "default".into()),
-            via: None,
-        })
+        let proxy = WireProxy::start(WireSettings::new(
+            vec!["127.0.0.1:0".parse().unwrap()],
+            Endpoint::local(address.clone(), "default".into()),
+        ))
         .await
         .unwrap();
         let began = std::time::Instant::now();

@@ -1,7 +1,10 @@
 //! `chaos doctor`: is this cluster fit to run scenarios? The original project's "how to verify the
 //! cluster is working" checklist, automated, each check with the fix to try.
 
-use crate::target::{Endpoint, connect};
+use crate::{
+    target::{Endpoint, connect},
+    wire::{PollerSeen, ProxyAdmin},
+};
 use serde::Serialize;
 use std::{fmt::Write, net::SocketAddr, time::Duration};
 use temporalio_client::{Client, WorkflowCountOptions, tonic::IntoRequest};
@@ -9,7 +12,7 @@ use temporalio_common::protos::{
     grpc::health::v1::{HealthCheckRequest, health_check_response::ServingStatus},
     temporal::api::{
         enums::v1::TaskQueueType,
-        taskqueue::v1::TaskQueue,
+        taskqueue::v1::{PollerInfo, TaskQueue},
         workflowservice::v1::{
             DescribeNamespaceRequest, DescribeTaskQueueRequest, GetClusterInfoRequest, GetSystemInfoRequest,
         },
@@ -32,27 +35,31 @@ pub struct DoctorCheck {
     pub fix: &'static str,
 }
 
-/// What to check: the endpoint, and optionally a worker task queue and a UI.
+/// What to check: the endpoint, and optionally worker task queues, a UI and a chaos proxy.
 pub struct DoctorSettings {
     /// Cluster to examine.
     pub endpoint: Endpoint,
-    /// Task queue that should have pollers (the deployed chaos worker's).
-    pub task_queue: Option<String>,
+    /// Task queues that should have pollers (the deployed workers').
+    pub task_queues: Vec<String>,
     /// Web UI base URL to fetch.
     pub ui_url: Option<String>,
+    /// Admin listener of the `chaos proxy` the workers of `task_queues` should poll through.
+    pub proxy_admin: Option<String>,
 }
 
 /// `chaos doctor`: resolves the connection settings, runs every check and prints the table;
 /// whether every check passed.
 pub async fn run(
     conn: &crate::target::ConnectionSettings,
-    task_queue: Option<String>,
+    task_queues: Vec<String>,
     ui_url: Option<String>,
+    proxy_admin: Option<String>,
 ) -> Result<bool, crate::target::TargetError> {
     let settings = DoctorSettings {
         endpoint: conn.resolve()?,
-        task_queue,
+        task_queues,
         ui_url,
+        proxy_admin: proxy_admin.filter(|a| !a.trim().is_empty()),
     };
     let checks = examine(&settings).await;
     print!("{}", table(&checks));
@@ -86,8 +93,22 @@ pub async fn examine(s: &DoctorSettings) -> Vec<DoctorCheck> {
         checks.push(cluster_info(client).await);
         checks.push(namespace(client, &s.endpoint.namespace).await);
         checks.push(visibility(client).await);
-        if let Some(tq) = &s.task_queue {
+    }
+    // The proxy's view of the workers polling through it, to compare with the server's.
+    let through_proxy = match &s.proxy_admin {
+        Some(address) => {
+            let (proxy_checks, seen) = proxy(address).await;
+            checks.extend(proxy_checks);
+            Some(seen)
+        }
+        None => None,
+    };
+    if let Some(client) = &client {
+        for tq in &s.task_queues {
             checks.push(pollers(client, &s.endpoint.namespace, tq).await);
+            if let Some(seen) = &through_proxy {
+                checks.push(polling_through(client, &s.endpoint.namespace, tq, seen.as_deref()).await);
+            }
         }
     }
     if let Some(ui) = &s.ui_url {
@@ -281,25 +302,38 @@ async fn visibility(client: &Client) -> DoctorCheck {
     )
 }
 
-async fn pollers(client: &Client, namespace: &str, task_queue: &str) -> DoctorCheck {
+/// The pollers the server lists on `task_queue` for `queue_type` tasks.
+async fn queue_pollers(
+    client: &Client,
+    namespace: &str,
+    task_queue: &str,
+    queue_type: TaskQueueType,
+) -> Result<Vec<PollerInfo>, String> {
+    let request = DescribeTaskQueueRequest {
+        namespace: namespace.to_owned(),
+        task_queue: Some(TaskQueue {
+            name: task_queue.to_owned(),
+            ..Default::default()
+        }),
+        task_queue_type: queue_type as i32,
+        ..Default::default()
+    };
     let mut svc = client.connection().workflow_service();
+    match svc.describe_task_queue(request.into_request()).await {
+        Ok(r) => Ok(r.into_inner().pollers),
+        Err(e) => Err(e.message().to_owned()),
+    }
+}
+
+async fn pollers(client: &Client, namespace: &str, task_queue: &str) -> DoctorCheck {
     let mut seen = Vec::new();
     for (kind, queue_type) in [
         ("workflow", TaskQueueType::Workflow),
         ("activity", TaskQueueType::Activity),
     ] {
-        let request = DescribeTaskQueueRequest {
-            namespace: namespace.to_owned(),
-            task_queue: Some(TaskQueue {
-                name: task_queue.to_owned(),
-                ..Default::default()
-            }),
-            task_queue_type: queue_type as i32,
-            ..Default::default()
-        };
-        match svc.describe_task_queue(request.into_request()).await {
-            Ok(r) => seen.push((kind, r.into_inner().pollers.len())),
-            Err(e) => return check("pollers", Err(e.message().to_owned()), ""),
+        match queue_pollers(client, namespace, task_queue, queue_type).await {
+            Ok(pollers) => seen.push((kind, pollers.len())),
+            Err(e) => return check("pollers", Err(e), ""),
         }
     }
     let detail = seen
@@ -317,6 +351,139 @@ async fn pollers(client: &Client, namespace: &str, task_queue: &str) -> DoctorCh
         result,
         "start the chaos worker on that task queue (`chaos worker --task-queue <queue>`, the Render worker service)",
     )
+}
+
+/// The proxy's checks (its admin listener, its frontend) and the workers it sees polling
+/// (`None` when it cannot say).
+async fn proxy(address: &str) -> (Vec<DoctorCheck>, Option<Vec<PollerSeen>>) {
+    const FIX: &str = "start `chaos proxy --admin HOST:PORT` and give that address (--proxy-admin / \
+        CHAOS_PROXY_ADMIN; on Render the chaos-proxy service, port 7240)";
+    let (admin, health) = match ProxyAdmin::connect(address).await {
+        Ok(connected) => connected,
+        Err(e) => return (vec![check("proxy", Err(e.to_string()), FIX)], None),
+    };
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    let log = &health.attempts;
+    let mut checks = vec![pass(
+        "proxy",
+        format!(
+            "{} {} at {}: workers connect to {}; its log keeps {} of at most {} attempt(s) for {} ({} dropped){}; up {} s",
+            health.service,
+            health.version,
+            admin.url(),
+            health.listen.join(", "),
+            log.kept,
+            log.limits.max_attempts,
+            humantime::format_duration(log.limits.max_age),
+            log.dropped,
+            health
+                .resident_bytes
+                .map(|b| format!(", resident {}", mib(b)))
+                .unwrap_or_default(),
+            health.uptime_s
+        ),
+    )];
+    let upstream = &health.upstream;
+    checks.push(check(
+        "proxy upstream",
+        match (&upstream.server_version, &upstream.error) {
+            (Some(version), _) => Ok(format!("the proxy reaches {} (server {version})", upstream.address)),
+            (None, error) => Err(format!(
+                "the proxy cannot reach {}: {}",
+                upstream.address,
+                error.as_deref().unwrap_or("no answer")
+            )),
+        },
+        "the proxy's --upstream / TEMPORAL_ADDRESS must be the frontend's gRPC host:port",
+    ));
+    let seen = match admin.pollers().await {
+        Ok(seen) => Some(seen),
+        Err(e) => {
+            checks.push(check("proxy pollers", Err(e.to_string()), FIX));
+            None
+        }
+    };
+    (checks, seen)
+}
+
+/// How recently a poller must have polled to count on the server's side: the server lists a
+/// worker for minutes after it stopped, but its last access time ages (a live worker's is at most
+/// about a long poll old, some 70 s).
+const RECENT_POLL: Duration = Duration::from_secs(90);
+
+/// How recently a worker must have polled through the proxy, when it has no poll open there.
+const RECENT_PROXIED_POLL: Duration = Duration::from_secs(10);
+
+/// Whether the workers the server sees polling `task_queue` poll through the proxy (`seen`: the
+/// pollers the proxy lists; `None` when it could not say).
+async fn polling_through(
+    client: &Client,
+    namespace: &str,
+    task_queue: &str,
+    seen: Option<&[PollerSeen]>,
+) -> DoctorCheck {
+    const FIX: &str = "point the worker's Temporal address at the proxy's --listen address (on Render: \
+        TEMPORAL_ADDRESS or TEMPORAL_HOST from the chaos-proxy service), so that faults reach it";
+    let Some(seen) = seen else {
+        return check(
+            "through the proxy",
+            Err(format!("`{task_queue}`: skipped, the proxy did not answer (above)")),
+            "",
+        );
+    };
+    let mut on_server = std::collections::BTreeSet::new();
+    for queue_type in [TaskQueueType::Workflow, TaskQueueType::Activity] {
+        let pollers = match queue_pollers(client, namespace, task_queue, queue_type).await {
+            Ok(pollers) => pollers,
+            Err(e) => return check("through the proxy", Err(e), ""),
+        };
+        let now = std::time::SystemTime::now();
+        on_server.extend(
+            pollers
+                .into_iter()
+                .filter(|p| {
+                    p.last_access_time.as_ref().is_none_or(|t| {
+                        let at = std::time::UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32);
+                        now.duration_since(at).unwrap_or_default() <= RECENT_POLL
+                    })
+                })
+                .map(|p| p.identity),
+        );
+    }
+    let proxied: std::collections::BTreeSet<&str> = seen
+        .iter()
+        .filter(|p| p.namespace == namespace && p.task_queue == task_queue && p.recent(RECENT_PROXIED_POLL))
+        .map(|p| p.identity.as_str())
+        .collect();
+    let around: Vec<&str> = on_server
+        .iter()
+        .map(String::as_str)
+        .filter(|i| !proxied.contains(i))
+        .collect();
+    let result = match (proxied.len(), around.is_empty()) {
+        (0, _) => Err(format!(
+            "`{task_queue}`: no worker polls it through the proxy{}",
+            match around.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "; {} reach the frontend some other way: {}",
+                    around.len(),
+                    around.join(", ")
+                ),
+            }
+        )),
+        (n, true) => Ok(format!(
+            "`{task_queue}`: {n} worker(s) poll through the proxy: {}",
+            proxied.iter().copied().collect::<Vec<_>>().join(", ")
+        )),
+        (n, false) => Err(format!(
+            "`{task_queue}`: {n} worker(s) poll through the proxy, but {} go around it ({}): faults reach only the \
+             attempts the others take",
+            around.len(),
+            around.join(", ")
+        )),
+    };
+    check("through the proxy", result, FIX)
 }
 
 async fn ui_reachable(ui: &str) -> DoctorCheck {

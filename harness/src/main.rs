@@ -83,12 +83,17 @@ enum Command {
     Doctor {
         #[command(flatten)]
         conn: ConnectionSettings,
-        /// Task queue whose pollers to look for (the deployed chaos worker's).
+        /// Task queue whose pollers to look for (the deployed workers'); repeat it for several.
         #[arg(long, env = "CHAOS_TASK_QUEUE")]
-        task_queue: Option<String>,
+        task_queue: Vec<String>,
         /// Web UI base URL to fetch.
         #[arg(long, env = "CHAOS_UI_URL")]
         ui_url: Option<String>,
+        /// Admin listener of the `chaos proxy` the workers poll through (`HOST[:PORT]` or URL):
+        /// checks that it answers, reaches its frontend, and that the workers of each
+        /// --task-queue poll through it.
+        #[arg(long, env = "CHAOS_PROXY_ADMIN", value_name = "URL")]
+        proxy_admin: Option<String>,
     },
 }
 
@@ -148,7 +153,8 @@ fn main() -> ExitCode {
             conn,
             task_queue,
             ui_url,
-        } => match runtime.block_on(doctor::run(&conn, task_queue, ui_url)) {
+            proxy_admin,
+        } => match runtime.block_on(doctor::run(&conn, task_queue, ui_url, proxy_admin)) {
             Ok(passed) => verdict(passed),
             Err(e) => error(e),
         },

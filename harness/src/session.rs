@@ -32,12 +32,24 @@ pub struct SessionOptions {
     /// Task queue for the workflows (default: a fresh one per run).
     #[arg(long, env = "CHAOS_TASK_QUEUE")]
     pub task_queue: Option<String>,
-    /// Do not start a worker: rely on one already polling --task-queue (e.g. the deployed one).
-    #[arg(long, requires = "task_queue")]
+    /// Start no worker at all: rely on the ones already polling (e.g. deployed): --task-queue
+    /// for the demo workflows, and each scenario's own task queue instead of its `[worker]`.
+    #[arg(long)]
     pub external_worker: bool,
     /// Folder for reports; each run writes `<folder>/<run-id>/` and updates `<folder>/latest`.
     #[arg(long, default_value = "reports")]
     pub reports: PathBuf,
+}
+
+impl SessionOptions {
+    /// Fails when `--external-worker` leaves `workflows` (which go to the run's task queue) no
+    /// queue to go to.
+    pub fn require_queue_for_external_worker(&self, workflows: impl FnOnce() -> String) -> Result<(), SessionError> {
+        match self.external_worker && self.task_queue.is_none() {
+            true => Err(SessionError::ExternalWorkerQueue(workflows())),
+            false => Ok(()),
+        }
+    }
 }
 
 /// Errors opening or running a session; each says what to try.
@@ -61,6 +73,9 @@ pub enum SessionError {
     /// The harness's worker could not start or died.
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// `--external-worker` without `--task-queue`, for workflows that go to the run's queue.
+    #[error("--external-worker needs --task-queue (or CHAOS_TASK_QUEUE), the task queue your worker polls, for {0}")]
+    ExternalWorkerQueue(String),
     /// A signal stopped the session.
     #[error("interrupted by {0}; the cluster was stopped")]
     Interrupted(StopSignal),

@@ -3,7 +3,7 @@
 
 use crate::{
     infra::Capability,
-    plan::{Plan, WorkflowSpec},
+    plan::Plan,
     replay::{self, ReplayError, ReplaySummary},
     report::{self, ReportFormat, RunReport, ScenarioReport, Summary, Timing, webhook},
     runner::{self, Inject, Resources, RunSettings},
@@ -12,7 +12,7 @@ use crate::{
     target::{Endpoint, TargetError, connect},
     verify,
     wait::{StopSignal, stop_signal},
-    wire::{WireError, WireProxy},
+    wire::{AdminError, ProxyAdmin, WireError, WireProxy},
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -47,6 +47,12 @@ pub struct SuiteOptions {
     /// proxy between the worker and the frontend, as for a worker in any language).
     #[arg(long, value_enum, default_value = "sdk")]
     pub inject: Inject,
+    /// The admin listener of the `chaos proxy` that the workers of scenarios with faults on the
+    /// wire poll through (`HOST`, `HOST:PORT` or `http://HOST:PORT`; port 7240 by default): each
+    /// such scenario's attempts are read from its log, and a scenario whose queue no worker polls
+    /// through it is refused.
+    #[arg(long, env = "CHAOS_PROXY_ADMIN", value_name = "URL")]
+    pub proxy_admin: Option<String>,
 }
 
 /// The original project's demo set, in its README's order (`chaos demo`).
@@ -76,6 +82,9 @@ pub enum SuiteError {
     /// The harness's worker could not connect through the wire proxy.
     #[error("the worker cannot connect through the wire proxy: {0}")]
     WireWorker(#[source] TargetError),
+    /// `--proxy-admin` is not a reachable chaos proxy's admin listener; nothing was run.
+    #[error("{0}; nothing was run")]
+    ProxyAdmin(#[from] AdminError),
 }
 
 struct Problems<'a>(&'a [Diagnostic]);
@@ -150,9 +159,33 @@ pub async fn run(paths: &[PathBuf], options: &SuiteOptions, demo_links: bool) ->
     if !misplaced.is_empty() {
         return Err(SuiteError::Misplaced(misplaced));
     }
+    if runner::on_the_harness_worker(&plans, true) > 0 {
+        options.session.require_queue_for_external_worker(|| {
+            let names: Vec<&str> = plans
+                .iter()
+                .filter(|p| !matches!(p.workflow, crate::plan::WorkflowSpec::User(_)))
+                .map(|p| p.name.as_str())
+                .collect();
+            format!("the demo workflows of {}", names.join(", "))
+        })?;
+    }
+    let proxy_admin = match options.proxy_admin.as_deref().filter(|a| !a.trim().is_empty()) {
+        Some(address) => {
+            let (admin, health) = ProxyAdmin::connect(address).await?;
+            eprintln!(
+                "reading attempts from the chaos proxy at {} (forwarding to {}; it keeps {} attempts, {} so far)",
+                admin.url(),
+                health.upstream.address,
+                health.attempts.limits.max_attempts,
+                health.attempts.kept
+            );
+            Some(admin)
+        }
+        None => None,
+    };
     let session = Session::open(&options.session, "chaos", restarts_server(&plans)).await?;
     let servers = Resources::default();
-    let result = run_in(&session, &plans, options, &servers, began).await;
+    let result = run_in(&session, &plans, options, proxy_admin, &servers, began).await;
     let outcome = match result {
         Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, demo_links).await),
         Err(e) => Err(e),
@@ -184,7 +217,7 @@ fn misplaced_faults(plans: &[Plan], inject: Inject) -> Vec<String> {
         .flat_map(|p| p.faults.rules.iter().map(move |r| (p, r)))
         .filter_map(|(p, r)| {
             let fault = r.action.fault();
-            let on_the_wire = inject == Inject::Wire || matches!(p.workflow, WorkflowSpec::User(_));
+            let on_the_wire = runner::faults_on_the_wire(p, inject);
             let why = match (
                 on_the_wire,
                 fault.on_the_wire(&r.marker()).is_some(),
@@ -211,6 +244,7 @@ async fn run_in(
     session: &Session,
     plans: &[Plan],
     options: &SuiteOptions,
+    proxy_admin: Option<ProxyAdmin>,
     servers: &Resources,
     began: Instant,
 ) -> Result<(RunReport, Option<StopSignal>), SuiteError> {
@@ -235,16 +269,19 @@ async fn run_in(
         log_dir: session.log_dir.clone(),
         private_server: session.another_server(),
         inject: options.inject,
+        external_worker: options.session.external_worker,
+        proxy_admin,
     };
     let cluster = &session.cluster;
     let bar = progress(plans.len());
     let stop = CancellationToken::new();
     let mut finished: Vec<Option<ScenarioReport>> = plans.iter().map(|_| None).collect();
     let interrupted = std::cell::Cell::new(None);
-    // With `--inject wire` the harness's worker reaches the frontend through a wire proxy.
-    let wire = match options.inject {
-        Inject::Sdk => None,
-        Inject::Wire => Some(WireProxy::start(runner::wire_settings(cluster)).await?),
+    // With `--inject wire` the harness's worker reaches the frontend through a wire proxy (a
+    // worker the harness does not run has its own, if any).
+    let wire = match (options.inject, settings.external_worker) {
+        (Inject::Wire, false) => Some(WireProxy::start(runner::wire_settings(cluster)).await?),
+        _ => None,
     };
     let worker_client = match &wire {
         Some(w) => {
@@ -265,7 +302,13 @@ async fn run_in(
                 .collect();
         }
         let checks = match &execution.histories {
-            Some(h) => verify::verify(&execution.plan, h, &execution.infra_events, &execution.wire_attempts),
+            Some(h) => verify::verify(
+                &execution.plan,
+                h,
+                &execution.infra_events,
+                &execution.wire_attempts,
+                execution.wire_gap.as_deref(),
+            ),
             None => Vec::new(),
         };
         let report = ScenarioReport::new(execution, checks, &cluster.namespace);
@@ -321,10 +364,13 @@ async fn run_in(
         task_queue: session.task_queue.clone(),
         seed: options.seed,
         interrupted_by: interrupted.get().map(|s| s.to_string()),
-        warnings: report::jobs_warning(runner::on_the_harness_worker(plans), options.jobs)
-            .into_iter()
-            .chain(report::overload_warning(&scenarios, options.jobs))
-            .collect(),
+        warnings: report::jobs_warning(
+            runner::on_the_harness_worker(plans, settings.external_worker),
+            options.jobs,
+        )
+        .into_iter()
+        .chain(report::overload_warning(&scenarios, options.jobs))
+        .collect(),
         summary: Summary::of(&scenarios),
         scenarios,
     };

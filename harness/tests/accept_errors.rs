@@ -40,12 +40,11 @@ fn lowest_free_descriptor() -> u64 {
 #[tokio::test]
 async fn both_proxies_accept_again_after_running_out_of_file_descriptors() {
     let fault = FaultProxy::start(echo().await).await.unwrap();
-    let wire = WireProxy::start(WireSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
+    let wire = WireProxy::start(WireSettings::new(
+        vec!["127.0.0.1:0".parse().unwrap()],
         // Never reached: the test only needs the proxy to serve HTTP/2.
-        upstream: Endpoint::local("127.0.0.1:9".into(), "default".into()),
-        via: None,
-    })
+        Endpoint::local("127.0.0.1:9".into(), "default".into()),
+    ))
     .await
     .unwrap();
     let fault_address: SocketAddr = fault.address().parse().unwrap();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 fn shipped_crash_scenarios() -> Vec<PathBuf> {
     let folders = [
         repo().join("scenarios/infrastructure"),
-        repo().join("examples/python-worker/scenarios"),
+        repo().join("examples/python-worker/scenarios/infrastructure"),
     ];
     let mut files: Vec<PathBuf> = folders
         .iter()

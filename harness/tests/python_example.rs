@@ -5,24 +5,12 @@
 
 mod common;
 
-use common::{chaos, chaos_run, missing_tool, output_within, repo, text};
+use common::{chaos, chaos_run, output_within, python_venv_ready, repo, text};
 use serde_json::Value;
 use std::path::PathBuf;
 
 fn example() -> PathBuf {
     repo().join("examples/python-worker")
-}
-
-/// Whether the app's virtualenv is there (a skip, or a failure under `CI=true`, if not).
-fn venv_ready(test: &str) -> bool {
-    let ready = example().join(".venv/bin/python").exists();
-    if !ready {
-        missing_tool(
-            test,
-            "examples/python-worker/.venv is missing: run examples/python-worker/setup.sh",
-        );
-    }
-    ready
 }
 
 /// Runs `chaos run` on `paths`; returns whether it passed, its stdout and its `report.json`.
@@ -37,7 +25,7 @@ fn scenarios(report: &Value) -> &Vec<Value> {
 
 #[test]
 fn the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history() {
-    if !venv_ready("the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history") {
+    if !python_venv_ready("the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history") {
         return;
     }
     let run = chaos_run(&["examples/python-worker/scenarios"]);
@@ -118,7 +106,7 @@ fn the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history() {
 
 #[test]
 fn a_wrong_expectation_fails_with_a_precise_message() {
-    if !venv_ready("a_wrong_expectation_fails_with_a_precise_message") {
+    if !python_venv_ready("a_wrong_expectation_fails_with_a_precise_message") {
         return;
     }
     let (passed, stdout, report) = run(&["examples/python-worker/wrong-expectation"]);
@@ -132,7 +120,7 @@ fn a_wrong_expectation_fails_with_a_precise_message() {
 
 #[test]
 fn bad_workers_get_errors_that_say_what_to_fix() {
-    if !venv_ready("bad_workers_get_errors_that_say_what_to_fix") {
+    if !python_venv_ready("bad_workers_get_errors_that_say_what_to_fix") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -205,7 +193,7 @@ fn bad_workers_get_errors_that_say_what_to_fix() {
 
 #[test]
 fn a_worker_that_went_away_is_named_not_waited_for() {
-    if !venv_ready("a_worker_that_went_away_is_named_not_waited_for") {
+    if !python_venv_ready("a_worker_that_went_away_is_named_not_waited_for") {
         return;
     }
     let server = common::dev_server();
@@ -294,7 +282,7 @@ fn dialing(dir: &std::path::Path, name: &str, port: u16) -> String {
 
 #[test]
 fn a_worker_that_dials_a_fixed_address_finds_the_proxy_there() {
-    if !venv_ready("a_worker_that_dials_a_fixed_address_finds_the_proxy_there") {
+    if !python_venv_ready("a_worker_that_dials_a_fixed_address_finds_the_proxy_there") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

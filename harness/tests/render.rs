@@ -26,7 +26,7 @@ fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> S
         children: vec![],
     };
     let wire_attempts = wire_log(&workflow_id);
-    let checks = verify::verify(&plan, &histories, &infra_events, &wire_attempts);
+    let checks = verify::verify(&plan, &histories, &infra_events, &wire_attempts, None);
     let execution = Execution {
         plan,
         run_id: Some(format!("run-of-{workflow_id}")),
@@ -38,6 +38,7 @@ fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> S
         wall: Duration::from_millis(7400),
         waited: Duration::from_millis(1200),
         wire_attempts,
+        wire_gap: None,
         worker: None,
     };
     ScenarioReport::new(execution, checks, "default")

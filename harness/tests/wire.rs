@@ -38,11 +38,10 @@ use temporalio_sdk::{
 const WAIT: Duration = Duration::from_secs(90);
 
 async fn start_proxy(upstream: &str) -> WireProxy {
-    WireProxy::start(WireSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        upstream: Endpoint::local(upstream.to_owned(), "default".into()),
-        via: None,
-    })
+    WireProxy::start(WireSettings::new(
+        vec!["127.0.0.1:0".parse().unwrap()],
+        Endpoint::local(upstream.to_owned(), "default".into()),
+    ))
     .await
     .expect("the proxy starts")
 }
@@ -577,11 +576,7 @@ async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
     // As `chaos proxy` runs it: `serve` until told to stop.
     let dead = format!("127.0.0.1:{}", common::free_port());
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
-    let settings = WireSettings {
-        listen: vec![listen],
-        upstream: Endpoint::local(dead, "default".into()),
-        via: None,
-    };
+    let settings = WireSettings::new(vec![listen], Endpoint::local(dead, "default".into()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(serve(settings.clone(), async {
         let _ = stopped.await;
@@ -618,11 +613,10 @@ async fn a_dead_upstream_is_an_unavailable_status_not_a_hang() {
             && message.contains("onnection refused"),
         "{message}"
     );
-    let bad = WireProxy::start(WireSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        upstream: Endpoint::local("localhost".into(), "default".into()),
-        via: None,
-    })
+    let bad = WireProxy::start(WireSettings::new(
+        vec!["127.0.0.1:0".parse().unwrap()],
+        Endpoint::local("localhost".into(), "default".into()),
+    ))
     .await
     .err()
     .expect("no port");

@@ -333,7 +333,7 @@ kinds! {
 }
 
 /// A fault as the wire proxy applies it to one activity attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WireEffect {
     /// The proxy fails the attempt upstream itself; the worker never sees the task.

@@ -114,6 +114,9 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
     if !(0.0..=1.0).contains(&options.fault_rate) {
         return Err(LoadError::FaultRate);
     }
+    options
+        .session
+        .require_queue_for_external_worker(|| "the load's workflows".into())?;
     let mut infra = Vec::new();
     for (i, text) in options.infra.iter().enumerate() {
         let rule = Trigger::parse_timed(text, i + 1)?;

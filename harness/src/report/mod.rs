@@ -228,6 +228,10 @@ pub struct ScenarioReport {
     /// attempts history does not keep, with real start and answer times.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub wire_attempts: Vec<AttemptRecord>,
+    /// Why the wire proxy's log is missing for faults that went on the wire (a deployed proxy
+    /// dropped or could not give it): its checks rest on history alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wire_gap: Option<String>,
     /// Passed, failed or interrupted.
     pub verdict: Verdict,
     /// True when every check held and nothing went wrong (the verdict is `passed`).
@@ -263,6 +267,7 @@ impl ScenarioReport {
             wall,
             waited,
             wire_attempts,
+            wire_gap,
             worker,
         } = execution;
         let link_to =
@@ -310,6 +315,7 @@ impl ScenarioReport {
                 .as_ref()
                 .map(|h| h.first_task_waits(&verify::fault_windows(&infra_events)).as_millis() as u64),
             wire_attempts,
+            wire_gap,
             passed,
             error: error.map(|e| e.to_string()),
             faults: plan.fault_descriptions(),
@@ -349,6 +355,7 @@ impl ScenarioReport {
             waited_ms: None,
             first_task_wait_ms: None,
             wire_attempts: Vec::new(),
+            wire_gap: None,
             passed: false,
             error: Some("interrupted before it finished; not verified".into()),
             link: None,

@@ -14,7 +14,7 @@ use crate::{
     inject::plan_header,
     plan::{Plan, WorkflowSpec},
     target::{Cluster, TargetError, TargetSettings},
-    wire::{AttemptRecord, WireError, WireSettings},
+    wire::{AttemptRecord, ProxyAdmin, WireError, WireSettings},
     workflows::{Orchestration, ResilientCall},
 };
 use futures::{Stream, StreamExt, stream};
@@ -53,8 +53,11 @@ pub fn default_jobs() -> usize {
 
 /// How many of `plans` run on the harness's own in-process worker (which takes at most
 /// [`default_jobs`] at a time).
-pub fn on_the_harness_worker(plans: &[Plan]) -> usize {
-    plans.iter().filter(|p| Placement::of(p) == Placement::Harness).count()
+pub fn on_the_harness_worker(plans: &[Plan], external_worker: bool) -> usize {
+    plans
+        .iter()
+        .filter(|p| Placement::of(p, external_worker) == Placement::Harness)
+        .count()
 }
 
 /// Server-side deadline of a scenario workflow without a time budget.
@@ -84,6 +87,19 @@ pub struct RunSettings {
     pub private_server: Option<TargetSettings>,
     /// Where faults enter: the harness worker's SDK interceptors, or the wire proxy.
     pub inject: Inject,
+    /// Start no worker at all: every scenario uses the worker already polling its task queue
+    /// (the demo workflows: the run's; a workflow of the user's own: its own, whatever its
+    /// `[worker]` says).
+    pub external_worker: bool,
+    /// The admin listener of the `chaos proxy` those workers poll through, where the attempts of
+    /// scenarios whose faults go on the wire are read.
+    pub proxy_admin: Option<ProxyAdmin>,
+}
+
+/// Whether `plan`'s faults enter on the wire (through a proxy, from the root's memo) rather than
+/// in the harness worker's SDK interceptors: always for a workflow of the user's own.
+pub fn faults_on_the_wire(plan: &Plan, inject: Inject) -> bool {
+    inject == Inject::Wire || matches!(plan.workflow, WorkflowSpec::User(_))
 }
 
 /// Where activity faults enter.
@@ -149,9 +165,13 @@ pub struct Execution {
     /// Time it waited for its turn: on a fixed task queue or a dialed address that another
     /// scenario had to itself, or on the harness's own worker.
     pub waited: Duration,
-    /// Every activity attempt as the wire proxy saw it (`--inject wire`, and workflows of the
-    /// user's own run by a worker the harness started).
+    /// Every activity attempt as the wire proxy saw it (`--inject wire`, workflows of the user's
+    /// own run by a worker the harness started, and those read from `--proxy-admin`).
     pub wire_attempts: Vec<AttemptRecord>,
+    /// Why the wire proxy's log says nothing (or not everything) about a scenario whose faults
+    /// went on the wire: read from a deployed proxy that has since dropped them, or could not be
+    /// read. The checks then rest on history alone, and say so.
+    pub wire_gap: Option<String>,
     /// For a workflow of the user's own: which worker ran it, and how (shared, its own, external).
     pub worker: Option<String>,
 }
@@ -199,13 +219,31 @@ pub enum RunError {
     /// No worker polls the task queue of a workflow the harness does not run a worker for.
     #[error(
         "no worker polls task queue `{task_queue}` on {address}: start your worker (connected through \
-         `chaos proxy --upstream {address}`) before the run, or give the scenario a `[worker]` for the harness to start"
+         `chaos proxy --upstream {address}`) before the run{}",
+        if *.external { ", or run without --external-worker" } else { ", or give the scenario a `[worker]` for the harness to start" }
     )]
     NoWorker {
         /// The scenario's task queue.
         task_queue: String,
         /// The server's address.
         address: String,
+        /// Whether `--external-worker` kept the harness from starting one.
+        external: bool,
+    },
+    /// Workers poll the task queue, but none through the proxy whose log the run reads, so the
+    /// scenario's faults would reach none of them.
+    #[error(
+        "workers poll task queue `{task_queue}`, but none through the chaos proxy at {admin} ({seen}), so the \
+         scenario's faults would not reach them: point the worker's Temporal address at the proxy's --listen address \
+         (on Render: fromService chaos-proxy), or --proxy-admin at the proxy it uses"
+    )]
+    NotThroughProxy {
+        /// The scenario's task queue.
+        task_queue: String,
+        /// The proxy's admin URL.
+        admin: String,
+        /// What the proxy does see.
+        seen: String,
     },
     /// No worker took the workflow's first task, and none polled its task queue meanwhile (a
     /// worker that stopped can still be listed as a poller for a while, but its last poll ages).
@@ -318,6 +356,7 @@ fn new_execution(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Exec
         wall: Duration::ZERO,
         waited: Duration::ZERO,
         wire_attempts: Vec::new(),
+        wire_gap: None,
         worker: None,
     }
 }
@@ -330,21 +369,21 @@ fn new_execution(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Exec
 pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, shared: &SharedWorkers) -> Execution {
     let began = Instant::now();
     let mut execution = new_execution(cluster, plan, settings);
-    let placement = Placement::of(plan);
+    let placement = Placement::of(plan, settings.external_worker);
     let result = match placement.clone() {
         Placement::Harness => {
             let asked = Instant::now();
             let _slot = shared.harness_slot().await;
             execution.waited += asked.elapsed();
-            execute(cluster, &mut execution, settings, &settings.task_queue, None).await
+            match settings.external_worker {
+                true => workers::on_external(cluster, &mut execution, settings, &settings.task_queue).await,
+                false => execute(cluster, &mut execution, settings, &settings.task_queue, None).await,
+            }
         }
-        Placement::External { task_queue } => match workers::has_pollers(cluster, &task_queue).await {
-            true => execute(cluster, &mut execution, settings, &task_queue, None).await,
-            false => Err(RunError::NoWorker {
-                task_queue,
-                address: cluster.address.clone(),
-            }),
-        },
+        Placement::External { task_queue } => {
+            let queue = task_queue.unwrap_or_else(|| settings.task_queue.clone());
+            workers::on_external(cluster, &mut execution, settings, &queue).await
+        }
         Placement::Shared { task_queue } => shared.run(cluster, &mut execution, settings, &task_queue).await,
         Placement::Own { fixed_queue, dials } => {
             // The address first, then the queue: in one order, so no two scenarios wait on each other.
@@ -380,11 +419,10 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
 
 /// A wire proxy in front of `cluster` on a free loopback port.
 pub fn wire_settings(cluster: &Cluster) -> WireSettings {
-    WireSettings {
-        listen: vec![(std::net::Ipv4Addr::LOCALHOST, 0).into()],
-        upstream: cluster.endpoint().clone(),
-        via: None,
-    }
+    WireSettings::new(
+        vec![(std::net::Ipv4Addr::LOCALHOST, 0).into()],
+        cluster.endpoint().clone(),
+    )
 }
 
 /// The id of a plan's workflow in a run.
@@ -415,14 +453,15 @@ pub(super) async fn execute(
         .expect
         .time_budget
         .map_or(DEFAULT_DEADLINE, |b| (b * 3).max(Duration::from_secs(30)));
-    // The plan is in the memo for the wire proxy (and for people reading the workflow in the
-    // UI); in the header only when the SDK interceptors are to apply it.
+    // The plan is in the memo for the wire proxy, or in the header for the SDK interceptors:
+    // never both, so that a harness worker behind a proxy does not get its faults twice.
     let mut memo = MemoValues::new();
-    memo.insert(HEADER_KEY, plan.faults.clone());
-    let header = match (settings.inject, &plan.workflow) {
-        (_, WorkflowSpec::User(_)) | (Inject::Wire, _) => HashMap::new(),
-        (Inject::Sdk, _) => HashMap::from([(HEADER_KEY.to_owned(), plan_header(&plan.faults))]),
-    };
+    let mut header = HashMap::new();
+    if faults_on_the_wire(plan, settings.inject) {
+        memo.insert(HEADER_KEY, plan.faults.clone());
+    } else {
+        header.insert(HEADER_KEY.to_owned(), plan_header(&plan.faults));
+    }
     let options = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.clone())
         .execution_timeout(deadline)
         .header(Header { fields: header })

@@ -2,16 +2,18 @@
 //! scenario's own (to crash it or cut it off), a user's worker shared by the scenarios on its fixed
 //! task queue, or a user's worker the harness does not run at all.
 
-use super::{Execution, Inject, RunError, RunSettings, default_jobs, execute, wire_settings};
+use super::{Execution, Inject, RunError, RunSettings, default_jobs, execute, faults_on_the_wire, wire_settings};
 use crate::{
+    history::Histories,
     infra::{Dials, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
     target::Cluster,
-    wire::{WireError, WireProxy},
+    wire::{AttemptRecord, ProxyAdmin, WireError, WireProxy},
 };
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
+    time::{Duration, UNIX_EPOCH},
 };
 use temporalio_client::{Client, tonic::IntoRequest};
 use temporalio_common::protos::temporal::api::{
@@ -43,18 +45,22 @@ pub(super) enum Placement {
     },
     /// A worker the user runs (behind `chaos proxy`); the harness only starts the workflow.
     External {
-        /// The queue it polls.
-        task_queue: String,
+        /// The queue it polls (the run's, if the scenario fixes none).
+        task_queue: Option<String>,
     },
 }
 
 impl Placement {
-    /// Where `plan` runs.
-    pub(super) fn of(plan: &Plan) -> Self {
+    /// Where `plan` runs; with `external_worker`, a workflow of the user's own always runs on
+    /// the worker already polling its queue, whatever its `[worker]` says.
+    pub(super) fn of(plan: &Plan, external_worker: bool) -> Self {
         let user = matches!(plan.workflow, WorkflowSpec::User(_));
         match (user, &plan.worker, &plan.task_queue) {
             (true, None, queue) => Placement::External {
-                task_queue: queue.clone().unwrap_or_default(),
+                task_queue: queue.clone(),
+            },
+            (true, Some(_), queue) if external_worker => Placement::External {
+                task_queue: queue.clone(),
             },
             (true, Some(worker), Some(queue)) if plan.infra.is_empty() && worker.dials.is_none() => Placement::Shared {
                 task_queue: queue.clone(),
@@ -111,17 +117,133 @@ impl Placement {
                 log(format!("worker-{task_queue}.log"))
             ),
             Placement::External { task_queue } => {
-                format!("a worker the harness does not start, expected to poll task queue `{task_queue}`")
+                let queue = task_queue.as_ref().unwrap_or(&settings.task_queue);
+                let proxy = match &settings.proxy_admin {
+                    Some(admin) => format!(", through the chaos proxy at {}", admin.url()),
+                    None => String::new(),
+                };
+                format!("a worker the harness does not start, polling task queue `{queue}`{proxy}")
             }
         })
     }
 }
 
 /// Whether any worker polls `task_queue` for workflow tasks.
-pub(super) async fn has_pollers(cluster: &Cluster, task_queue: &str) -> bool {
+async fn has_pollers(cluster: &Cluster, task_queue: &str) -> bool {
     workflow_pollers(&cluster.client, &cluster.namespace, task_queue)
         .await
         .is_some_and(|p| !p.is_empty())
+}
+
+/// How recently a worker must have polled through the proxy to count as behind it, when it has no
+/// poll open there now: a live worker holds a long poll open nearly all the time, and one busy
+/// with its tasks polls again within moments.
+const POLLED_THROUGH_PROXY: Duration = Duration::from_secs(10);
+
+/// Runs the plan on a worker the harness does not start, already polling `task_queue`. When the
+/// run reads a deployed proxy's log (`--proxy-admin`) and the faults go on the wire, a worker
+/// must poll through that proxy, and the scenario's attempts are read from it afterwards.
+pub(super) async fn on_external(
+    cluster: &Cluster,
+    execution: &mut Execution,
+    settings: &RunSettings,
+    task_queue: &str,
+) -> Result<(), RunError> {
+    // A worker started alongside the run gets a moment to poll.
+    let polling = crate::wait::poll(
+        Duration::from_millis(250),
+        Some(super::NOT_PICKED_UP),
+        || (),
+        || async { Ok(has_pollers(cluster, task_queue).await.then_some(())) },
+    );
+    if polling.await.is_err() {
+        return Err(RunError::NoWorker {
+            task_queue: task_queue.to_owned(),
+            address: cluster.address.clone(),
+            external: settings.external_worker,
+        });
+    }
+    let admin = settings
+        .proxy_admin
+        .as_ref()
+        .filter(|_| faults_on_the_wire(&execution.plan, settings.inject));
+    if let Some(admin) = admin
+        && !execution.plan.faults.rules.is_empty()
+    {
+        // An admin that does not answer now is noted with the attempts below.
+        if let Ok(pollers) = admin.pollers().await {
+            let behind = |p: &&crate::wire::PollerSeen| {
+                p.namespace == cluster.namespace && p.task_queue == task_queue && p.recent(POLLED_THROUGH_PROXY)
+            };
+            if !pollers.iter().any(|p| behind(&p)) {
+                let mut queues: Vec<String> = pollers
+                    .iter()
+                    .filter(|p| p.recent(POLLED_THROUGH_PROXY))
+                    .map(|p| format!("`{}` in `{}`", p.task_queue, p.namespace))
+                    .collect();
+                queues.dedup();
+                return Err(RunError::NotThroughProxy {
+                    task_queue: task_queue.to_owned(),
+                    admin: admin.url().to_owned(),
+                    seen: match queues.is_empty() {
+                        true => "it sees no worker polling at all".into(),
+                        false => format!("it sees workers on {}", queues.join(", ")),
+                    },
+                });
+            }
+        }
+    }
+    let result = execute(cluster, execution, settings, task_queue, None).await;
+    if let (Some(admin), Some(histories)) = (admin, &execution.histories) {
+        match attempts_from(admin, histories).await {
+            Ok(attempts) => execution.wire_attempts = attempts,
+            Err(gap) => execution.wire_gap = Some(gap),
+        }
+    }
+    result
+}
+
+/// The attempts of every workflow of `histories` in a deployed proxy's log; why not, when the
+/// log cannot be read or may have dropped some of them.
+async fn attempts_from(admin: &ProxyAdmin, histories: &Histories) -> Result<Vec<AttemptRecord>, String> {
+    let mut attempts = Vec::new();
+    for h in histories.all() {
+        let got = admin
+            .attempts(&h.workflow_id, &h.run_id)
+            .await
+            .map_err(|e| format!("the wire proxy's log cannot be read ({e})"))?;
+        let started_ms = h
+            .started_at
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        // Clocks of two machines: a second's leeway, erring towards "may be gone".
+        let log = &got.log;
+        let at = |ms: u64| {
+            chrono::DateTime::from_timestamp_millis(ms as i64).map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
+        };
+        if log.since_ms > started_ms.saturating_sub(1000) {
+            return Err(format!(
+                "the wire proxy's log at {} began at {}, after {} started (the proxy restarted, or the worker polled through another \
+                 one), so it lacks that workflow's earlier attempts",
+                admin.url(),
+                at(log.since_ms),
+                h.workflow_id
+            ));
+        }
+        if let Some(dropped) = log.dropped_through_ms.filter(|d| d + 1000 >= started_ms) {
+            return Err(format!(
+                "the wire proxy's log at {} has dropped attempts up to {} to stay within its limits ({} attempts, {}), which may include \
+                 those of {}: raise `chaos proxy --keep-attempts` / `--keep-for`",
+                admin.url(),
+                at(dropped),
+                log.limits.max_attempts,
+                humantime::format_duration(log.limits.max_age),
+                h.workflow_id
+            ));
+        }
+        attempts.extend(got.attempts);
+    }
+    Ok(attempts)
 }
 
 /// The workers that polled `task_queue` for workflow tasks in the last few minutes, as the

@@ -2,7 +2,7 @@
 
 use crate::faults::FaultRule;
 pub use crate::faults::WireEffect;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tracing::warn;
 
@@ -19,7 +19,7 @@ pub fn wire_effect(rule: &FaultRule) -> Option<WireEffect> {
 }
 
 /// A fault the proxy applied, for the attempt log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Injection {
     /// The rule's id (its `#n` marker).
     pub rule: usize,

@@ -16,17 +16,25 @@
 //! ```text
 //! worker --h2c--> WireProxy --h2c or TLS (+ API key)--> frontend
 //! ```
+//!
+//! Deployed as a service (`chaos proxy --admin ADDR`), it keeps a bounded log ([`LogLimits`])
+//! and answers on an HTTP admin listener ([`admin`]): its health, one run's attempts, the workers
+//! polling through it. `chaos run --proxy-admin` reads the attempts of each scenario from there.
 
+pub mod admin;
 mod attempts;
 mod effect;
 mod grpc;
 mod plans;
+mod pollers;
 mod protobuf;
 mod service;
 mod upstream;
 
-pub use attempts::{Answer, AttemptLog, AttemptRecord, Sent, UpstreamEvent};
+pub use admin::{AdminError, ProxyAdmin};
+pub use attempts::{Answer, AttemptLog, AttemptRecord, LogLimits, LogState, Sent, UpstreamEvent};
 pub use effect::{Behaviour, Injection, WireEffect, wire_effect};
+pub use pollers::{PollKind, PollerSeen};
 pub use upstream::{UpstreamEndpoint, UpstreamError};
 
 use crate::target::{ConnectionSettings, Endpoint, TargetError};
@@ -34,7 +42,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use service::{Proxy, WorkerConnection};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use temporalio_common::protos::temporal::api::workflowservice::v1::{GetSystemInfoRequest, GetSystemInfoResponse};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use upstream::Upstream;
 
@@ -52,6 +61,17 @@ pub struct ProxyOptions {
     /// Where workers connect (`HOST:PORT`; point the worker's Temporal address here).
     #[arg(long, default_value = "127.0.0.1:7234")]
     pub listen: SocketAddr,
+    /// Serve the admin API here (`HOST:PORT`, HTTP): `/health`, `/attempts?workflow_id=&run_id=`,
+    /// `/pollers`, for `chaos run --proxy-admin` and `chaos doctor`. Without it the attempt log
+    /// is printed (one JSON line per attempt) when the proxy stops.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin: Option<SocketAddr>,
+    /// Attempts the log keeps at most; the oldest go first.
+    #[arg(long, default_value_t = LogLimits::default().max_attempts)]
+    pub keep_attempts: usize,
+    /// How long the log keeps an attempt (e.g. `24h`, `90m`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    pub keep_for: Duration,
     /// How to reach the frontend, with the same flags, environment and profile as the other
     /// commands; `--upstream` is its address. The namespace is for the proxy's own calls when a
     /// task does not name one.
@@ -59,15 +79,21 @@ pub struct ProxyOptions {
     pub connection: ConnectionSettings,
 }
 
-/// Runs `chaos proxy` until SIGINT or SIGTERM; prints one JSON line per activity attempt seen.
+/// Runs `chaos proxy` until SIGINT or SIGTERM. Without an admin listener, prints one JSON line
+/// per activity attempt kept when it stops.
 pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
     let settings = WireSettings {
         listen: vec![options.listen],
         upstream: options.connection.resolve()?,
         via: None,
+        limits: LogLimits {
+            max_attempts: options.keep_attempts.max(1),
+            max_age: options.keep_for,
+        },
+        admin: options.admin,
     };
     eprintln!(
-        "chaos proxy: workers connect to {}, forwarded to {} (TLS {}{}); Ctrl-C to stop",
+        "chaos proxy: workers connect to {}, forwarded to {} (TLS {}{}); {}keeps {} attempts for {} at most; Ctrl-C to stop",
         options.listen,
         settings.upstream.address,
         if settings.upstream.tls() { "on" } else { "off" },
@@ -76,6 +102,12 @@ pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
         } else {
             ""
         },
+        options
+            .admin
+            .map(|a| format!("admin on http://{a}; "))
+            .unwrap_or_default(),
+        settings.limits.max_attempts,
+        humantime::format_duration(settings.limits.max_age),
     );
     // A sidecar may well start before its frontend: say so, and serve all the same.
     let upstream = Upstream::new(UpstreamEndpoint::new(&settings.upstream, None)?);
@@ -89,6 +121,7 @@ pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
             Err(e) => eprintln!("chaos proxy: warning: {e}; workers get UNAVAILABLE until it answers"),
         }
     };
+    let print = options.admin.is_none();
     let (served, ()) = futures::join!(
         serve(settings, async {
             crate::wait::stop_signal().await;
@@ -96,8 +129,15 @@ pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
         probe
     );
     let attempts = served?;
-    for attempt in attempts {
-        println!("{}", serde_json::to_string(&attempt).unwrap_or_default());
+    if print {
+        for attempt in attempts {
+            println!("{}", serde_json::to_string(&attempt).unwrap_or_default());
+        }
+    } else {
+        eprintln!(
+            "chaos proxy: stopped; the {} attempt(s) its log kept are gone with it",
+            attempts.len()
+        );
     }
     Ok(())
 }
@@ -114,6 +154,24 @@ pub struct WireSettings {
     /// Connect to this `HOST:PORT` instead of the frontend's address: a forwarder in front of it
     /// (the network fault proxy). Calls still name the frontend and TLS still verifies its name.
     pub via: Option<String>,
+    /// What the attempt log keeps.
+    pub limits: LogLimits,
+    /// Where to serve the admin API, if anywhere.
+    pub admin: Option<SocketAddr>,
+}
+
+impl WireSettings {
+    /// A proxy listening on `listen` in front of `upstream`, keeping every attempt, without an
+    /// admin listener: the harness's own proxies, one run long.
+    pub fn new(listen: Vec<SocketAddr>, upstream: Endpoint) -> Self {
+        Self {
+            listen,
+            upstream,
+            via: None,
+            limits: LogLimits::UNBOUNDED,
+            admin: None,
+        }
+    }
 }
 
 /// Errors starting the proxy.
@@ -130,6 +188,14 @@ pub enum WireError {
     /// No address to listen on was given.
     #[error("the wire proxy was given no address to listen on")]
     NoAddress,
+    /// The admin address is taken or not allowed.
+    #[error("the wire proxy's admin listener cannot listen on {listen}: {source}")]
+    Admin {
+        /// Address asked for.
+        listen: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The upstream address or its TLS settings are unusable.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -141,30 +207,37 @@ pub enum WireError {
 /// A running proxy; stops on [`WireProxy::shutdown`] or when dropped.
 pub struct WireProxy {
     address: SocketAddr,
+    admin: Option<SocketAddr>,
     proxy: Arc<Proxy>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl WireProxy {
     /// Binds every address of `settings.listen` and serves in the background.
     pub async fn start(settings: WireSettings) -> Result<Self, WireError> {
-        let (listeners, proxy) = bind(&settings).await?;
+        let bound = bind(&settings).await?;
         // `bind` returns at least one listener.
-        let address = listeners[0].local_addr().map_err(|source| WireError::Listen {
+        let address = bound.listeners[0].local_addr().map_err(|source| WireError::Listen {
             listen: settings.listen[0],
             source,
         })?;
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept(listeners, proxy.clone(), async {
-            let _ = stopped.await;
-        }));
+        let admin = bound.admin.as_ref().and_then(|a| a.local_addr().ok());
+        let proxy = bound.proxy.clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(bound, stop.clone()));
         Ok(Self {
             address,
+            admin,
             proxy,
-            stop: Some(stop),
+            stop,
             task,
         })
+    }
+
+    /// `host:port` of its admin listener, if it has one.
+    pub fn admin_address(&self) -> Option<String> {
+        self.admin.map(|a| a.to_string())
     }
 
     /// `host:port` workers connect to (the first address it listens on).
@@ -190,9 +263,7 @@ impl WireProxy {
 
     /// Stops accepting, closes connections and drops held calls.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         let _ = (&mut self.task).await;
     }
 }
@@ -204,17 +275,53 @@ impl Drop for WireProxy {
     }
 }
 
-/// Runs the proxy until `until` completes (e.g. Ctrl-C) and returns its attempt log: the body of
-/// a `chaos proxy --listen ADDR --upstream ADDR` command.
+/// Runs the proxy until `until` completes (e.g. Ctrl-C) and returns the attempts its log keeps:
+/// the body of `chaos proxy`.
 pub async fn serve(settings: WireSettings, until: impl Future<Output = ()>) -> Result<Vec<AttemptRecord>, WireError> {
-    let (listeners, proxy) = bind(&settings).await?;
-    accept(listeners, proxy.clone(), until).await;
+    let bound = bind(&settings).await?;
+    let proxy = bound.proxy.clone();
+    let stop = CancellationToken::new();
+    let stopping = async {
+        until.await;
+        stop.cancel();
+    };
+    futures::join!(run(bound, stop.clone()), stopping);
     Ok(proxy.log().records())
+}
+
+/// What [`bind`] sets up: the listeners and the proxy behind them.
+struct Bound {
+    listeners: Vec<TcpListener>,
+    admin: Option<TcpListener>,
+    proxy: Arc<Proxy>,
+}
+
+/// Serves workers (and the admin API) until `stop`.
+async fn run(bound: Bound, stop: CancellationToken) {
+    let Bound {
+        listeners,
+        admin,
+        proxy,
+    } = bound;
+    let listen: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let admin = async {
+        if let Some(listener) = admin {
+            let until = stop.clone().cancelled_owned();
+            if let Err(e) = admin::serve(listener, proxy.clone(), listen, until).await {
+                warn!(error = %e, "the wire proxy's admin listener stopped");
+            }
+        }
+    };
+    futures::join!(accept(listeners, proxy.clone(), stop.cancelled()), admin);
 }
 
 /// Binds every address of `settings.listen`. With several, one the machine does not have (`::1`
 /// where IPv6 is off) is left out, as long as another binds; any other failure is an error.
-async fn bind(settings: &WireSettings) -> Result<(Vec<TcpListener>, Arc<Proxy>), WireError> {
+async fn bind(settings: &WireSettings) -> Result<Bound, WireError> {
     if settings.listen.is_empty() {
         return Err(WireError::NoAddress);
     }
@@ -234,10 +341,20 @@ async fn bind(settings: &WireSettings) -> Result<(Vec<TcpListener>, Arc<Proxy>),
     if listeners.is_empty() {
         return Err(missing.unwrap_or(WireError::NoAddress));
     }
-    Ok((
+    let admin = match settings.admin {
+        Some(listen) => Some(
+            TcpListener::bind(listen)
+                .await
+                .map_err(|source| WireError::Admin { listen, source })?,
+        ),
+        None => None,
+    };
+    let namespace = settings.upstream.namespace.clone();
+    Ok(Bound {
         listeners,
-        Arc::new(Proxy::new(upstream, settings.upstream.namespace.clone())),
-    ))
+        admin,
+        proxy: Arc::new(Proxy::new(upstream, namespace, settings.limits)),
+    })
 }
 
 /// The next connection on any of `listeners`.

@@ -2,10 +2,11 @@
 //! activity-task calls.
 
 use super::{
-    attempts::{Answer, AttemptLog, AttemptRecord, Delivery, Live, Sent, Target, now_ms},
+    attempts::{Answer, AttemptLog, AttemptRecord, Delivery, Live, LogLimits, Sent, Target, now_ms},
     effect::{Behaviour, Injection, WireEffect, wire_effect},
     grpc::{self, BoxError, Code, FrameError, ProxyBody},
     plans::PlanLookup,
+    pollers::{PollerSeen, Pollers},
     protobuf,
     upstream::{Upstream, UpstreamError, WORKFLOW_SERVICE, collect, retrying},
 };
@@ -167,6 +168,14 @@ pub struct Proxy {
     held: Mutex<JoinSet<()>>,
     closing: watch::Sender<bool>,
     polls: watch::Sender<u64>,
+    pollers: Arc<Pollers>,
+}
+
+/// The worker's answer to a call the proxy could not carry out. Expected while the frontend is
+/// down (a restart scenario); the worker retries.
+fn error_response(method: &str, e: &CallError) -> Response<ProxyBody> {
+    debug!(method, error = %e, "answering the worker with an error status");
+    grpc::status_response(e.code(), &format!("temporal-chaos wire proxy: {e}"))
 }
 
 fn incoming(body: Incoming) -> ProxyBody {
@@ -174,17 +183,29 @@ fn incoming(body: Incoming) -> ProxyBody {
 }
 
 impl Proxy {
-    /// A proxy to `upstream`; `namespace` is used when a task does not name its own.
-    pub fn new(upstream: Upstream, namespace: String) -> Self {
+    /// A proxy to `upstream`; `namespace` is used when a task does not name its own. Its
+    /// attempt log keeps what `limits` allow.
+    pub fn new(upstream: Upstream, namespace: String, limits: LogLimits) -> Self {
         Self {
             plans: PlanLookup::new(upstream.clone()),
             upstream,
-            log: AttemptLog::default(),
+            log: AttemptLog::new(limits),
             namespace,
             held: Mutex::new(JoinSet::new()),
             closing: watch::Sender::new(false),
             polls: watch::Sender::new(0),
+            pollers: Arc::default(),
         }
+    }
+
+    /// The workers polling through the proxy lately.
+    pub fn pollers(&self) -> Vec<PollerSeen> {
+        self.pollers.list()
+    }
+
+    /// The frontend it forwards to.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     /// How many task polls (workflow or activity) workers have sent through the proxy so far.
@@ -227,26 +248,32 @@ impl Proxy {
             .strip_prefix(WORKFLOW_SERVICE)
             .unwrap_or_default()
             .to_owned();
-        if method.starts_with("Poll") && method.ends_with("TaskQueue") {
-            self.polls.send_modify(|n| *n += 1);
-        }
         let (parts, body) = request.into_parts();
+        // A poll's request is read (it is small) to note which queue the worker polls; the poll
+        // counts as open until its answer goes back.
+        let (body, _open) = if method.starts_with("Poll") && method.ends_with("TaskQueue") {
+            self.polls.send_modify(|n| *n += 1);
+            let (data, trailers) = match collect(body).await {
+                Ok(collected) => collected,
+                Err(e) => return error_response(&method, &CallError::Request(e)),
+            };
+            let open = self.pollers.poll(&method, &data, &parts.headers);
+            (grpc::body(data, trailers), open)
+        } else {
+            (incoming(body), None)
+        };
         let result = match method.as_str() {
             POLL | WORKFLOW_TASK_COMPLETED => self.hand_out(&method, parts, body, worker).await,
             WORKFLOW_POLL => self.learn_plans(parts, body).await,
             m if INSPECTED.contains(&m) => self.respond(&method, parts, body, worker).await,
             _ => self
                 .upstream
-                .send(parts, incoming(body))
+                .send(parts, body)
                 .await
                 .map(|r| r.map(incoming))
                 .map_err(CallError::from),
         };
-        result.unwrap_or_else(|e| {
-            // Expected while the frontend is down (a restart scenario); the worker retries.
-            debug!(method, error = %e, "answering the worker with an error status");
-            grpc::status_response(e.code(), &format!("temporal-chaos wire proxy: {e}"))
-        })
+        result.unwrap_or_else(|e| error_response(&method, &e))
     }
 
     /// Sends the worker's call upstream as it is and collects the answer, with its status.
@@ -276,10 +303,10 @@ impl Proxy {
         self: &Arc<Self>,
         method: &str,
         parts: Parts,
-        body: Incoming,
+        body: ProxyBody,
         worker: &WorkerConnection,
     ) -> Result<Response<ProxyBody>, CallError> {
-        let response = self.upstream.send(parts, incoming(body)).await?;
+        let response = self.upstream.send(parts, body).await?;
         // The server has handed out what the response holds: record it (and apply its faults)
         // even if the worker goes away now, e.g. killed by a worker-crash fault, so that the log
         // still accounts for every attempt history counts.
@@ -318,8 +345,8 @@ impl Proxy {
 
     /// A workflow task handed to the worker: forwarded untouched, once the proxy has learnt the
     /// run's fault plan from it (see [`PlanLookup::learn`]).
-    async fn learn_plans(self: &Arc<Self>, parts: Parts, body: Incoming) -> Result<Response<ProxyBody>, CallError> {
-        let response = self.upstream.send(parts, incoming(body)).await?;
+    async fn learn_plans(self: &Arc<Self>, parts: Parts, body: ProxyBody) -> Result<Response<ProxyBody>, CallError> {
+        let response = self.upstream.send(parts, body).await?;
         let (parts, data, trailers) = match self.collect_ok(response).await? {
             Ok(collected) => collected,
             Err(not_ok) => return Ok(not_ok),
@@ -507,7 +534,7 @@ impl Proxy {
         self: &Arc<Self>,
         method: &str,
         parts: Parts,
-        body: Incoming,
+        body: ProxyBody,
         worker: &WorkerConnection,
     ) -> Result<Response<ProxyBody>, CallError> {
         let (data, trailers) = collect(body).await.map_err(CallError::Request)?;

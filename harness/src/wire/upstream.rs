@@ -528,7 +528,7 @@ where
 }
 
 /// An error with its sources, which is where hyper puts the useful part ("connection refused").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -213,3 +213,16 @@ pub fn missing_tool(test: &str, why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
+
+/// Whether the Python example's virtualenv is there (a skip, or a failure under `CI=true`, if
+/// not).
+pub fn python_venv_ready(test: &str) -> bool {
+    let ready = repo().join("examples/python-worker/.venv/bin/python").exists();
+    if !ready {
+        missing_tool(
+            test,
+            "examples/python-worker/.venv is missing: run examples/python-worker/setup.sh",
+        );
+    }
+    ready
+}
