@@ -2,7 +2,7 @@
 //! cluster is working" checklist, automated, each check with the fix to try.
 
 use crate::{
-    target::{Endpoint, connect},
+    target::{Endpoint, connect, task_queue_pollers},
     wire::{PollerSeen, ProxyAdmin},
 };
 use serde::Serialize;
@@ -12,10 +12,7 @@ use temporalio_common::protos::{
     grpc::health::v1::{HealthCheckRequest, health_check_response::ServingStatus},
     temporal::api::{
         enums::v1::TaskQueueType,
-        taskqueue::v1::{PollerInfo, TaskQueue},
-        workflowservice::v1::{
-            DescribeNamespaceRequest, DescribeTaskQueueRequest, GetClusterInfoRequest, GetSystemInfoRequest,
-        },
+        workflowservice::v1::{DescribeNamespaceRequest, GetClusterInfoRequest, GetSystemInfoRequest},
     },
 };
 
@@ -302,36 +299,13 @@ async fn visibility(client: &Client) -> DoctorCheck {
     )
 }
 
-/// The pollers the server lists on `task_queue` for `queue_type` tasks.
-async fn queue_pollers(
-    client: &Client,
-    namespace: &str,
-    task_queue: &str,
-    queue_type: TaskQueueType,
-) -> Result<Vec<PollerInfo>, String> {
-    let request = DescribeTaskQueueRequest {
-        namespace: namespace.to_owned(),
-        task_queue: Some(TaskQueue {
-            name: task_queue.to_owned(),
-            ..Default::default()
-        }),
-        task_queue_type: queue_type as i32,
-        ..Default::default()
-    };
-    let mut svc = client.connection().workflow_service();
-    match svc.describe_task_queue(request.into_request()).await {
-        Ok(r) => Ok(r.into_inner().pollers),
-        Err(e) => Err(e.message().to_owned()),
-    }
-}
-
 async fn pollers(client: &Client, namespace: &str, task_queue: &str) -> DoctorCheck {
     let mut seen = Vec::new();
     for (kind, queue_type) in [
         ("workflow", TaskQueueType::Workflow),
         ("activity", TaskQueueType::Activity),
     ] {
-        match queue_pollers(client, namespace, task_queue, queue_type).await {
+        match task_queue_pollers(client, namespace, task_queue, queue_type).await {
             Ok(pollers) => seen.push((kind, pollers.len())),
             Err(e) => return check("pollers", Err(e), ""),
         }
@@ -411,9 +385,6 @@ async fn proxy(address: &str) -> (Vec<DoctorCheck>, Option<Vec<PollerSeen>>) {
 /// about a long poll old, some 70 s).
 const RECENT_POLL: Duration = Duration::from_secs(90);
 
-/// How recently a worker must have polled through the proxy, when it has no poll open there.
-const RECENT_PROXIED_POLL: Duration = Duration::from_secs(10);
-
 /// Whether the workers the server sees polling `task_queue` poll through the proxy (`seen`: the
 /// pollers the proxy lists; `None` when it could not say).
 async fn polling_through(
@@ -433,7 +404,7 @@ async fn polling_through(
     };
     let mut on_server = std::collections::BTreeSet::new();
     for queue_type in [TaskQueueType::Workflow, TaskQueueType::Activity] {
-        let pollers = match queue_pollers(client, namespace, task_queue, queue_type).await {
+        let pollers = match task_queue_pollers(client, namespace, task_queue, queue_type).await {
             Ok(pollers) => pollers,
             Err(e) => return check("through the proxy", Err(e), ""),
         };
@@ -452,7 +423,7 @@ async fn polling_through(
     }
     let proxied: std::collections::BTreeSet<&str> = seen
         .iter()
-        .filter(|p| p.namespace == namespace && p.task_queue == task_queue && p.recent(RECENT_PROXIED_POLL))
+        .filter(|p| p.namespace == namespace && p.task_queue == task_queue && p.polling())
         .map(|p| p.identity.as_str())
         .collect();
     let around: Vec<&str> = on_server

@@ -18,6 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// One test at a time: each starts a dev server and proxies on ports picked free a moment before
+/// they bind, which two tests at once could pick alike.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `chaos proxy` on free loopback ports in front of `upstream`, with `extra` flags; its gRPC and
 /// admin addresses, once its admin answers.
 fn start_proxy(upstream: &str, extra: &[&str], log: &Path) -> (Guard, String, String) {
@@ -144,6 +148,7 @@ fn the_scheduled_run_breaks_the_deployed_workers_behind_the_proxy_with_its_log_a
     if !python_venv_ready("the_scheduled_run_breaks_the_deployed_workers_behind_the_proxy_with_its_log_as_evidence") {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let server = dev_server();
     let (_proxy, listen, admin) = start_proxy(&server.address, &[], &dir.path().join("proxy.log"));
@@ -283,6 +288,7 @@ fn a_wrong_admin_a_worker_around_the_proxy_and_a_dropped_log_each_say_so() {
     if !python_venv_ready("a_wrong_admin_a_worker_around_the_proxy_and_a_dropped_log_each_say_so") {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let server = dev_server();
     // A proxy that keeps a single attempt: a four-attempt scenario's are gone by its end.

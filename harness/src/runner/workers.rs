@@ -7,7 +7,7 @@ use crate::{
     history::Histories,
     infra::{Dials, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
-    target::Cluster,
+    target::{Cluster, task_queue_pollers},
     wire::{AttemptRecord, ProxyAdmin, WireError, WireProxy},
 };
 use std::{
@@ -15,12 +15,8 @@ use std::{
     sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
-use temporalio_client::{Client, tonic::IntoRequest};
-use temporalio_common::protos::temporal::api::{
-    enums::v1::TaskQueueType,
-    taskqueue::v1::{PollerInfo, TaskQueue},
-    workflowservice::v1::DescribeTaskQueueRequest,
-};
+use temporalio_client::Client;
+use temporalio_common::protos::temporal::api::{enums::v1::TaskQueueType, taskqueue::v1::PollerInfo};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedRwLockWriteGuard, RwLock, Semaphore, SemaphorePermit};
 
 /// Where a plan's workflow runs.
@@ -135,11 +131,6 @@ async fn has_pollers(cluster: &Cluster, task_queue: &str) -> bool {
         .is_some_and(|p| !p.is_empty())
 }
 
-/// How recently a worker must have polled through the proxy to count as behind it, when it has no
-/// poll open there now: a live worker holds a long poll open nearly all the time, and one busy
-/// with its tasks polls again within moments.
-const POLLED_THROUGH_PROXY: Duration = Duration::from_secs(10);
-
 /// Runs the plan on a worker the harness does not start, already polling `task_queue`. When the
 /// run reads a deployed proxy's log (`--proxy-admin`) and the faults go on the wire, a worker
 /// must poll through that proxy, and the scenario's attempts are read from it afterwards.
@@ -173,12 +164,12 @@ pub(super) async fn on_external(
         // An admin that does not answer now is noted with the attempts below.
         if let Ok(pollers) = admin.pollers().await {
             let behind = |p: &&crate::wire::PollerSeen| {
-                p.namespace == cluster.namespace && p.task_queue == task_queue && p.recent(POLLED_THROUGH_PROXY)
+                p.namespace == cluster.namespace && p.task_queue == task_queue && p.polling()
             };
             if !pollers.iter().any(|p| behind(&p)) {
                 let mut queues: Vec<String> = pollers
                     .iter()
-                    .filter(|p| p.recent(POLLED_THROUGH_PROXY))
+                    .filter(|p| p.polling())
                     .map(|p| format!("`{}` in `{}`", p.task_queue, p.namespace))
                     .collect();
                 queues.dedup();
@@ -247,23 +238,11 @@ async fn attempts_from(admin: &ProxyAdmin, histories: &Histories) -> Result<Vec<
 }
 
 /// The workers that polled `task_queue` for workflow tasks in the last few minutes, as the
-/// server lists them (a stopped worker stays listed for about five minutes); `None` when the
-/// server does not answer.
+/// server lists them; `None` when the server does not answer.
 pub(super) async fn workflow_pollers(client: &Client, namespace: &str, task_queue: &str) -> Option<Vec<PollerInfo>> {
-    let request = DescribeTaskQueueRequest {
-        namespace: namespace.to_owned(),
-        task_queue: Some(TaskQueue {
-            name: task_queue.to_owned(),
-            ..Default::default()
-        }),
-        task_queue_type: TaskQueueType::Workflow as i32,
-        ..Default::default()
-    };
-    let mut svc = client.connection().workflow_service();
-    svc.describe_task_queue(request.into_request())
+    task_queue_pollers(client, namespace, task_queue, TaskQueueType::Workflow)
         .await
         .ok()
-        .map(|r| r.into_inner().pollers)
 }
 
 /// The worker process for `plan` connecting to `address` (a proxy of the harness's): the user's

@@ -17,7 +17,11 @@ use std::{
 };
 use temporalio_client::Client;
 use temporalio_client::tonic::IntoRequest;
-use temporalio_common::protos::temporal::api::workflowservice::v1::{DescribeNamespaceRequest, GetSystemInfoRequest};
+use temporalio_common::protos::temporal::api::{
+    enums::v1::TaskQueueType,
+    taskqueue::v1::{PollerInfo, TaskQueue},
+    workflowservice::v1::{DescribeNamespaceRequest, DescribeTaskQueueRequest, GetSystemInfoRequest},
+};
 
 /// Errors reaching or starting a cluster; each says what to try.
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +302,31 @@ pub async fn wait_for_cluster(endpoint: &Endpoint, max_wait: Duration) -> Result
 
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+/// The workers the server lists as polling `task_queue` for `queue_type` tasks (a stopped worker
+/// stays listed for about five minutes, its last access time ageing); the server's message when
+/// it does not answer.
+pub async fn task_queue_pollers(
+    client: &Client,
+    namespace: &str,
+    task_queue: &str,
+    queue_type: TaskQueueType,
+) -> Result<Vec<PollerInfo>, String> {
+    let request = DescribeTaskQueueRequest {
+        namespace: namespace.to_owned(),
+        task_queue: Some(TaskQueue {
+            name: task_queue.to_owned(),
+            ..Default::default()
+        }),
+        task_queue_type: queue_type as i32,
+        ..Default::default()
+    };
+    let mut svc = client.connection().workflow_service();
+    match svc.describe_task_queue(request.into_request()).await {
+        Ok(r) => Ok(r.into_inner().pollers),
+        Err(e) => Err(e.message().to_owned()),
+    }
 }
 
 /// Link to a workflow run's history in the Web UI.

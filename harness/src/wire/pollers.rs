@@ -47,11 +47,16 @@ pub struct PollerSeen {
 }
 
 impl PollerSeen {
-    /// Whether it polls now, or did within `within`.
-    pub fn recent(&self, within: Duration) -> bool {
-        self.open > 0 || now_ms().saturating_sub(self.last_poll_ms) <= within.as_millis() as u64
+    /// Whether it polls through the proxy now: a poll open, or one within [`POLLING`] (a live
+    /// worker holds a long poll open nearly all the time, and one busy with its tasks polls
+    /// again within moments; a stopped one stays listed for minutes).
+    pub fn polling(&self) -> bool {
+        self.open > 0 || now_ms().saturating_sub(self.last_poll_ms) <= POLLING.as_millis() as u64
     }
 }
+
+/// How recently a worker with no poll open must have polled to count as polling.
+const POLLING: Duration = Duration::from_secs(10);
 
 type Key = (String, String, PollKind, String);
 
@@ -168,7 +173,7 @@ mod tests {
         drop((first, second));
         let listed = pollers.list();
         assert_eq!(listed[0].open, 0);
-        assert!(listed[0].recent(Duration::from_secs(1)));
+        assert!(listed[0].polling(), "it polled a moment ago");
         assert!(pollers.poll("GetSystemInfo", &normal, &headers).is_none());
         assert!(
             pollers
