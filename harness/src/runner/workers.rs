@@ -207,12 +207,13 @@ async fn attempts_from(admin: &ProxyAdmin, histories: &Histories) -> Result<Vec<
             .started_at
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_millis() as u64);
-        // Clocks of two machines: a second's leeway, erring towards "may be gone".
         let log = &got.log;
         let at = |ms: u64| {
             chrono::DateTime::from_timestamp_millis(ms as i64).map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
         };
-        if log.since_ms > started_ms.saturating_sub(1000) {
+        // A log that began even a moment before the workflow holds all of it (a worker polls
+        // through the proxy before a task of the workflow can reach it).
+        if log.since_ms > started_ms {
             return Err(format!(
                 "the wire proxy's log at {} began at {}, after {} started (the proxy restarted, or the worker polled through another \
                  one), so it lacks that workflow's earlier attempts",
@@ -221,6 +222,7 @@ async fn attempts_from(admin: &ProxyAdmin, histories: &Histories) -> Result<Vec<
                 h.workflow_id
             ));
         }
+        // The clocks of two machines: a second's leeway, erring towards "may be gone".
         if let Some(dropped) = log.dropped_through_ms.filter(|d| d + 1000 >= started_ms) {
             return Err(format!(
                 "the wire proxy's log at {} has dropped attempts up to {} to stay within its limits ({} attempts, {}), which may include \
