@@ -1,9 +1,11 @@
 //! The deployment files: `render.yaml` and the compose topology validate against their schemas
 //! (kept in `../shared/schemas` beside the repository), every cross-reference resolves, both files
 //! describe the same cluster (service by service, after an explicit normalisation), the deployed
-//! workers poll through `chaos-proxy` while the scheduled run talks to the frontend, PgBouncer's
-//! pool fits the Temporal roles behind it in both, and the images the blueprint builds copy files
-//! that exist (the cron's scenario folders and the Python example's worker included).
+//! workers poll through `chaos-proxy` while the scheduled run talks to the frontend, the scheduled
+//! run records into the run store the dashboard reads and the dashboard is never public without a
+//! password, PgBouncer's pool fits the Temporal roles behind it in both, and the images the
+//! blueprint builds copy files that exist (the cron's scenario folders and the Python example's
+//! worker included).
 
 mod common;
 
@@ -163,7 +165,9 @@ fn compose_validates_and_depends_on_existing_services() {
 // ---- One model of the cluster, read from either file ------------------------------------------
 
 /// Stands for a value that is not in the file: a secret, or something entered at deploy time
-/// (`sync: false`, `generateValue`, `fromDatabase ... password`, `${VAR:-}` in compose).
+/// (`sync: false`, `generateValue`, `fromDatabase ... password`, `${VAR:-}` in compose). A
+/// secret's local-only compose default (`${CHAOS_SERVE_PASSWORD:-dashboard-local-only}`) is the
+/// twin of Render's `generateValue`: both are [`SUPPLIED`].
 const SUPPLIED: &str = "<supplied at deploy>";
 
 /// Compose service names that are spelled differently in render.yaml (Render names are the
@@ -185,6 +189,7 @@ const KNOWN_ENV_DIFFERENCES: &[(&str, &str, &str)] = &[
         "Render only: names the port that fromService ... hostport refers to",
     ),
     ("temporal-ui", "PORT", "Render only: public traffic goes to $PORT"),
+    ("chaos-dashboard", "PORT", "Render only: public traffic goes to $PORT"),
     (
         "chaos-proxy",
         "PORT",
@@ -343,6 +348,12 @@ fn render_topology(doc: &Value) -> Topology {
                     Some("database") => scalar(&db["databaseName"]),
                     Some("user") => scalar(&db["user"]),
                     Some("password") => SUPPLIED.into(),
+                    // The database's URL (its host, user, password and database), which compose
+                    // spells out; see `compose_connection_string`.
+                    Some("connectionString") => {
+                        out.depends.insert(db_name.clone());
+                        format!("connectionString({db_name})")
+                    }
                     other => panic!("{name}/{key}: fromDatabase property {other:?} has no compose equivalent"),
                 }
             } else if let Some(from) = env.get("fromService") {
@@ -376,6 +387,31 @@ fn render_topology(doc: &Value) -> Topology {
         topology.insert(name, out);
     }
     topology
+}
+
+/// The compose twin of Render's `fromDatabase ... property: connectionString`: Render builds the
+/// URL of its managed database, compose has no such reference and spells it out,
+/// `postgres[ql]://USER:PASSWORD@HOST[:5432]/DB` (the store takes either scheme). When HOST is a
+/// compose service and USER, PASSWORD (the same `${VAR:-default}` text) and DB are exactly those
+/// its `postgres` image was started with (`POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`),
+/// the URL is that database's connection string: the name of HOST. Anything else (another user,
+/// password, database, port, or query parameters) is `None` and stays a literal, so it shows up
+/// as a difference.
+fn compose_connection_string<'a>(value: &str, services: &'a serde_json::Map<String, Value>) -> Option<&'a str> {
+    let rest = value
+        .strip_prefix("postgresql://")
+        .or_else(|| value.strip_prefix("postgres://"))?;
+    let (userinfo, location) = rest.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    let (hostport, database) = location.split_once('/')?;
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    let (name, service) = services.get_key_value(host)?;
+    let env = &service["environment"];
+    let matches = port == "5432"
+        && env["POSTGRES_USER"].as_str() == Some(user)
+        && env["POSTGRES_PASSWORD"].as_str() == Some(password)
+        && env["POSTGRES_DB"].as_str() == Some(database);
+    matches.then_some(name.as_str())
 }
 
 /// The cluster as compose/docker-compose.yml describes it, with Render's service names.
@@ -431,9 +467,15 @@ fn compose_topology(doc: &Value) -> Topology {
                         }
                     } else if is_secret_key(key) {
                         SUPPLIED.to_owned()
+                    } else if let Some(database) = compose_connection_string(&v, services) {
+                        format!("connectionString({})", canonical(database))
                     } else if services.contains_key(&v) {
                         format!("host({})", canonical(&v))
-                    } else if let Some((host, port)) = v.split_once(':').filter(|(h, _)| services.contains_key(*h)) {
+                    } else if let Some((host, port)) = v
+                        .split_once(':')
+                        // Not a URL whose scheme is a service's name (`postgresql://...`).
+                        .filter(|(h, p)| services.contains_key(*h) && !p.starts_with("//"))
+                    {
                         format!("{}:{port}", canonical(host))
                     } else {
                         v
@@ -740,6 +782,332 @@ fn a_drift_between_compose_and_render_is_named() {
         assert!(diff.iter().any(|d| d == e), "missing `{e}` in:\n{}", diff.join("\n"));
     }
     assert_eq!(diff.len(), expected.len(), "{}", diff.join("\n"));
+}
+
+// ---- The run store and its dashboard ------------------------------------------------------------
+
+/// The scheduled run and the dashboard, by their Render names.
+const CRON: &str = "chaos-scenarios";
+const DASHBOARD: &str = "chaos-dashboard";
+
+/// What is wrong with the run store in one file's topology: the scheduled run records every run
+/// into the PostgreSQL store on temporal-db (its reports vanish with the cron container, and so
+/// would the default SQLite file), in a database of its own (not Temporal's), with a retention;
+/// the dashboard (`chaos serve`) reads that very store: the same URL source and database.
+fn store_problems(topology: &Topology) -> Vec<String> {
+    const SERVER: &str = "connectionString(temporal-db)";
+    let mut problems = Vec::new();
+    let env = |service: &str, key: &str| {
+        topology
+            .get(service)
+            .and_then(|s| s.env.get(key))
+            .map_or("(not set)", String::as_str)
+            .to_owned()
+    };
+    let (Some(_), Some(dashboard)) = (topology.get(CRON), topology.get(DASHBOARD)) else {
+        return vec![format!("no {CRON} or {DASHBOARD} service")];
+    };
+    let (url, database) = (env(CRON, "CHAOS_STORE_URL"), env(CRON, "CHAOS_STORE_DATABASE"));
+    if url != SERVER {
+        problems.push(format!(
+            "{CRON}: CHAOS_STORE_URL is `{url}`, expected {SERVER}: the run's reports vanish with its container, \
+             so every run is recorded on the cluster's PostgreSQL"
+        ));
+    }
+    let temporal = env("temporal-db", "POSTGRES_DB");
+    if database == "(not set)" || database.is_empty() || database == temporal {
+        problems.push(format!(
+            "{CRON}: CHAOS_STORE_DATABASE is `{database}`; the runs go to a database of their own, not Temporal's \
+             `{temporal}`"
+        ));
+    }
+    if env(CRON, "CHAOS_STORE_KEEP") == "(not set)" {
+        problems.push(format!("{CRON}: no CHAOS_STORE_KEEP: every run would be kept forever"));
+    }
+    if dashboard.command.first().map(String::as_str) != Some("serve") {
+        problems.push(format!(
+            "{DASHBOARD}: command {:?} does not run `chaos serve`",
+            dashboard.command
+        ));
+    }
+    for key in ["CHAOS_STORE_URL", "CHAOS_STORE_DATABASE"] {
+        let (theirs, ours) = (env(CRON, key), env(DASHBOARD, key));
+        if theirs != ours {
+            problems.push(format!(
+                "{DASHBOARD}: {key} is `{ours}`, but {CRON} records into `{theirs}`: the dashboard would not \
+                 show the scheduled runs"
+            ));
+        }
+    }
+    problems
+}
+
+/// The port of a `HOST:PORT` listen address.
+fn listen_port(command: &[String]) -> Option<&str> {
+    flag_value(command, "--listen").and_then(|a| a.rsplit_once(':').map(|(_, p)| p))
+}
+
+/// What is wrong with how render.yaml exposes the dashboard: besides temporal-ui it is the only
+/// public (`web`) service; it listens on all interfaces on the port Render routes public traffic
+/// to (`PORT`), is health-checked on `/health` (the one path served without a login), and its
+/// password is never in the file nor missing: generated by Render or entered at deploy time.
+fn render_dashboard_exposure_problems(doc: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let services = doc["services"].as_array().cloned().unwrap_or_default();
+    let public: BTreeSet<String> = services
+        .iter()
+        .filter(|s| s["type"] == "web")
+        .map(|s| scalar(&s["name"]))
+        .collect();
+    let expected: BTreeSet<String> = [DASHBOARD, "temporal-ui"].map(String::from).into();
+    if public != expected {
+        problems.push(format!("public (web) services are {public:?}, expected {expected:?}"));
+    }
+    let Some(dashboard) = services.iter().find(|s| s["name"] == DASHBOARD) else {
+        return vec![format!("no {DASHBOARD} service")];
+    };
+    let entry = |key: &str| {
+        dashboard["envVars"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["key"] == key)
+            .cloned()
+    };
+    let command: Vec<String> = dashboard["dockerCommand"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let listen = flag_value(&command, "--listen");
+    let port = entry("PORT").map(|e| scalar(&e["value"]));
+    if listen.and_then(|l| l.rsplit_once(':')).map(|(host, _)| host) != Some("0.0.0.0") {
+        problems.push(format!(
+            "{DASHBOARD}: --listen is {listen:?}; Render's router reaches it on 0.0.0.0"
+        ));
+    }
+    if listen_port(&command) != port.as_deref() {
+        problems.push(format!(
+            "{DASHBOARD}: listens on port {:?}, but Render routes public traffic to PORT {port:?}",
+            listen_port(&command)
+        ));
+    }
+    if dashboard["healthCheckPath"] != "/health" {
+        problems.push(format!(
+            "{DASHBOARD}: healthCheckPath is {}, expected \"/health\" (the one path served without a login)",
+            dashboard["healthCheckPath"]
+        ));
+    }
+    match entry("CHAOS_SERVE_PASSWORD") {
+        Some(e) if e.get("value").is_none() && (e["generateValue"] == true || e["sync"] == false) => {}
+        other => problems.push(format!(
+            "{DASHBOARD}: CHAOS_SERVE_PASSWORD is {}; it must be generated (generateValue: true) or entered \
+             at deploy time (sync: false), never missing or in the file",
+            other.map_or("not set".to_owned(), |e| e.to_string())
+        )),
+    }
+    problems
+}
+
+/// Whether a compose environment value can never be empty: a non-empty literal, a
+/// `${VAR:-default}` with a non-empty default, or a `${VAR:?message}` (compose refuses to start
+/// without VAR). Not `${VAR-default}`: VAR set to an empty string wins.
+fn never_empty(value: &str) -> bool {
+    match value.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(inner) => inner.contains(":?") || inner.split_once(":-").is_some_and(|(_, d)| !d.is_empty()),
+        None => !value.is_empty(),
+    }
+}
+
+/// What is wrong with how compose exposes the dashboard: besides the frontend, chaos-proxy's
+/// admin and the UI, it is the only published service; no host port is published twice (the UI
+/// has 8080); it publishes the port it listens on; its health check asks `/health` there; and its
+/// password can never be empty (it listens on 0.0.0.0 in its container, where `chaos serve`
+/// refuses to start without one).
+fn compose_dashboard_exposure_problems(doc: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let services = doc["services"].as_object().cloned().unwrap_or_default();
+    // (service, host port, container port) of every `127.0.0.1:HOST:CONTAINER` entry.
+    let published: Vec<(String, String, String)> = services
+        .iter()
+        .flat_map(|(name, s)| {
+            s["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let parts: Vec<&str> = p.as_str()?.split(':').collect();
+                    let &[.., host, container] = parts.as_slice() else {
+                        return None;
+                    };
+                    Some((name.clone(), host.to_owned(), container.to_owned()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let public: BTreeSet<String> = published.iter().map(|(s, _, _)| s.clone()).collect();
+    let expected: BTreeSet<String> = [DASHBOARD, "chaos-proxy", "temporal-frontend", "temporal-ui"]
+        .map(String::from)
+        .into();
+    if public != expected {
+        problems.push(format!("published services are {public:?}, expected {expected:?}"));
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (service, host, _) in &published {
+        if let Some(other) = seen.insert(host.as_str(), service.as_str()) {
+            problems.push(format!("host port {host} is published by both {other} and {service}"));
+        }
+    }
+    let Some(dashboard) = services.get(DASHBOARD) else {
+        return vec![format!("no {DASHBOARD} service")];
+    };
+    let command: Vec<String> = dashboard["command"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(scalar)
+        .collect();
+    let listen = listen_port(&command);
+    let containers: Vec<&str> = published
+        .iter()
+        .filter(|(s, _, _)| s == DASHBOARD)
+        .map(|(_, _, c)| c.as_str())
+        .collect();
+    if listen.is_none_or(|l| containers != [l]) {
+        problems.push(format!(
+            "{DASHBOARD}: publishes container port(s) {containers:?}, but listens on {listen:?}"
+        ));
+    }
+    let health = dashboard["healthcheck"]["test"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(scalar)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !listen.is_some_and(|p| health.contains(&format!("127.0.0.1:{p}/health"))) {
+        problems.push(format!(
+            "{DASHBOARD}: health check `{health}` does not ask /health on the port it listens on"
+        ));
+    }
+    let password = dashboard["environment"]["CHAOS_SERVE_PASSWORD"]
+        .as_str()
+        .unwrap_or_default();
+    if !never_empty(password) {
+        problems.push(format!(
+            "{DASHBOARD}: CHAOS_SERVE_PASSWORD `{password}` can be empty; `chaos serve` refuses to listen on \
+             0.0.0.0 without a password"
+        ));
+    }
+    problems
+}
+
+#[test]
+fn the_dashboard_reads_the_scheduled_runs_store_and_is_never_open_in_both_files() {
+    let (render_doc, compose_doc) = (yaml("render.yaml"), yaml("compose/docker-compose.yml"));
+    for (file, topology) in [
+        ("render.yaml", render_topology(&render_doc)),
+        ("compose/docker-compose.yml", compose_topology(&compose_doc)),
+    ] {
+        let problems = store_problems(&topology);
+        assert!(problems.is_empty(), "{file}:\n{}", problems.join("\n"));
+        // Both files' store is the database `chaos` on temporal-db.
+        assert_eq!(topology[DASHBOARD].env["CHAOS_STORE_DATABASE"], "chaos", "{file}");
+        assert!(topology[DASHBOARD].depends.contains("temporal-db"), "{file}");
+    }
+    let problems = render_dashboard_exposure_problems(&render_doc);
+    assert!(problems.is_empty(), "render.yaml:\n{}", problems.join("\n"));
+    let problems = compose_dashboard_exposure_problems(&compose_doc);
+    assert!(
+        problems.is_empty(),
+        "compose/docker-compose.yml:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_store_and_dashboard_checks_name_a_second_store_and_an_open_dashboard() {
+    let mut doc = yaml("render.yaml");
+    for service in doc["services"].as_array_mut().unwrap() {
+        match service["name"].as_str() {
+            Some(DASHBOARD) => {
+                let env = service["envVars"].as_array_mut().unwrap();
+                env.retain(|e| e["key"] != "CHAOS_SERVE_PASSWORD");
+                for e in env.iter_mut() {
+                    if e["key"] == "PORT" {
+                        e["value"] = "10000".into();
+                    }
+                }
+                service["healthCheckPath"] = "/".into();
+            }
+            Some("chaos-proxy") => service["type"] = "web".into(),
+            Some(CRON) => service["envVars"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|e| e["key"] != "CHAOS_STORE_URL" && e["key"] != "CHAOS_STORE_KEEP"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        render_dashboard_exposure_problems(&doc),
+        [
+            "public (web) services are {\"chaos-dashboard\", \"chaos-proxy\", \"temporal-ui\"}, expected \
+             {\"chaos-dashboard\", \"temporal-ui\"}",
+            "chaos-dashboard: listens on port Some(\"8080\"), but Render routes public traffic to PORT Some(\"10000\")",
+            "chaos-dashboard: healthCheckPath is \"/\", expected \"/health\" (the one path served without a login)",
+            "chaos-dashboard: CHAOS_SERVE_PASSWORD is not set; it must be generated (generateValue: true) or \
+             entered at deploy time (sync: false), never missing or in the file",
+        ]
+    );
+    assert_eq!(
+        store_problems(&render_topology(&doc)),
+        [
+            "chaos-scenarios: CHAOS_STORE_URL is `(not set)`, expected connectionString(temporal-db): the run's \
+             reports vanish with its container, so every run is recorded on the cluster's PostgreSQL",
+            "chaos-scenarios: no CHAOS_STORE_KEEP: every run would be kept forever",
+            "chaos-dashboard: CHAOS_STORE_URL is `connectionString(temporal-db)`, but chaos-scenarios records into \
+             `(not set)`: the dashboard would not show the scheduled runs",
+        ]
+    );
+
+    let mut doc = yaml("compose/docker-compose.yml");
+    let dashboard = &mut doc["services"][DASHBOARD];
+    dashboard["environment"]["CHAOS_SERVE_PASSWORD"] = "${CHAOS_SERVE_PASSWORD:-}".into();
+    dashboard["environment"]["CHAOS_STORE_DATABASE"] = "temporal".into();
+    dashboard["ports"] = serde_json::json!(["127.0.0.1:8080:8081"]);
+    // The run's user is not the database's: a literal URL, not its connection string.
+    let url = doc["services"]["chaos-run"]["environment"]["CHAOS_STORE_URL"]
+        .as_str()
+        .unwrap()
+        .replacen("temporal:", "chaos:", 1);
+    doc["services"]["chaos-run"]["environment"]["CHAOS_STORE_URL"] = url.clone().into();
+    assert_eq!(
+        compose_dashboard_exposure_problems(&doc),
+        [
+            "host port 8080 is published by both chaos-dashboard and temporal-ui",
+            "chaos-dashboard: publishes container port(s) [\"8081\"], but listens on Some(\"8080\")",
+            "chaos-dashboard: CHAOS_SERVE_PASSWORD `${CHAOS_SERVE_PASSWORD:-}` can be empty; `chaos serve` refuses \
+             to listen on 0.0.0.0 without a password",
+        ]
+    );
+    assert_eq!(
+        store_problems(&compose_topology(&doc)),
+        [
+            format!(
+                "chaos-scenarios: CHAOS_STORE_URL is `{url}`, expected connectionString(temporal-db): the run's \
+                 reports vanish with its container, so every run is recorded on the cluster's PostgreSQL"
+            ),
+            format!(
+                "chaos-dashboard: CHAOS_STORE_URL is `connectionString(temporal-db)`, but chaos-scenarios records \
+                 into `{url}`: the dashboard would not show the scheduled runs"
+            ),
+            "chaos-dashboard: CHAOS_STORE_DATABASE is `temporal`, but chaos-scenarios records into `chaos`: the \
+             dashboard would not show the scheduled runs"
+                .to_owned(),
+        ]
+    );
+    assert!(never_empty("${CHAOS_SERVE_PASSWORD:?set a password}") && !never_empty("${CHAOS_SERVE_PASSWORD-x}"));
 }
 
 // ---- PgBouncer and the roles' connection pools ------------------------------------------------
