@@ -1,14 +1,17 @@
 //! The harness's own hot paths: scenario parsing and validation, verification of a large
-//! history, and report rendering. `cargo bench -p temporal-chaos`.
+//! history, report rendering, and the run store (recording, the dashboard).
+//! `cargo bench -p temporal-chaos --bench hot_paths` (`scripts/bench-store.sh` adds PostgreSQL).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::{hint::black_box, path::Path};
 use temporal_chaos::{
     history::Histories,
     history::HistoryFacts,
-    report::{ReportFormat, RunReport, ScenarioReport, Summary},
+    report::{ReportFormat, RunHead, RunReport, ScenarioReport, Summary},
     runner::Execution,
     scenario,
+    serve::dashboard_page,
+    store::{Location, RunRecord, Store},
     verify::verify,
 };
 use temporalio_common::protos::temporal::api::{
@@ -128,14 +131,17 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
     let one = ScenarioReport::new(execution, checks, "default");
     let scenarios = vec![one; scenarios];
     RunReport {
-        run_id: "bench".into(),
-        started_at: "2026-01-01T00:00:00Z".into(),
+        head: RunHead {
+            run_id: "bench".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            target: "embedded".into(),
+            address: "127.0.0.1:7233".into(),
+            namespace: "default".into(),
+            ui_url: Some("http://127.0.0.1:8233".into()),
+            server_version: "1.32.0".into(),
+            harness_version: "0.1.0".into(),
+        },
         duration_ms: 1,
-        target: "embedded".into(),
-        address: "127.0.0.1:7233".into(),
-        namespace: "default".into(),
-        ui_url: Some("http://127.0.0.1:8233".into()),
-        server_version: "1.32.0".into(),
         task_queue: "q".into(),
         seed: None,
         interrupted_by: None,
@@ -181,5 +187,60 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(hot_paths, benches);
+/// The run store: recording a 25-scenario run (its report files parsed, compressed and written in
+/// one transaction) and the dashboard's main page over 1,000 stored runs of 25 scenarios, in
+/// SQLite and, when `CHAOS_BENCH_POSTGRES_URL` names a server (`scripts/bench-store.sh` starts
+/// one), in PostgreSQL.
+fn store_benches(c: &mut Criterion) {
+    let small = Histories {
+        root: HistoryFacts::from_events("bench-1", &big_history(5)),
+        children: vec![],
+    };
+    let run = report(25, &small);
+    let (json, html) = (ReportFormat::Json.render(&run), ReportFormat::Html.render(&run));
+    let path = Path::new("report.json");
+    let one = |i: i64| {
+        let mut record = RunRecord::of_run(path, json.as_bytes(), Some(html.as_bytes())).unwrap();
+        record.run_id = format!("bench-{i}");
+        record.started_at_ms += i * 60_000;
+        record
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = vec![(
+        "sqlite",
+        Location::Sqlite(dir.path().join("record.sqlite")),
+        Location::Sqlite(dir.path().join("page.sqlite")),
+    )];
+    if let Ok(url) = std::env::var("CHAOS_BENCH_POSTGRES_URL") {
+        let on = |db: &str| Location::parse(Some(&url), Some(db), dir.path()).unwrap().unwrap();
+        stores.push(("postgres", on("chaos_bench_record"), on("chaos_bench_page")));
+    }
+    for (name, record_in, page_of) in stores {
+        let store = rt.block_on(Store::open(&record_in)).unwrap();
+        let mut i = 0;
+        c.bench_function(&format!("record a 25-scenario run ({name})"), |b| {
+            b.iter(|| {
+                i += 1;
+                let record = RunRecord::of_run(path, black_box(json.as_bytes()), Some(html.as_bytes())).unwrap();
+                let record = RunRecord {
+                    run_id: format!("bench-{i}"),
+                    ..record
+                };
+                rt.block_on(store.record(&record, None)).unwrap()
+            })
+        });
+        let store = rt.block_on(Store::open(&page_of)).unwrap();
+        let stored = rt.block_on(store.run_count()).unwrap();
+        for i in stored..1000 {
+            rt.block_on(store.record(&one(i), None)).unwrap();
+        }
+        c.bench_function(
+            &format!("dashboard page over 1000 runs of 25 scenarios ({name})"),
+            |b| b.iter(|| black_box(rt.block_on(dashboard_page(&store, 1, 20)).unwrap())),
+        );
+    }
+}
+
+criterion_group!(hot_paths, benches, store_benches);
 criterion_main!(hot_paths);

@@ -7,10 +7,12 @@ use temporal_chaos::{
     doctor,
     load::{self, LoadError, LoadOptions},
     replay, scenario,
+    serve::{self, ServeOptions},
     session::SessionError,
+    store::{Recorded, Store, StoreOptions},
     suite::{self, DEMO_SCENARIOS, SuiteError, SuiteOptions, SuiteOutcome},
     target::ConnectionSettings,
-    wait::StopSignal,
+    wait::{StopSignal, stop_signal},
     wire::{self, ProxyOptions},
     worker,
 };
@@ -78,6 +80,12 @@ enum Command {
     /// Start many workflows under seeded faults; report throughput, latency, faults, and any
     /// workflow lost or stuck (which fails the run).
     Load(Box<LoadOptions>),
+    /// Serve the dashboard of the run store: runs, score trend, per-scenario strips, flaky marks,
+    /// each run's report.
+    Serve(Box<ServeOptions>),
+    /// Work with the run store.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Check that a cluster is fit to run scenarios: health, version, namespace, visibility,
     /// pollers, Web UI. Exits non-zero when a check fails.
     Doctor {
@@ -94,6 +102,22 @@ enum Command {
         /// --task-queue poll through it.
         #[arg(long, env = "CHAOS_PROXY_ADMIN", value_name = "URL")]
         proxy_admin: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Record report folders (`reports/<run-id>`, written by chaos run or chaos load) that are not
+    /// in the store yet: a run whose store could not be reached, or one recorded elsewhere.
+    Push {
+        /// Report folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        store: StoreOptions,
+        /// Reports folder whose `runs.sqlite` is the default store.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
     },
 }
 
@@ -145,6 +169,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => error(e),
         },
+        Command::Serve(options) => match runtime.block_on(serve::serve(&options, async {
+            stop_signal().await;
+        })) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => error(e),
+        },
+        Command::Store(StoreCommand::Push { dirs, store, reports }) => runtime.block_on(push(&dirs, &store, &reports)),
         Command::Worker { conn, task_queue } => match runtime.block_on(worker::serve(&conn, &task_queue)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => error(e),
@@ -182,6 +213,36 @@ async fn run(paths: &[PathBuf], options: &SuiteOptions, demo: bool) -> ExitCode 
         }
         Err(SuiteError::Session(SessionError::Interrupted(signal))) => stopped(signal),
         Err(e) => error(e),
+    }
+}
+
+/// `chaos store push`: records each folder; exit 0 when each is in the store (now or already), 2
+/// when one is not.
+async fn push(dirs: &[PathBuf], options: &StoreOptions, reports: &std::path::Path) -> ExitCode {
+    let location = match options.location(reports) {
+        Ok(Some(location)) => location,
+        Ok(None) => return error("--store off: there is no store to push to"),
+        Err(e) => return error(e),
+    };
+    let store = match Store::open(&location).await {
+        Ok(store) => store,
+        Err(e) => return error(e),
+    };
+    let mut failed = 0;
+    for (dir, recorded) in store.push(dirs, options.keep).await {
+        match recorded {
+            Ok(Recorded::Added { .. }) => println!("{}: recorded in {}", dir.display(), store.shown()),
+            Ok(Recorded::Already) => println!("{}: already in {}; nothing changed", dir.display(), store.shown()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        error(format!("{failed} of {} folder(s) not recorded", dirs.len()))
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Plan {
     pub infra: Vec<InfraRule>,
     /// What the workflow's history must show.
     pub expect: Expectations,
+    /// How much the scenario counts in a run's resilience score (`weight`, default 1).
+    pub weight: f64,
 }
 
 impl Plan {

@@ -5,10 +5,11 @@ use crate::{
     infra::Capability,
     plan::Plan,
     replay::{self, ReplayError, ReplaySummary},
-    report::{self, ReportFormat, RunReport, ScenarioReport, Summary, Timing, webhook},
+    report::{self, ReportFormat, RunHead, RunReport, ScenarioReport, Summary, Timing, webhook},
     runner::{self, Inject, Resources, RunSettings},
     scenario::{self, Diagnostic},
     session::{Session, SessionError, SessionOptions},
+    store::{NotRecorded, RunStore, StoreError, StoreOptions},
     target::{Endpoint, TargetError, connect},
     verify,
     wait::{StopSignal, stop_signal},
@@ -53,6 +54,9 @@ pub struct SuiteOptions {
     /// through it is refused.
     #[arg(long, env = "CHAOS_PROXY_ADMIN", value_name = "URL")]
     pub proxy_admin: Option<String>,
+    /// Where the run is recorded.
+    #[command(flatten)]
+    pub store: StoreOptions,
 }
 
 /// The original project's demo set, in its README's order (`chaos demo`).
@@ -85,6 +89,10 @@ pub enum SuiteError {
     /// `--proxy-admin` is not a reachable chaos proxy's admin listener; nothing was run.
     #[error("{0}; nothing was run")]
     ProxyAdmin(#[from] AdminError),
+    /// The run store is malformed, newer than this binary, or its database cannot be created;
+    /// nothing was run.
+    #[error("{0}; nothing was run")]
+    Store(#[from] StoreError),
 }
 
 struct Problems<'a>(&'a [Diagnostic]);
@@ -116,6 +124,9 @@ pub enum DeliveryError {
     /// The recorded histories could not be replayed.
     #[error("cannot replay the run's histories: {0}")]
     Replay(#[from] ReplayError),
+    /// The run did not get into the run store.
+    #[error(transparent)]
+    Store(#[from] NotRecorded),
 }
 
 impl SuiteOutcome {
@@ -183,11 +194,12 @@ pub async fn run(paths: &[PathBuf], options: &SuiteOptions, demo_links: bool) ->
         }
         None => None,
     };
+    let mut store = RunStore::prepare(&options.store, &options.session.reports).await?;
     let session = Session::open(&options.session, "chaos", restarts_server(&plans)).await?;
     let servers = Resources::default();
     let result = run_in(&session, &plans, options, proxy_admin, &servers, began).await;
     let outcome = match result {
-        Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, demo_links).await),
+        Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, demo_links, store.as_mut()).await),
         Err(e) => Err(e),
     };
     if let Ok(o) = &outcome
@@ -351,16 +363,11 @@ async fn run_in(
         })
         .collect();
     let timing = Timing::of(began.elapsed(), session.started_in, &scenarios);
+    let started_at = chrono::Utc::now() - chrono::TimeDelta::from_std(began.elapsed()).unwrap_or_default();
     let report = RunReport {
-        run_id: session.run_id.clone(),
-        started_at: chrono::Utc::now().to_rfc3339(),
+        head: RunHead::new(&session.run_id, started_at, cluster),
         duration_ms: timing.wall_ms,
         timing,
-        target: cluster.target.name().into(),
-        address: cluster.address.clone(),
-        namespace: cluster.namespace.clone(),
-        ui_url: cluster.ui_url.clone(),
-        server_version: cluster.server_version.clone(),
         task_queue: session.task_queue.clone(),
         seed: options.seed,
         interrupted_by: interrupted.get().map(|s| s.to_string()),
@@ -377,12 +384,13 @@ async fn run_in(
     Ok((report, interrupted.get()))
 }
 
-/// Prints the summary, writes the report files and posts the webhook.
+/// Prints the summary, writes the report files, posts the webhook and records the run.
 async fn deliver(
     report: RunReport,
     interrupted: Option<StopSignal>,
     options: &SuiteOptions,
     demo_links: bool,
+    store: Option<&mut RunStore>,
 ) -> SuiteOutcome {
     print!("{}", ReportFormat::Markdown.render(&report));
     let mut undelivered = Vec::new();
@@ -428,6 +436,11 @@ async fn deliver(
             Ok(()) => eprintln!("report posted to the webhook"),
             Err(e) => undelivered.push(e.into()),
         }
+    }
+    if let (Some(store), Some(dir)) = (store, &dir)
+        && let Err(e) = store.record(dir).await
+    {
+        undelivered.push(e.into());
     }
     SuiteOutcome {
         report,

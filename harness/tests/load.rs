@@ -6,6 +6,7 @@ mod common;
 use common::repo;
 use serde_json::Value;
 use std::process::Command;
+use temporal_chaos::store::{Location, ReportFile, Store};
 
 fn load(seed: &str, extra: &[&str]) -> Value {
     let reports = tempfile::tempdir().unwrap();
@@ -26,14 +27,29 @@ fn load(seed: &str, extra: &[&str]) -> Value {
     );
     let run = std::fs::read_dir(reports.path())
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
     for file in ["load.json", "load.md", "load.html"] {
         assert!(run.join(file).is_file(), "{file} written");
     }
-    serde_json::from_str(&std::fs::read_to_string(run.join("load.json")).unwrap()).unwrap()
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("load.json")).unwrap()).unwrap();
+    // Recorded in the default store, with its own load.html.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = Store::open(&Location::Sqlite(reports.path().join("runs.sqlite")))
+            .await
+            .unwrap();
+        let runs = store.runs(10, 0).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            (runs[0].run_id.as_str(), runs[0].kind.as_str()),
+            (report["run_id"].as_str().unwrap(), "load")
+        );
+        assert!(runs[0].headline.starts_with("100 workflows · "), "{}", runs[0].headline);
+        let html = store.report(&runs[0].run_id, ReportFile::Html).await.unwrap().unwrap();
+        assert_eq!(html, std::fs::read(run.join("load.html")).unwrap());
+    });
+    report
 }
 
 #[test]

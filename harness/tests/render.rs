@@ -10,7 +10,7 @@ use std::time::Duration;
 use temporal_chaos::{
     history::Histories,
     infra::{InfraEvent, InfraOutcome},
-    report::{ReportFormat, RunReport, ScenarioReport, Summary, Timing},
+    report::{ReportFormat, RunHead, RunReport, ScenarioReport, Summary, Timing},
     runner::Execution,
     verify,
     wire::{AttemptRecord, Injection, WireEffect},
@@ -102,14 +102,17 @@ fn run_report() -> RunReport {
         ),
     ];
     RunReport {
-        run_id: "20261127-000000-abcd".into(),
-        started_at: "2026-11-27T00:00:00+00:00".into(),
+        head: RunHead {
+            run_id: "20261127-000000-abcd".into(),
+            started_at: "2026-11-27T00:00:00+00:00".into(),
+            target: "embedded".into(),
+            address: "127.0.0.1:7233".into(),
+            namespace: "default".into(),
+            ui_url: Some(UI.into()),
+            server_version: "1.32.0".into(),
+            harness_version: "0.1.0".into(),
+        },
         duration_ms: 9000,
-        target: "embedded".into(),
-        address: "127.0.0.1:7233".into(),
-        namespace: "default".into(),
-        ui_url: Some(UI.into()),
-        server_version: "1.32.0".into(),
         task_queue: "chaos-20261127-000000-abcd".into(),
         seed: None,
         interrupted_by: Some("SIGINT".into()),

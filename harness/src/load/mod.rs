@@ -11,8 +11,10 @@ use crate::{
     infra::{self, Capability, InfraControl, InfraOutcome, InfraRule, TimedRuleError, Trigger},
     inject::plan_header,
     plan::{ActivitySettings, OrchestrationInput, ResilientInput, RetrySettings},
+    report::RunHead,
     runner::{Inject, RunError, start, wait_closed, wire_settings},
     session::{Session, SessionError, SessionOptions},
+    store::{NotRecorded, RunStore, StoreError, StoreOptions},
     target::{Cluster, Endpoint, connect},
     wait::poll,
     wire::{WireError, WireProxy},
@@ -77,6 +79,9 @@ pub struct LoadOptions {
     /// front of the worker; compare the two to measure the proxy's cost).
     #[arg(long, value_enum, default_value = "sdk")]
     pub inject: Inject,
+    /// Where the run is recorded.
+    #[command(flatten)]
+    pub store: StoreOptions,
 }
 
 /// Why a load run could not run or report.
@@ -106,6 +111,13 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The run store is malformed, newer than this binary, or its database cannot be created;
+    /// nothing was run.
+    #[error("{0}; nothing was run")]
+    Store(#[from] StoreError),
+    /// The load ran and its report was written, but it did not get into the run store.
+    #[error(transparent)]
+    NotRecorded(#[from] NotRecorded),
 }
 
 /// Runs a load: opens a session, starts the workflows, accounts for every one, prints the
@@ -131,6 +143,7 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
     let restarts = infra
         .iter()
         .any(|r| r.action.fault().needs() == Capability::RestartServer);
+    let mut store = RunStore::prepare(&options.store, &options.session.reports).await?;
     let session = Session::open(&options.session, "chaos-load", restarts).await?;
     let settings = LoadSettings {
         workflows: options.workflows,
@@ -167,6 +180,9 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
         source,
     })?;
     eprintln!("load report written to {}", dir.display());
+    if let Some(store) = store.as_mut() {
+        store.record(&dir).await?;
+    }
     Ok((report, dir))
 }
 
@@ -282,6 +298,7 @@ pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
         i
     })));
     let cpu_before = (process_cpu(), cluster.server().and_then(|s| s.cpu_time()));
+    let head = RunHead::new(&settings.run_id, chrono::Utc::now(), cluster);
     let began = Instant::now();
     let ctl = InfraControl {
         server: cluster.server(),
@@ -325,7 +342,7 @@ pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
         .buffer_unordered(16)
         .collect()
         .await;
-    let mut report = report::build(settings, &faults, wall, &started, &start_errors, visibility, &histories);
+    let mut report = report::build(head, settings, wall, &started, &start_errors, visibility, &histories);
     report.passed &= infra_events
         .iter()
         .all(|e| matches!(e.outcome, InfraOutcome::Applied(_)));

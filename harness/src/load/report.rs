@@ -1,11 +1,11 @@
 //! The load report: throughput, latency percentiles, attempts, faults, and the account of every
 //! workflow (lost or stuck ones fail the run). Written as `load.json`, `load.md`, `load.html`.
 
-use super::{LoadSettings, Started, account_faults};
+use super::{LoadSettings, Started, account_faults, load_faults};
 use crate::{
-    faults::FaultPlan,
     history::{CloseStatus, Histories, HistoryError},
     infra::{InfraEvent, InfraOutcome},
+    report::RunHead,
 };
 use minijinja::{Environment, context};
 use serde::Serialize;
@@ -29,6 +29,9 @@ pub struct Latency {
 /// Everything a load run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
+    /// Which run, when, where.
+    #[serde(flatten)]
+    pub head: RunHead,
     /// The run's shape.
     pub settings: LoadSettings,
     /// Wall time from the first start to the last close.
@@ -66,14 +69,15 @@ pub struct LoadReport {
 }
 
 pub(super) fn build(
+    head: RunHead,
     settings: &LoadSettings,
-    faults: &FaultPlan,
     wall: Duration,
     started: &[Started],
     start_errors: &[String],
     visibility: Result<BTreeMap<String, u64>, temporalio_client::errors::ClientError>,
     histories: &[Result<Histories, HistoryError>],
 ) -> LoadReport {
+    let faults = &load_faults(settings);
     let mut errors: Vec<String> = start_errors.to_vec();
     let (mut outcomes, mut attempts) = (BTreeMap::new(), BTreeMap::new());
     let (mut fired, mut mismatches, mut latencies) = (0, Vec::new(), Vec::new());
@@ -121,6 +125,7 @@ pub(super) fn build(
     let span = first_start.zip(last_close).map_or(wall, |(a, b)| b - a);
     let passed = lost == 0 && stuck == 0 && mismatches.is_empty() && errors.is_empty() && !started.is_empty();
     LoadReport {
+        head,
         settings: settings.clone(),
         duration_ms: span.as_millis() as u64,
         started: started.len(),

@@ -43,7 +43,7 @@ pub(super) fn render(r: &RunReport) -> String {
         }
         suite.add_test_case(case);
     }
-    let mut report = Report::new(format!("temporal-chaos {}", r.run_id));
+    let mut report = Report::new(format!("temporal-chaos {}", r.head.run_id));
     report.add_test_suite(suite);
     report
         .to_string()

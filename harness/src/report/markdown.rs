@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 pub(super) fn render(r: &RunReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# temporal-chaos run `{}`: {}\n", r.run_id, r.verdict());
+    let _ = writeln!(out, "# temporal-chaos run `{}`: {}\n", r.head.run_id, r.verdict());
     if let Some(signal) = &r.interrupted_by {
         let _ = writeln!(
             out,
@@ -22,13 +22,13 @@ pub(super) fn render(r: &RunReport) -> String {
         r.summary.passed,
         r.summary.failed,
         r.summary.total,
-        r.target,
-        r.address,
-        r.namespace,
-        if r.server_version.is_empty() {
+        r.head.target,
+        r.head.address,
+        r.head.namespace,
+        if r.head.server_version.is_empty() {
             "?"
         } else {
-            &r.server_version
+            &r.head.server_version
         },
         r.duration_ms as f64 / 1000.0
     );

@@ -15,26 +15,25 @@ use crate::{
     infra::InfraEvent,
     plan::Outcome,
     runner::Execution,
-    target::ui_link,
+    target::{Cluster, ui_link},
     verify::{self, Check},
     wire::AttemptRecord,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
 };
 
-/// A whole run.
+/// Which run, when, where and by which harness: the head of `report.json` and of `load.json`
+/// (flattened into both), which the run store reads from either.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
+pub struct RunHead {
     /// Unique id of the run; names the report folder and suffixes workflow ids.
     pub run_id: String,
     /// When the run started (RFC 3339).
     pub started_at: String,
-    /// Wall time of the whole run, cluster start-up included.
-    pub duration_ms: u64,
-    /// `embedded` or `remote`.
+    /// `embedded`, `testcontainers` or `remote`.
     pub target: String,
     /// Frontend address.
     pub address: String,
@@ -44,6 +43,34 @@ pub struct RunReport {
     pub ui_url: Option<String>,
     /// Server version reported by the frontend.
     pub server_version: String,
+    /// The temporal-chaos version that ran it.
+    pub harness_version: String,
+}
+
+impl RunHead {
+    /// The head of run `run_id` on `cluster`, started `started_at`.
+    pub fn new(run_id: &str, started_at: chrono::DateTime<chrono::Utc>, cluster: &Cluster) -> Self {
+        Self {
+            run_id: run_id.to_owned(),
+            started_at: started_at.to_rfc3339(),
+            target: cluster.target.name().into(),
+            address: cluster.address.clone(),
+            namespace: cluster.namespace.clone(),
+            ui_url: cluster.ui_url.clone(),
+            server_version: cluster.server_version.clone(),
+            harness_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Which run, when, where.
+    #[serde(flatten)]
+    pub head: RunHead,
+    /// Wall time of the whole run, cluster start-up included.
+    pub duration_ms: u64,
     /// Task queue the scenarios ran on.
     pub task_queue: String,
     /// Seed override (`--seed`), if any; otherwise each scenario's own seed applies.
@@ -63,7 +90,7 @@ pub struct RunReport {
 }
 
 /// Pass/fail counts.
-#[derive(Debug, Clone, Copy, Serialize, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
 pub struct Summary {
     /// Scenarios run.
     pub total: usize,
@@ -76,6 +103,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Whether there were scenarios and every one passed.
+    pub fn all_passed(&self) -> bool {
+        self.passed == self.total && self.total > 0
+    }
+
+    /// The run's verdict: `INTERRUPTED` (a signal stopped it), `PASSED` or `FAILED`.
+    pub fn verdict(&self, interrupted: bool) -> &'static str {
+        if interrupted {
+            "INTERRUPTED"
+        } else if self.all_passed() {
+            "PASSED"
+        } else {
+            "FAILED"
+        }
+    }
+
     /// Counts the scenarios by verdict.
     pub fn of(scenarios: &[ScenarioReport]) -> Self {
         let count = |v: Verdict| scenarios.iter().filter(|s| s.verdict == v).count();
@@ -171,7 +214,7 @@ pub fn overload_warning(scenarios: &[ScenarioReport], jobs: usize) -> Option<Str
 }
 
 /// A scenario's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Every check held.
@@ -191,6 +234,8 @@ pub struct ScenarioReport {
     pub description: String,
     /// File it came from.
     pub source: PathBuf,
+    /// How much it counts in the run's resilience score (the scenario's `weight`, default 1).
+    pub weight: f64,
     /// `orchestration` or `resilient` (the demo workflows), or the user's workflow type.
     pub workflow: String,
     /// For a workflow of the user's own: which worker ran it and how (shared by the scenarios
@@ -295,6 +340,7 @@ impl ScenarioReport {
             name: plan.name.clone(),
             description: plan.description.clone(),
             source: plan.source.clone(),
+            weight: plan.weight,
             workflow: plan.workflow.kind().into(),
             worker,
             link: run_id.as_deref().and_then(|r| link_to(&workflow_id, r)),
@@ -341,6 +387,7 @@ impl ScenarioReport {
             name: plan.name.clone(),
             description: plan.description.clone(),
             source: plan.source.clone(),
+            weight: plan.weight,
             workflow: plan.workflow.kind().into(),
             worker: None,
             workflow_id,
@@ -425,7 +472,7 @@ impl ReportFormat {
 /// children, for `chaos replay`) under `<root>/<run-id>/histories/`, and points `<root>/latest`
 /// at the folder.
 pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
-    let dir = root.join(&report.run_id);
+    let dir = root.join(&report.head.run_id);
     std::fs::create_dir_all(&dir)?;
     for format in ReportFormat::ALL {
         std::fs::write(dir.join(format.file_name()), format.render(report))?;
@@ -446,25 +493,19 @@ pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
     let latest = root.join("latest");
     let _ = std::fs::remove_file(&latest);
     #[cfg(unix)]
-    std::os::unix::fs::symlink(&report.run_id, &latest)?;
+    std::os::unix::fs::symlink(&report.head.run_id, &latest)?;
     Ok(dir)
 }
 
 impl RunReport {
     /// Whether every scenario passed.
     pub fn passed(&self) -> bool {
-        self.summary.passed == self.summary.total && self.summary.total > 0
+        self.summary.all_passed()
     }
 
     /// `PASSED`, `FAILED` or `INTERRUPTED`, for titles.
     pub fn verdict(&self) -> &'static str {
-        if self.interrupted_by.is_some() {
-            "INTERRUPTED"
-        } else if self.passed() {
-            "PASSED"
-        } else {
-            "FAILED"
-        }
+        self.summary.verdict(self.interrupted_by.is_some())
     }
 }
 

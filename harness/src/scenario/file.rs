@@ -21,6 +21,7 @@ pub(super) struct ScenarioFile {
     pub args: Option<Spanned<Vec<toml::Value>>>,
     pub worker: Option<Spanned<WorkerSection>>,
     pub seed: Option<u64>,
+    pub weight: Option<Spanned<f64>>,
     #[serde(default)]
     pub input: InputSection,
     #[serde(default)]

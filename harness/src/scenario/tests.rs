@@ -364,3 +364,20 @@ fn infra_faults_are_validated() {
             .contains("no activity `charge`")
     );
 }
+
+#[test]
+fn a_weight_counts_in_the_score_and_must_be_positive() {
+    let plan = parse(
+        Path::new("s.toml"),
+        &VALID.replace("seed = 9", "seed = 9\nweight = 2.5"),
+    )
+    .unwrap();
+    assert_eq!(plan.weight, 2.5);
+    assert_eq!(parse(Path::new("s.toml"), VALID).unwrap().weight, 1.0, "default 1");
+    let e = problems(&VALID.replace("seed = 9", "seed = 9\nweight = 0.0"));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("s.toml:5:10: `weight` must be a positive number"),
+        "{e:?}"
+    );
+}

@@ -42,6 +42,15 @@ pub(super) fn validate(
         .filter_map(|(i, r)| infra_rule(i + 1, r, &workflow, worker.as_ref(), d))
         .collect();
     let expect = expectations(&raw, &workflow, &faults, d);
+    let weight = raw.weight.as_ref().map_or(1.0, |w| *w.get_ref());
+    if let Some(w) = &raw.weight
+        && !(w.get_ref().is_finite() && *w.get_ref() > 0.0)
+    {
+        d.error(
+            w.span(),
+            "`weight` must be a positive number (how much the scenario counts in the run's resilience score; default 1)",
+        );
+    }
     Some(Plan {
         name,
         description: raw.description.clone(),
@@ -52,6 +61,7 @@ pub(super) fn validate(
         faults,
         infra,
         expect,
+        weight,
     })
 }
 

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests. Each test crate uses a subset of them.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fixture;
 pub mod hop;
+pub mod postgres;
 
 use std::{
     net::{TcpListener, TcpStream},
@@ -26,10 +28,15 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The `chaos` binary, run from the repository root, ignoring any TEMPORAL_ADDRESS of the caller.
+/// The `chaos` binary, run from the repository root, ignoring any TEMPORAL_ADDRESS or run store of
+/// the caller.
 pub fn chaos_command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaos"));
-    cmd.args(args).current_dir(repo()).env_remove("TEMPORAL_ADDRESS");
+    cmd.args(args)
+        .current_dir(repo())
+        .env_remove("TEMPORAL_ADDRESS")
+        .env_remove("CHAOS_STORE_URL")
+        .env_remove("CHAOS_STORE_DATABASE");
     cmd
 }
 
