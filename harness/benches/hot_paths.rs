@@ -201,8 +201,8 @@ fn store_benches(c: &mut Criterion) {
     let path = Path::new("report.json");
     let one = |i: i64| {
         let mut record = RunRecord::of_run(path, json.as_bytes(), Some(html.as_bytes())).unwrap();
-        record.run_id = format!("bench-{i}");
-        record.started_at_ms += i * 60_000;
+        record.summary.run_id = format!("bench-{i}");
+        record.summary.started_at_ms += i * 60_000;
         record
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -222,11 +222,8 @@ fn store_benches(c: &mut Criterion) {
         c.bench_function(&format!("record a 25-scenario run ({name})"), |b| {
             b.iter(|| {
                 i += 1;
-                let record = RunRecord::of_run(path, black_box(json.as_bytes()), Some(html.as_bytes())).unwrap();
-                let record = RunRecord {
-                    run_id: format!("bench-{i}"),
-                    ..record
-                };
+                let mut record = RunRecord::of_run(path, black_box(json.as_bytes()), Some(html.as_bytes())).unwrap();
+                record.summary.run_id = format!("bench-{i}");
                 rt.block_on(store.record(&record, None)).unwrap()
             })
         });

@@ -42,11 +42,19 @@ fn load(seed: &str, extra: &[&str]) -> Value {
         let runs = store.runs(10, 0).await.unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(
-            (runs[0].run_id.as_str(), runs[0].kind.as_str()),
+            (runs[0].summary.run_id.as_str(), runs[0].summary.kind.as_str()),
             (report["run_id"].as_str().unwrap(), "load")
         );
-        assert!(runs[0].headline.starts_with("100 workflows · "), "{}", runs[0].headline);
-        let html = store.report(&runs[0].run_id, ReportFile::Html).await.unwrap().unwrap();
+        assert!(
+            runs[0].summary.headline.starts_with("100 workflows · "),
+            "{}",
+            runs[0].summary.headline
+        );
+        let html = store
+            .report(&runs[0].summary.run_id, ReportFile::Html)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(html, std::fs::read(run.join("load.html")).unwrap());
     });
     report

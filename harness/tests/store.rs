@@ -34,6 +34,17 @@ fn sqlite(db: &Path, sql: &str) {
     });
 }
 
+/// A new SQLite store at `db`, its schema in place.
+fn created(db: &Path) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        Store::open(&Location::Sqlite(db.to_owned()))
+            .await
+            .unwrap()
+            .close()
+            .await;
+    });
+}
+
 /// The scenario whose verdict flips: right in runs 1 and 3, a wrong expectation in run 2.
 fn flips(dir: &Path, wrong: bool) -> PathBuf {
     let attempts = if wrong { 2 } else { 1 };
@@ -278,7 +289,10 @@ fn an_unreachable_store_keeps_the_run_which_push_adds_later_once() {
     let run_dir = dir.path().join(std::fs::read_link(dir.path().join("latest")).unwrap());
     assert!(run_dir.join("report.json").is_file(), "the run's files are written");
     assert!(
-        err.contains(&format!("`chaos store push {}` adds it", run_dir.display())),
+        err.contains(&format!(
+            "`CHAOS_STORE_URL=<the --store URL> chaos store push {}` adds it",
+            run_dir.display()
+        )),
         "{err}"
     );
     assert!(!err.contains(":pw@"), "the password is never printed: {err}");
@@ -331,11 +345,7 @@ fn bad_stores_and_folders_are_refused_naming_what_and_where() {
 
     // A store a newer temporal-chaos migrated.
     let db = dir.path().join("newer.sqlite");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let store = Store::open(&Location::Sqlite(db.clone())).await.unwrap();
-        store.close().await;
-    });
+    created(&db);
     sqlite(
         &db,
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
@@ -357,12 +367,15 @@ fn bad_stores_and_folders_are_refused_naming_what_and_where() {
 
     // A folder that is not a run, and a report that is not one.
     let other = newer.replace("newer", "other");
-    let out = chaos_command(&["store", "push"])
-        .arg(dir.path())
-        .arg("--store")
-        .arg(&other)
-        .output()
-        .unwrap();
+    let push = || {
+        chaos_command(&["store", "push"])
+            .arg(dir.path())
+            .arg("--store")
+            .arg(&other)
+            .output()
+            .unwrap()
+    };
+    let out = push();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("not a run's report folder: it has no report.json"),
@@ -374,18 +387,42 @@ fn bad_stores_and_folders_are_refused_naming_what_and_where() {
         "{\"run_id\": \"x\",\n \"started_at\": 5}",
     )
     .unwrap();
-    let out = chaos_command(&["store", "push"])
-        .arg(dir.path())
-        .arg("--store")
-        .arg(&other)
-        .output()
-        .unwrap();
+    let out = push();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         err.contains("report.json: not a temporal-chaos report: ") && err.contains("line 2"),
         "{err}"
     );
+
+    // A file that is not a store: refused before anything runs, not taken for a store that is down.
+    let junk = dir.path().join("junk.sqlite");
+    std::fs::write(&junk, "not a database, not even close; ".repeat(100)).unwrap();
+    let out = chaos_command(&["run", "scenarios/activity/03-plain-success.toml", "--store"])
+        .arg(format!("sqlite://{}", junk.display()))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot be used: ") && err.contains("nothing was run"),
+        "{err}"
+    );
+    // Retention of nothing, and a dashboard of a store that is not there (a typo).
+    let out = chaos_command(&["run", "--store-keep", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("must be longer than 0; leave it out to keep every run"));
+    let out = chaos_command(&["serve", "--reports"])
+        .arg(dir.path().join("reprots"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("there is no run store at sqlite://"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("reprots").exists(), "and it creates none");
 
     // A public dashboard without a login.
     let out = chaos_command(&["serve", "--listen", "0.0.0.0:0", "--store", &newer])
@@ -402,11 +439,8 @@ fn a_run_is_recorded_whole_or_not_at_all() {
     let db = dir.path().join("runs.sqlite");
     let fixture = repo().join("harness/tests/fixtures/report");
     let run = RunRecord::from_dir(&fixture).unwrap();
+    created(&db);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let store = Store::open(&Location::Sqlite(db.clone())).await.unwrap();
-        store.close().await;
-    });
     // A failure half way through the run's scenarios.
     sqlite(
         &db,
@@ -429,11 +463,13 @@ fn a_run_is_recorded_whole_or_not_at_all() {
     sqlite(&db, "DROP TRIGGER boom");
     runtime.block_on(async {
         let store = Store::open(&Location::Sqlite(db.clone())).await.unwrap();
-        assert_eq!(store.record(&run, None).await.unwrap(), Recorded::Added { pruned: 0 });
+        // Retention never takes the run just recorded, however old it is.
+        let keep = Some(Duration::from_secs(86_400));
+        assert_eq!(store.record(&run, keep).await.unwrap(), Recorded::Added { pruned: 0 });
         assert_eq!(store.latest_results(10).await.unwrap().len(), run.scenarios.len());
-        // Retention: a run from long ago goes when a newer one is recorded with --store-keep.
+        // But it goes with the next one, or under chaos serve.
         assert_eq!(
-            store.prune(Duration::from_secs(86_400)).await.unwrap(),
+            store.prune(Duration::from_secs(86_400), None).await.unwrap(),
             1,
             "the fixture is from 2026-11-27"
         );
@@ -447,6 +483,17 @@ fn runs_opening_a_new_store_at_the_same_moment_all_get_it() {
     let pg = start_postgres();
     let url = pg.url("temporal");
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // A wrong password is not a store that is down.
+    let wrong = url.replace(common::postgres::PASSWORD, "wrong");
+    let e = runtime
+        .block_on(Store::open(
+            &Location::parse(Some(&wrong), None, dir.path()).unwrap().unwrap(),
+        ))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("cannot be used: ") && e.to_string().contains("password authentication failed"),
+        "{e}"
+    );
     for location in [
         Location::Sqlite(dir.path().join("new.sqlite")),
         Location::parse(Some(&url), Some("fresh"), dir.path()).unwrap().unwrap(),

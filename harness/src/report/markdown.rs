@@ -18,10 +18,11 @@ pub(super) fn render(r: &RunReport) -> String {
     };
     let _ = writeln!(
         out,
-        "{} passed, {} failed{interrupted} of {} · target {} ({}, namespace `{}`, server {}) · {:.1} s\n",
+        "{} passed, {} failed{interrupted} of {}{} · target {} ({}, namespace `{}`, server {}) · {:.1} s\n",
         r.summary.passed,
         r.summary.failed,
         r.summary.total,
+        r.summary.score.map(|s| format!(" (score {s:.1})")).unwrap_or_default(),
         r.head.target,
         r.head.address,
         r.head.namespace,

@@ -27,7 +27,7 @@ use std::{
 
 /// Which run, when, where and by which harness: the head of `report.json` and of `load.json`
 /// (flattened into both), which the run store reads from either.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunHead {
     /// Unique id of the run; names the report folder and suffixes workflow ids.
     pub run_id: String,
@@ -43,8 +43,13 @@ pub struct RunHead {
     pub ui_url: Option<String>,
     /// Server version reported by the frontend.
     pub server_version: String,
-    /// The temporal-chaos version that ran it.
+    /// The temporal-chaos version that ran it (`unknown` in reports written before it was kept).
+    #[serde(default = "unknown_version")]
     pub harness_version: String,
+}
+
+fn unknown_version() -> String {
+    "unknown".into()
 }
 
 impl RunHead {
@@ -100,6 +105,9 @@ pub struct Summary {
     pub failed: usize,
     /// Scenarios an interruption kept from finishing.
     pub interrupted: usize,
+    /// The resilience score, 0 to 100 (see [`score`]); `None` when no scenario finished.
+    #[serde(default)]
+    pub score: Option<f64>,
 }
 
 impl Summary {
@@ -127,8 +135,26 @@ impl Summary {
             passed: count(Verdict::Passed),
             failed: count(Verdict::Failed),
             interrupted: count(Verdict::Interrupted),
+            score: score(scenarios.iter().map(|s| (s.verdict, s.weight))),
         }
     }
+}
+
+/// The resilience score of a run, 0 to 100: of the scenarios that finished (passed or failed;
+/// interrupted ones are left out), the share by weight that passed. `None` when none finished.
+pub fn score(scenarios: impl IntoIterator<Item = (Verdict, f64)>) -> Option<f64> {
+    let (mut passed, mut finished) = (0.0, 0.0);
+    for (verdict, weight) in scenarios {
+        match verdict {
+            Verdict::Passed => {
+                passed += weight;
+                finished += weight;
+            }
+            Verdict::Failed => finished += weight,
+            Verdict::Interrupted => {}
+        }
+    }
+    (finished > 0.0).then(|| 100.0 * passed / finished)
 }
 
 /// The run's wall time against its critical path: the longest scenario plus the shared
@@ -534,4 +560,18 @@ pub fn demo_links(report: &RunReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Verdict, score};
+
+    #[test]
+    fn the_score_is_the_weighted_share_of_finished_scenarios_that_passed() {
+        use Verdict::{Failed, Interrupted, Passed};
+        assert_eq!(score([(Passed, 1.0), (Failed, 1.0)]), Some(50.0));
+        assert_eq!(score([(Passed, 3.0), (Failed, 1.0), (Interrupted, 5.0)]), Some(75.0));
+        assert_eq!(score([(Interrupted, 1.0)]), None);
+        assert_eq!(score([]), None);
+    }
 }

@@ -2,7 +2,7 @@
 //! strip of its latest verdicts with a duration sparkline and a flaky mark. Pure functions of
 //! the rows the store gives, so they are tested without a server.
 
-use crate::store::{ResultRow, RunRow};
+use crate::store::{ResultRow, RunRow, RunSummary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -95,6 +95,8 @@ pub struct Sparkline {
     pub points: String,
     /// Smallest and largest value shown, e.g. `1.2 s – 5.0 s`.
     pub range: String,
+    /// Where the newest point is (marked, so that one point shows).
+    pub last: Option<(f64, f64)>,
 }
 
 /// The resilience score over the newest scenario runs.
@@ -130,9 +132,9 @@ pub fn utc(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// A duration for people: milliseconds under 10 s, else seconds.
+/// A duration for people, as the reports write it: milliseconds under a second, else seconds.
 fn seconds(ms: i64) -> String {
-    if ms < 10_000 {
+    if ms < 1000 {
         format!("{ms} ms")
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
@@ -143,8 +145,8 @@ fn seconds(ms: i64) -> String {
 pub fn run_views(rows: Vec<RunRow>) -> Vec<RunView> {
     rows.into_iter()
         .map(|row| RunView {
-            started: utc(row.started_at_ms),
-            duration: seconds(row.duration_ms),
+            started: utc(row.summary.started_at_ms),
+            duration: seconds(row.summary.duration_ms),
             row,
         })
         .collect()
@@ -233,9 +235,10 @@ fn cell(r: &ResultRow) -> Cell {
     }
 }
 
-/// Why a scenario is flaky: its verdict flipped between passed and failed from one run to the
-/// next among the runs of one temporal-chaos version (`rows` oldest first; interrupted runs
-/// left out). `None` when it did not.
+/// Why a scenario is flaky: its verdict flipped between passed and failed at least twice
+/// (passed, failed, passed, or the reverse) among the runs of one temporal-chaos version (`rows`
+/// oldest first; interrupted runs left out). A single flip is a change (a regression, or a fix),
+/// not flakiness. `None` when it did not.
 pub fn flaky(rows: &[&ResultRow]) -> Option<String> {
     let mut last: BTreeMap<&str, &str> = BTreeMap::new();
     let mut flips: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -249,11 +252,20 @@ pub fn flaky(rows: &[&ResultRow]) -> Option<String> {
     }
     let (version, (count, runs)) = flips
         .into_iter()
-        .filter(|(_, (f, _))| *f > 0)
+        .filter(|(_, (f, _))| *f >= 2)
         .max_by_key(|(_, (f, _))| *f)?;
     Some(format!(
-        "flaky: its verdict flipped {count} time(s) in its last {runs} runs of temporal-chaos {version}"
+        "flaky: its verdict flipped {count} times in its last {runs} runs of temporal-chaos {version}"
     ))
+}
+
+/// Where the `i`th of `n` points goes on an axis from `from` to `to` (the middle for one).
+fn spread(i: usize, n: usize, from: f64, to: f64) -> f64 {
+    if n <= 1 {
+        (from + to) / 2.0
+    } else {
+        from + i as f64 * (to - from) / (n - 1) as f64
+    }
 }
 
 /// A sparkline of `(column, value)` points over `columns` columns.
@@ -264,13 +276,7 @@ fn sparkline(points: Vec<(usize, f64)>, columns: usize) -> Option<Sparkline> {
     if points.is_empty() {
         return None;
     }
-    let x = |c: usize| {
-        if columns <= 1 {
-            SPARK_WIDTH / 2.0
-        } else {
-            2.0 + c as f64 * (SPARK_WIDTH - 4.0) / (columns - 1) as f64
-        }
-    };
+    let x = |c: usize| spread(c, columns, 2.0, SPARK_WIDTH - 2.0);
     let y = |v: f64| {
         let span = (max - min).max(1.0);
         SPARK_HEIGHT - 2.0 - (v - min) / span * (SPARK_HEIGHT - 4.0)
@@ -283,23 +289,26 @@ fn sparkline(points: Vec<(usize, f64)>, columns: usize) -> Option<Sparkline> {
             .map(|(c, v)| format!("{:.1},{:.1}", x(*c), y(*v)))
             .collect::<Vec<_>>()
             .join(" "),
-        range: format!("{} – {}", seconds(min as i64), seconds(max as i64)),
+        range: if min == max {
+            seconds(min as i64)
+        } else {
+            format!("{} – {}", seconds(min as i64), seconds(max as i64))
+        },
+        last: points.last().map(|(c, v)| (x(*c), y(*v))),
     })
 }
 
 /// The score trend of `runs` (newest first, as listed): the scenario runs with a score, oldest
 /// on the left.
 pub fn trend(runs: &[RunRow]) -> Option<Trend> {
-    let scored: Vec<(&RunRow, f64)> = runs.iter().rev().filter_map(|r| Some((r, r.score?))).collect();
+    let scored: Vec<(&RunSummary, f64)> = runs
+        .iter()
+        .rev()
+        .filter_map(|r| Some((&r.summary, r.summary.score?)))
+        .collect();
     let latest = scored.last()?.1;
     let n = scored.len();
-    let x = |i: usize| {
-        if n <= 1 {
-            TREND_WIDTH / 2.0
-        } else {
-            30.0 + i as f64 * (TREND_WIDTH - 36.0) / (n - 1) as f64
-        }
-    };
+    let x = |i: usize| spread(i, n, 30.0, TREND_WIDTH - 6.0);
     let y = |s: f64| TREND_HEIGHT - 6.0 - s / 100.0 * (TREND_HEIGHT - 12.0);
     let dots: Vec<Dot> = scored
         .iter()
@@ -308,7 +317,12 @@ pub fn trend(runs: &[RunRow]) -> Option<Trend> {
             x: x(i),
             y: y(*s),
             run_id: r.run_id.clone(),
-            title: format!("{} · {} · score {s:.1}", r.run_id, utc(r.started_at_ms)),
+            title: format!(
+                "{} · {} · score {s:.1} of {} scenario(s)",
+                r.run_id,
+                utc(r.started_at_ms),
+                r.passed + r.failed
+            ),
         })
         .collect();
     Some(Trend {
@@ -321,6 +335,7 @@ pub fn trend(runs: &[RunRow]) -> Option<Trend> {
                 .collect::<Vec<_>>()
                 .join(" "),
             range: "0 – 100".into(),
+            last: None,
         },
         dots,
         latest,
@@ -360,9 +375,15 @@ mod tests {
         ];
         let why = flaky(&rows.iter().collect::<Vec<_>>()).unwrap();
         assert!(
-            why.contains("flipped 2 time(s) in its last 3 runs of temporal-chaos 0.1.0"),
+            why.contains("flipped 2 times in its last 3 runs of temporal-chaos 0.1.0"),
             "{why}"
         );
+        let fixed = [
+            result("r1", 1, "a", "failed", "0.1.0"),
+            result("r2", 2, "a", "failed", "0.1.0"),
+            result("r3", 3, "a", "passed", "0.1.0"),
+        ];
+        assert_eq!(flaky(&fixed.iter().collect::<Vec<_>>()), None, "a fix is not flaky");
         let upgraded = [
             result("r1", 1, "a", "failed", "0.1.0"),
             result("r2", 2, "a", "passed", "0.2.0"),
@@ -396,7 +417,10 @@ mod tests {
                 .contains("✘ outcome: expected completed, observed failed")
         );
         assert_eq!(strips[0].link.as_deref(), Some("http://ui/r3/b"));
-        assert!(strips[0].flaky.is_some() && strips[1].flaky.is_none());
-        assert_eq!(strips[1].sparkline.as_ref().unwrap().range, "1000 ms – 2000 ms");
+        assert!(
+            strips.iter().all(|s| s.flaky.is_none()),
+            "one flip is a change, not flakiness"
+        );
+        assert_eq!(strips[1].sparkline.as_ref().unwrap().range, "1.0 s – 2.0 s");
     }
 }

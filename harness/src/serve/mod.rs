@@ -8,7 +8,7 @@
 
 mod dashboard;
 
-use crate::store::{ReportFile, Store, StoreError, StoreOptions};
+use crate::store::{Location, ReportFile, Store, StoreError, StoreOptions};
 use axum::{
     Router,
     extract::{Path, Query, Request, State},
@@ -33,9 +33,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// `chaos serve`'s options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeOptions {
-    /// Address to listen on. Anything but loopback needs --password.
+    /// Address to listen on (`HOST:PORT`). Anything but loopback needs --password.
     #[arg(long, env = "CHAOS_SERVE_LISTEN", default_value = "127.0.0.1:8090")]
-    pub listen: SocketAddr,
+    pub listen: String,
     /// The run store to show (and, with --store-keep, to keep trimmed).
     #[command(flatten)]
     pub store: StoreOptions,
@@ -62,7 +62,16 @@ pub enum ServeError {
         "--listen {0} is not a loopback address and no password is set: the dashboard is never public without a \
          login; set CHAOS_SERVE_PASSWORD (HTTP basic auth) or listen on 127.0.0.1"
     )]
-    PublicWithoutLogin(SocketAddr),
+    PublicWithoutLogin(String),
+    /// `--listen` is not an address.
+    #[error("--listen {0}: not an address to listen on (HOST:PORT, e.g. 127.0.0.1:8090)")]
+    BadListen(String),
+    /// An SQLite store that does not exist: a typo, most likely.
+    #[error(
+        "there is no run store at {0}: nothing was recorded there (chaos run records into <reports>/runs.sqlite; \
+         see --reports and --store)"
+    )]
+    NoSuchStore(String),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -73,7 +82,7 @@ pub enum ServeError {
     #[error("cannot listen on {address}: {source}")]
     Bind {
         /// The address.
-        address: SocketAddr,
+        address: String,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -91,23 +100,37 @@ struct App {
 /// Serves the dashboard until `stop` resolves.
 pub async fn serve(options: &ServeOptions, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
     let password = options.password.as_deref().filter(|p| !p.is_empty());
-    if password.is_none() && !options.listen.ip().is_loopback() {
-        return Err(ServeError::PublicWithoutLogin(options.listen));
+    let listen: Vec<SocketAddr> = tokio::net::lookup_host(&options.listen)
+        .await
+        .map_err(|_| ServeError::BadListen(options.listen.clone()))?
+        .collect();
+    if listen.is_empty() {
+        return Err(ServeError::BadListen(options.listen.clone()));
+    }
+    if password.is_none() && !listen.iter().all(|a| a.ip().is_loopback()) {
+        return Err(ServeError::PublicWithoutLogin(options.listen.clone()));
     }
     let location = options.store.location(&options.reports)?.ok_or(ServeError::NoStore)?;
+    if let Location::Sqlite(path) = &location
+        && !path.is_file()
+    {
+        return Err(ServeError::NoSuchStore(location.to_string()));
+    }
     let store = Store::open(&location).await?;
-    let listener = tokio::net::TcpListener::bind(options.listen)
+    let listener = tokio::net::TcpListener::bind(listen.as_slice())
         .await
         .map_err(|source| ServeError::Bind {
-            address: options.listen,
+            address: options.listen.clone(),
             source,
         })?;
-    let address = listener.local_addr().unwrap_or(options.listen);
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| options.listen.clone(), |a| a.to_string());
     if let Some(keep) = options.store.keep {
         let store = store.clone();
         tokio::spawn(async move {
             loop {
-                match store.prune(keep).await {
+                match store.prune(keep, None).await {
                     Ok(0) => {}
                     Ok(n) => eprintln!("deleted {n} run(s) older than --store-keep"),
                     Err(e) => eprintln!("warning: {e}"),

@@ -73,6 +73,22 @@ impl Location {
         Ok(Some(location))
     }
 
+    /// The command that records the run folder `dir` into this store (a PostgreSQL store's
+    /// password left for the caller to give, as `CHAOS_STORE_URL` or in `--store`).
+    pub fn push_command(&self, dir: &Path) -> String {
+        match self {
+            Self::Sqlite(path) => format!("chaos store push {} --store sqlite://{}", dir.display(), path.display()),
+            Self::Postgres { database, .. } => format!(
+                "CHAOS_STORE_URL=<the --store URL> chaos store push {}{}",
+                dir.display(),
+                database
+                    .as_deref()
+                    .map(|d| format!(" --store-database {d}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
     /// The options of the database the runs are kept in.
     pub(super) fn postgres_options(server: &PgConnectOptions, database: Option<&str>) -> PgConnectOptions {
         match database {

@@ -13,7 +13,7 @@ mod record;
 
 pub use location::{DEFAULT_FILE, Location};
 pub use read::{ReportFile, ResultRow, RunRow};
-pub use record::{RecordError, RunKind, RunRecord, ScenarioRecord, score, verdict_name};
+pub use record::{RecordError, RunKind, RunRecord, RunSummary, ScenarioRecord, verdict_name};
 
 use sqlx::{
     Connection, PgPool, SqlitePool,
@@ -46,8 +46,17 @@ pub struct StoreOptions {
     pub database: Option<String>,
     /// When a run is recorded, delete the runs that started longer ago than this (e.g. `90d`).
     /// Default: keep every run.
-    #[arg(long = "store-keep", env = "CHAOS_STORE_KEEP", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long = "store-keep", env = "CHAOS_STORE_KEEP", value_name = "DURATION", value_parser = keep_for)]
     pub keep: Option<Duration>,
+}
+
+/// `--store-keep`: a duration longer than zero.
+fn keep_for(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0; leave it out to keep every run".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl StoreOptions {
@@ -74,6 +83,16 @@ pub enum StoreError {
     /// The store's server or file could not be reached.
     #[error("the run store {store} cannot be reached: {source}")]
     Unreachable {
+        /// The store.
+        store: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The store answered but cannot be used: a wrong password, a file that is not a database.
+    /// Trying again later would not help.
+    #[error("the run store {store} cannot be used: {source}")]
+    Unusable {
         /// The store.
         store: String,
         /// Why.
@@ -170,19 +189,31 @@ pub enum Recorded {
     Already,
 }
 
+impl StoreError {
+    /// The error of failing to connect to `store`: it cannot be reached (no answer, which may
+    /// pass), or it answered and cannot be used (which will not).
+    fn connecting(store: &str, source: sqlx::Error) -> Self {
+        let store = store.to_owned();
+        match source {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => Self::Unreachable { store, source },
+            _ => Self::Unusable { store, source },
+        }
+    }
+}
+
 impl Store {
     /// Opens the store at `location`: creates an SQLite file (and its folder) or a PostgreSQL
     /// database named by `--store-database` when missing, and brings its schema up to date.
     pub async fn open(location: &Location) -> Result<Self, StoreError> {
         let shown = location.to_string();
-        let unreachable = |source| StoreError::Unreachable {
-            store: shown.clone(),
-            source,
-        };
+        let connecting = |source| StoreError::connecting(&shown, source);
         let pool = match location {
             Location::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| unreachable(sqlx::Error::Io(e)))?;
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Unusable {
+                        store: shown.clone(),
+                        source: sqlx::Error::Io(e),
+                    })?;
                 }
                 let options = SqliteConnectOptions::new()
                     .filename(path)
@@ -196,20 +227,27 @@ impl Store {
                         .acquire_timeout(CONNECT_TIMEOUT)
                         .connect_with(options)
                         .await
-                        .map_err(unreachable)?,
+                        .map_err(connecting)?,
                 )
             }
             Location::Postgres { server, database } => {
+                // One connection first, which fails at once with the server's own reason (the
+                // pool would retry it until its timeout), and creates the database if asked.
+                let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(server))
+                    .await
+                    .map_err(|_| connecting(sqlx::Error::PoolTimedOut))?
+                    .map_err(connecting)?;
                 if let Some(name) = database {
-                    create_database(server, name, &shown).await?;
+                    create_database(&mut conn, name, &shown).await?;
                 }
+                let _ = conn.close().await;
                 Backend::Postgres(
                     PgPoolOptions::new()
                         .max_connections(4)
                         .acquire_timeout(CONNECT_TIMEOUT)
                         .connect_with(Location::postgres_options(server, database.as_deref()))
                         .await
-                        .map_err(unreachable)?,
+                        .map_err(connecting)?,
                 )
             }
         };
@@ -280,10 +318,11 @@ impl Store {
     /// that started longer than `keep` ago. A run already there is left as it is.
     pub async fn record(&self, run: &RunRecord, keep: Option<Duration>) -> Result<Recorded, StoreError> {
         let recorded_at = chrono::Utc::now().timestamp_millis();
+        let r = &run.summary;
         let result: Result<Recorded, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             let there: Option<String> = sqlx::query_scalar("SELECT run_id FROM runs WHERE run_id = $1")
-                .bind(&run.run_id)
+                .bind(&r.run_id)
                 .fetch_optional(&mut *tx)
                 .await?;
             if there.is_some() {
@@ -295,24 +334,24 @@ impl Store {
                  headline, report_json_gz, report_html_gz) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
             )
-            .bind(&run.run_id)
-            .bind(run.kind.name())
-            .bind(run.started_at_ms)
+            .bind(&r.run_id)
+            .bind(&r.kind)
+            .bind(r.started_at_ms)
             .bind(recorded_at)
-            .bind(run.duration_ms)
-            .bind(run.verdict)
-            .bind(run.total)
-            .bind(run.passed)
-            .bind(run.failed)
-            .bind(run.interrupted)
-            .bind(run.score)
-            .bind(&run.target)
-            .bind(&run.address)
-            .bind(&run.namespace)
-            .bind(&run.ui_url)
-            .bind(&run.server_version)
-            .bind(&run.harness_version)
-            .bind(&run.headline)
+            .bind(r.duration_ms)
+            .bind(&r.verdict)
+            .bind(r.total)
+            .bind(r.passed)
+            .bind(r.failed)
+            .bind(r.interrupted)
+            .bind(r.score)
+            .bind(&r.target)
+            .bind(&r.address)
+            .bind(&r.namespace)
+            .bind(&r.ui_url)
+            .bind(&r.server_version)
+            .bind(&r.harness_version)
+            .bind(&r.headline)
             .bind(&run.report_json_gz)
             .bind(&run.report_html_gz)
             .execute(&mut *tx)
@@ -323,7 +362,7 @@ impl Store {
                      attempts, duration_ms, wall_ms, failed_checks, error, workflow_id, workflow_run_id, link) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 )
-                .bind(&run.run_id)
+                .bind(&r.run_id)
                 .bind(position as i32)
                 .bind(&s.name)
                 .bind(&s.source)
@@ -349,7 +388,7 @@ impl Store {
         match result.map_err(|e| self.failed(e))? {
             Recorded::Added { .. } => Ok(Recorded::Added {
                 pruned: match keep {
-                    Some(keep) => self.prune(keep).await?,
+                    Some(keep) => self.prune(keep, Some(&r.run_id)).await?,
                     None => 0,
                 },
             }),
@@ -357,18 +396,24 @@ impl Store {
         }
     }
 
-    /// Deletes the runs that started longer than `keep` ago, each with its scenarios, in one
-    /// transaction; returns how many.
-    pub async fn prune(&self, keep: Duration) -> Result<u64, StoreError> {
+    /// Deletes the runs that started longer than `keep` ago (but never the run `spare`, just
+    /// recorded), each with its scenarios, in one transaction; returns how many.
+    pub async fn prune(&self, keep: Duration, spare: Option<&str>) -> Result<u64, StoreError> {
         let cutoff = chrono::Utc::now().timestamp_millis() - keep.as_millis() as i64;
+        let spare = spare.unwrap_or_default();
         let pruned: Result<u64, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM scenario_results WHERE run_id IN (SELECT run_id FROM runs WHERE started_at_ms < $1)")
+            sqlx::query(
+                "DELETE FROM scenario_results WHERE run_id IN \
+                 (SELECT run_id FROM runs WHERE started_at_ms < $1 AND run_id <> $2)",
+            )
+            .bind(cutoff)
+            .bind(spare)
+            .execute(&mut *tx)
+            .await?;
+            let pruned = sqlx::query("DELETE FROM runs WHERE started_at_ms < $1 AND run_id <> $2")
                 .bind(cutoff)
-                .execute(&mut *tx)
-                .await?;
-            let pruned = sqlx::query("DELETE FROM runs WHERE started_at_ms < $1")
-                .bind(cutoff)
+                .bind(spare)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -393,25 +438,17 @@ impl Store {
     }
 }
 
-/// Creates database `name` on the server of `server` when it is missing.
-async fn create_database(server: &sqlx::postgres::PgConnectOptions, name: &str, shown: &str) -> Result<(), StoreError> {
-    let unreachable = |source| StoreError::Unreachable {
-        store: shown.to_owned(),
-        source,
-    };
-    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(server))
-        .await
-        .map_err(|_| unreachable(sqlx::Error::PoolTimedOut))?
-        .map_err(unreachable)?;
+/// Creates database `name` through `conn` when it is missing.
+async fn create_database(conn: &mut PgConnection, name: &str, shown: &str) -> Result<(), StoreError> {
     let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
         .bind(name)
-        .fetch_optional(&mut conn)
+        .fetch_optional(&mut *conn)
         .await
-        .map_err(unreachable)?;
+        .map_err(|source| StoreError::connecting(shown, source))?;
     if exists.is_none() {
         // The name is an identifier checked by `Location::parse`; quoted as one.
         let created = sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut conn)
+            .execute(&mut *conn)
             .await;
         // Another run may have created it in between: "duplicate database", or the unique
         // index of the catalogue when both ran at once.
@@ -427,7 +464,6 @@ async fn create_database(server: &sqlx::postgres::PgConnectOptions, name: &str, 
             });
         }
     }
-    let _ = conn.close().await;
     Ok(())
 }
 
@@ -444,10 +480,12 @@ pub struct RunStore {
 /// A run that did not get into the store: its files are in `dir`, from where `chaos store push`
 /// adds it later.
 #[derive(Debug, thiserror::Error)]
-#[error("the run was not recorded: {source}; its reports are in {}: `chaos store push {}` adds it", .dir.display(), .dir.display())]
+#[error("the run was not recorded: {source}; its reports are in {}: `{push}` adds it", .dir.display())]
 pub struct NotRecorded {
     /// The run's report folder.
     pub dir: PathBuf,
+    /// The command that records it into the same store.
+    pub push: String,
     /// Why.
     #[source]
     pub source: StoreError,
@@ -462,6 +500,7 @@ impl RunStore {
         };
         let opened = match Store::open(&location).await {
             Ok(store) => Some(store),
+            // No answer may pass by the run's end; anything else stops the run before it starts.
             Err(e @ StoreError::Unreachable { .. }) => {
                 eprintln!("warning: {e}; the run goes on, and is recorded at its end if the store answers then");
                 None
@@ -479,6 +518,7 @@ impl RunStore {
     pub async fn record(&mut self, dir: &Path) -> Result<(), NotRecorded> {
         let not_recorded = |source| NotRecorded {
             dir: dir.to_owned(),
+            push: self.location.push_command(dir),
             source,
         };
         let run = RunRecord::from_dir(dir).map_err(|e| not_recorded(e.into()))?;

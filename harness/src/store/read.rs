@@ -1,7 +1,7 @@
 //! What `chaos serve` reads from the store: the runs newest first, the scenario results of the
 //! latest runs, and a run's report files.
 
-use super::{Backend, Store, StoreError, on_pool};
+use super::{Backend, RunSummary, Store, StoreError, on_pool};
 use flate2::read::GzDecoder;
 use serde::Serialize;
 use sqlx::{FromRow, Row};
@@ -10,38 +10,10 @@ use std::io::Read;
 /// A run in the runs list (no report files).
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct RunRow {
-    /// Run id.
-    pub run_id: String,
-    /// `run` or `load`.
-    pub kind: String,
-    /// Start, Unix ms.
-    pub started_at_ms: i64,
-    /// Wall time.
-    pub duration_ms: i64,
-    /// `PASSED`, `FAILED` or `INTERRUPTED`.
-    pub verdict: String,
-    /// Scenarios (a load: workflows).
-    pub total: i32,
-    /// Passed.
-    pub passed: i32,
-    /// Failed.
-    pub failed: i32,
-    /// Interrupted.
-    pub interrupted: i32,
-    /// Resilience score, 0 to 100.
-    pub score: Option<f64>,
-    /// Target kind.
-    pub target: String,
-    /// Frontend address.
-    pub address: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Server version.
-    pub server_version: String,
-    /// temporal-chaos version.
-    pub harness_version: String,
-    /// One line about the run.
-    pub headline: String,
+    /// Its row.
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub summary: RunSummary,
     /// Whether its HTML report was kept.
     pub has_html: bool,
 }
@@ -81,7 +53,7 @@ pub enum ReportFile {
 }
 
 const RUN_COLUMNS: &str = "run_id, kind, started_at_ms, duration_ms, verdict, total, passed, failed, interrupted, \
-     score, target, address, namespace, server_version, harness_version, headline, \
+     score, target, address, namespace, ui_url, server_version, harness_version, headline, \
      CASE WHEN report_html_gz IS NULL THEN FALSE ELSE TRUE END AS has_html";
 
 impl Store {

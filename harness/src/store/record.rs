@@ -4,10 +4,10 @@
 
 use crate::{
     plan::Outcome,
-    report::{ReportFormat, Summary, Verdict},
+    report::{self, ReportFormat, RunHead, Summary, Verdict},
 };
 use flate2::{Compression, write::GzEncoder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
     io::Write,
@@ -21,6 +21,9 @@ const LOAD_HTML: &str = "load.html";
 /// Why a folder could not be read as a run.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The folder does not exist.
+    #[error("{}: no such folder", .0.display())]
+    Missing(PathBuf),
     /// The folder holds neither report.
     #[error(
         "{}: not a run's report folder: it has no report.json (written by chaos run) or load.json (written by chaos load)",
@@ -74,19 +77,19 @@ impl RunKind {
     }
 }
 
-/// One run as the store keeps it.
-#[derive(Debug, Clone)]
-pub struct RunRecord {
+/// A run's own row in the store: what the runs list shows of it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunSummary {
     /// The run's id (its report folder's name).
     pub run_id: String,
-    /// Scenarios or load.
-    pub kind: RunKind,
+    /// `run` (chaos run or chaos demo) or `load` (chaos load).
+    pub kind: String,
     /// When it started, Unix milliseconds.
     pub started_at_ms: i64,
     /// Its wall time.
     pub duration_ms: i64,
     /// `PASSED`, `FAILED` or `INTERRUPTED`.
-    pub verdict: &'static str,
+    pub verdict: String,
     /// Scenarios (a load: workflows started).
     pub total: i32,
     /// Scenarios passed (a load: workflows neither lost nor stuck).
@@ -95,7 +98,7 @@ pub struct RunRecord {
     pub failed: i32,
     /// Scenarios interrupted.
     pub interrupted: i32,
-    /// The resilience score: see [`score`].
+    /// The resilience score: see [`report::score`].
     pub score: Option<f64>,
     /// Target kind.
     pub target: String,
@@ -111,6 +114,13 @@ pub struct RunRecord {
     pub harness_version: String,
     /// One line for the runs list.
     pub headline: String,
+}
+
+/// One run as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// Its row.
+    pub summary: RunSummary,
     /// The JSON report, gzip.
     pub report_json_gz: Vec<u8>,
     /// The HTML report, gzip.
@@ -152,29 +162,11 @@ pub struct ScenarioRecord {
     pub link: Option<String>,
 }
 
-/// The head both reports share ([`crate::report::RunHead`], flattened into each).
-#[derive(Deserialize)]
-struct Head {
-    run_id: String,
-    started_at: String,
-    target: String,
-    address: String,
-    namespace: String,
-    ui_url: Option<String>,
-    server_version: String,
-    #[serde(default = "unknown")]
-    harness_version: String,
-}
-
-fn unknown() -> String {
-    "unknown".into()
-}
-
 /// What the store reads of `report.json`.
 #[derive(Deserialize)]
 struct RunJson {
     #[serde(flatten)]
-    head: Head,
+    head: RunHead,
     duration_ms: u64,
     interrupted_by: Option<String>,
     summary: Summary,
@@ -208,7 +200,7 @@ fn one() -> f64 {
 #[derive(Deserialize)]
 struct LoadJson {
     #[serde(flatten)]
-    head: Head,
+    head: RunHead,
     duration_ms: u64,
     started: u64,
     throughput_per_s: f64,
@@ -229,7 +221,9 @@ impl RunRecord {
     pub fn from_dir(dir: &Path) -> Result<Self, RecordError> {
         let run_json = dir.join(ReportFormat::Json.file_name());
         let load_json = dir.join(LOAD_JSON);
-        if run_json.is_file() {
+        if !dir.is_dir() {
+            Err(RecordError::Missing(dir.to_owned()))
+        } else if run_json.is_file() {
             let html = read_optional(&dir.join(ReportFormat::Html.file_name()))?;
             Self::of_run(&run_json, &read(&run_json)?, html.as_deref())
         } else if load_json.is_file() {
@@ -243,23 +237,29 @@ impl RunRecord {
     /// The run of `report.json` (its text `json`, read from `path`) and its `index.html`.
     pub fn of_run(path: &Path, json: &[u8], html: Option<&[u8]>) -> Result<Self, RecordError> {
         let run: RunJson = parse(path, json)?;
-        let scenarios: Vec<ScenarioRecord> = run.scenarios.into_iter().map(ScenarioRecord::from).collect();
         let summary = run.summary;
+        // Reports written before the score was kept get it worked out the same way.
+        let score = summary
+            .score
+            .or_else(|| report::score(run.scenarios.iter().map(|s| (s.verdict, s.weight))));
+        let scenarios: Vec<ScenarioRecord> = run.scenarios.into_iter().map(ScenarioRecord::from).collect();
         Ok(Self {
-            kind: RunKind::Run,
-            started_at_ms: started_at_ms(path, &run.head.started_at)?,
-            duration_ms: run.duration_ms as i64,
-            verdict: summary.verdict(run.interrupted_by.is_some()),
-            total: summary.total as i32,
-            passed: summary.passed as i32,
-            failed: summary.failed as i32,
-            interrupted: summary.interrupted as i32,
-            score: score(scenarios.iter().map(|s| (s.verdict, s.weight))),
-            headline: format!("{} of {} scenarios passed", summary.passed, summary.total),
+            summary: RunSummary {
+                kind: RunKind::Run.name().into(),
+                started_at_ms: started_at_ms(path, &run.head.started_at)?,
+                duration_ms: run.duration_ms as i64,
+                verdict: summary.verdict(run.interrupted_by.is_some()).into(),
+                total: summary.total as i32,
+                passed: summary.passed as i32,
+                failed: summary.failed as i32,
+                interrupted: summary.interrupted as i32,
+                score,
+                headline: format!("{} of {} scenarios passed", summary.passed, summary.total),
+                ..RunSummary::headed(run.head)
+            },
             report_json_gz: gzip(json),
             report_html_gz: html.map(gzip),
             scenarios,
-            ..Self::headed(run.head)
         })
     }
 
@@ -268,34 +268,41 @@ impl RunRecord {
         let load: LoadJson = parse(path, json)?;
         let unaccounted = load.lost + load.stuck;
         Ok(Self {
-            kind: RunKind::Load,
-            started_at_ms: started_at_ms(path, &load.head.started_at)?,
-            duration_ms: load.duration_ms as i64,
-            verdict: if load.passed { "PASSED" } else { "FAILED" },
-            total: load.started as i32,
-            passed: load.started.saturating_sub(unaccounted) as i32,
-            failed: unaccounted as i32,
-            interrupted: 0,
-            score: None,
-            headline: format!(
-                "{} workflows · {:.1}/s · p50 {} ms · p99 {} ms · {} lost · {} stuck",
-                load.started, load.throughput_per_s, load.latency_ms.p50, load.latency_ms.p99, load.lost, load.stuck
-            ),
+            summary: RunSummary {
+                kind: RunKind::Load.name().into(),
+                started_at_ms: started_at_ms(path, &load.head.started_at)?,
+                duration_ms: load.duration_ms as i64,
+                verdict: if load.passed { "PASSED" } else { "FAILED" }.into(),
+                total: load.started as i32,
+                passed: load.started.saturating_sub(unaccounted) as i32,
+                failed: unaccounted as i32,
+                headline: format!(
+                    "{} workflows · {:.1}/s · p50 {} ms · p99 {} ms · {} lost · {} stuck",
+                    load.started,
+                    load.throughput_per_s,
+                    load.latency_ms.p50,
+                    load.latency_ms.p99,
+                    load.lost,
+                    load.stuck
+                ),
+                ..RunSummary::headed(load.head)
+            },
             report_json_gz: gzip(json),
             report_html_gz: html.map(gzip),
             scenarios: Vec::new(),
-            ..Self::headed(load.head)
         })
     }
+}
 
-    /// A record with `head`'s fields and nothing else yet.
-    fn headed(head: Head) -> Self {
+impl RunSummary {
+    /// A summary with `head`'s fields and nothing else yet.
+    fn headed(head: RunHead) -> Self {
         Self {
             run_id: head.run_id,
-            kind: RunKind::Run,
+            kind: String::new(),
             started_at_ms: 0,
             duration_ms: 0,
-            verdict: "FAILED",
+            verdict: String::new(),
             total: 0,
             passed: 0,
             failed: 0,
@@ -308,9 +315,6 @@ impl RunRecord {
             server_version: head.server_version,
             harness_version: head.harness_version,
             headline: String::new(),
-            report_json_gz: Vec::new(),
-            report_html_gz: None,
-            scenarios: Vec::new(),
         }
     }
 }
@@ -355,23 +359,6 @@ pub fn verdict_name(v: Verdict) -> &'static str {
     }
 }
 
-/// The resilience score of a run, 0 to 100: of the scenarios that finished (passed or failed;
-/// interrupted ones are left out), the share by weight that passed. `None` when none finished.
-pub fn score<'a>(scenarios: impl IntoIterator<Item = (&'a str, f64)>) -> Option<f64> {
-    let (mut passed, mut finished) = (0.0, 0.0);
-    for (verdict, weight) in scenarios {
-        match verdict {
-            "passed" => {
-                passed += weight;
-                finished += weight;
-            }
-            "failed" => finished += weight,
-            _ => {}
-        }
-    }
-    (finished > 0.0).then(|| 100.0 * passed / finished)
-}
-
 fn read(path: &Path) -> Result<Vec<u8>, RecordError> {
     std::fs::read(path).map_err(|source| RecordError::Read {
         path: path.to_owned(),
@@ -411,17 +398,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_score_is_the_weighted_share_of_finished_scenarios_that_passed() {
-        assert_eq!(score([("passed", 1.0), ("failed", 1.0)]), Some(50.0));
-        assert_eq!(
-            score([("passed", 3.0), ("failed", 1.0), ("interrupted", 5.0)]),
-            Some(75.0)
-        );
-        assert_eq!(score([("interrupted", 1.0)]), None);
-        assert_eq!(score([]), None);
-    }
-
-    #[test]
     fn a_malformed_report_names_the_file_line_and_field() {
         let path = Path::new("reports/x/report.json");
         let e = RunRecord::of_run(path, br#"{"run_id": "x", "started_at": 5}"#, None)
@@ -435,6 +411,8 @@ mod tests {
         let e = RunRecord::from_dir(Path::new("/nonexistent-run"))
             .unwrap_err()
             .to_string();
+        assert_eq!(e, "/nonexistent-run: no such folder");
+        let e = RunRecord::from_dir(Path::new("/")).unwrap_err().to_string();
         assert!(e.contains("not a run's report folder"), "{e}");
     }
 }
