@@ -20,7 +20,7 @@ run_pg "$bin/initdb" -U chaos --auth=trust --no-sync -D "$dir/data" >/dev/null
 run_pg "$bin/postgres" -D "$dir/data" -c listen_addresses=127.0.0.1 -c "port=$port" \
   -c "unix_socket_directories=$dir" >"$dir/log" 2>&1 &
 pg=$!
-trap 'kill "$pg" 2>/dev/null; wait "$pg" 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'status=$?; kill "$pg" 2>/dev/null; wait "$pg" 2>/dev/null || true; rm -rf "$dir"; exit $status' EXIT
 for _ in $(seq 100); do
   (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.2

@@ -198,6 +198,11 @@ fn store_benches(c: &mut Criterion) {
     };
     let run = report(25, &small);
     let (json, html) = (ReportFormat::Json.render(&run), ReportFormat::Html.render(&run));
+    eprintln!(
+        "the recorded run: 25 scenarios, report.json {} KB, index.html {} KB",
+        json.len() / 1024,
+        html.len() / 1024
+    );
     let path = Path::new("report.json");
     let one = |i: i64| {
         let mut record = RunRecord::of_run(path, json.as_bytes(), Some(html.as_bytes())).unwrap();

@@ -256,8 +256,12 @@ impl Store {
         Ok(store)
     }
 
-    /// Closes the store's connections.
+    /// Closes the store's connections; an SQLite store's file then holds every recorded run
+    /// (its write-ahead log copied in, without waiting for readers such as `chaos serve`).
     pub async fn close(&self) {
+        if let Backend::Sqlite(pool) = &self.pool {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await;
+        }
         on_pool!(self, pool => pool.close().await);
     }
 
@@ -534,7 +538,6 @@ impl RunStore {
             ),
             Recorded::Already => eprintln!("run already in {}", store.shown()),
         }
-        // Closing checkpoints an SQLite store's write-ahead log into its file.
         store.close().await;
         Ok(())
     }
