@@ -8,11 +8,9 @@
 
 mod common;
 
-use common::{Guard, chaos_command, dev_server, free_port, python_venv_ready, repo, text};
+use common::{Guard, chaos_command, dev_server, free_port, http_get, python_venv_ready, repo, text};
 use serde_json::Value;
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::Path,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
@@ -53,17 +51,7 @@ fn proxy_on(upstream: &str, listen: &str, admin: &str, extra: &[&str], log: &Pat
 
 /// `GET path` on the admin listener at `address`: the body of a 200 answer.
 fn get(address: &str, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    http_get(address, path, None).and_then(|(status, body)| (status == 200).then_some(body))
 }
 
 /// Waits until the proxy lists a worker polling `task_queue` through it.

@@ -9,7 +9,7 @@ mod common;
 use common::{
     DevServer, Guard,
     browser::{chromium, dump_dom, screenshot},
-    chaos_command, dev_server, free_port,
+    chaos_command, dev_server, free_port, http_get,
     postgres::start_postgres,
     repo, text,
 };
@@ -71,26 +71,11 @@ fn run(server: &DevServer, reports: &Path, scenario: &Path, store: &[&str]) -> O
         .unwrap()
 }
 
-/// A plain HTTP/1.1 GET on loopback: status and body.
+/// `GET path` on the dashboard at `port`, logged in as `login` (`user:password`) if given.
 fn get(port: u16, path: &str, login: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = login.map_or_else(String::new, |l| {
-        use base64::Engine;
-        format!(
-            "Authorization: Basic {}\r\n",
-            base64::engine::general_purpose::STANDARD.encode(l)
-        )
-    });
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
+    use base64::Engine;
+    let auth = login.map(|l| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(l)));
+    http_get(&format!("127.0.0.1:{port}"), path, auth.as_deref()).expect("the dashboard answers")
 }
 
 /// `chaos serve` with `args`, once its /health answers.

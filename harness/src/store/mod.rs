@@ -13,7 +13,7 @@ mod record;
 
 pub use location::{DEFAULT_FILE, Location};
 pub use read::{ReportFile, ResultRow, RunRow};
-pub use record::{RecordError, RunKind, RunRecord, RunSummary, ScenarioRecord, verdict_name};
+pub use record::{RecordError, RunRecord, RunSummary, ScenarioRecord};
 
 use sqlx::{
     Connection, PgPool, SqlitePool,

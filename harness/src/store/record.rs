@@ -60,7 +60,7 @@ pub enum RecordError {
 
 /// Whether a recorded run was a scenario run or a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunKind {
+enum RunKind {
     /// `chaos run` or `chaos demo`.
     Run,
     /// `chaos load`.
@@ -69,7 +69,7 @@ pub enum RunKind {
 
 impl RunKind {
     /// Its name in the store.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Self::Run => "run",
             Self::Load => "load",
@@ -351,7 +351,7 @@ impl From<ScenarioJson> for ScenarioRecord {
 }
 
 /// A scenario verdict's name in the store (as in `report.json`).
-pub fn verdict_name(v: Verdict) -> &'static str {
+fn verdict_name(v: Verdict) -> &'static str {
     match v {
         Verdict::Passed => "passed",
         Verdict::Failed => "failed",

@@ -129,6 +129,24 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A plain HTTP/1.1 `GET path` at `address` (loopback), with an `Authorization` header when
+/// given: the status and the body, or `None` when nothing answers.
+pub fn http_get(address: &str, path: &str, authorization: Option<&str>) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    Some((head.get(9..12)?.parse().ok()?, body.to_owned()))
+}
+
 /// A child process killed when the test ends, pass or fail.
 pub struct Guard(pub Child);
 
