@@ -9,6 +9,10 @@ at start, retrying with a backoff from 1 s doubling up to 30 s and logging one l
 With 0 it fails at once with the reason (what `chaos run` expects of a worker it starts); a
 deployed worker, which may start before its server (Render has no start order), sets it (the
 Dockerfile: 600).
+
+APP_VERSION (default v1) picks the version of the app the worker runs, to deploy a change mid-run:
+`v1`, `v2-breaking` or `v2-patched` (app/workflows_v2.py: `PaymentWorkflow` with a `check_fraud`
+activity before `charge`, without and with `workflow.patched`). Any other value exits at once.
 """
 
 import asyncio
@@ -24,7 +28,9 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from app.activities import add, charge, charge_backup, multiply, queue_for_review, sum_results
+from app.activities_v2 import check_fraud
 from app.workflows import AddWorkflow, MultiplyWorkflow, OrderTotalWorkflow, PaymentWorkflow
+from app.workflows_v2 import PaymentWorkflowV2Breaking, PaymentWorkflowV2Patched
 
 TASK_QUEUE = "python-example"
 WORKFLOWS = [OrderTotalWorkflow, PaymentWorkflow, AddWorkflow, MultiplyWorkflow]
@@ -32,6 +38,13 @@ ACTIVITIES = [add, multiply, sum_results, charge, charge_backup, queue_for_revie
 # After a crash, the next workflow task of a cached workflow waits on the dead worker's sticky
 # queue this long before the server hands it to another worker (the SDK default is 10 s).
 STICKY_QUEUE_TIMEOUT = timedelta(seconds=2)
+# APP_VERSION -> the class registered as the `PaymentWorkflow` type, and the activities it adds.
+APP_VERSIONS = {
+    "v1": (PaymentWorkflow, []),
+    "v2-breaking": (PaymentWorkflowV2Breaking, [check_fraud]),
+    "v2-patched": (PaymentWorkflowV2Patched, [check_fraud]),
+}
+DEFAULT_APP_VERSION = "v1"
 
 
 def server_address() -> str:
@@ -52,6 +65,24 @@ def connect_wait_seconds() -> int:
             f"(0: do not wait), got {raw!r}"
         )
     return int(raw)
+
+
+def app_version() -> str:
+    """APP_VERSION (default v1); exits with a clear message if it names no version."""
+    version = os.environ.get("APP_VERSION", "").strip() or DEFAULT_APP_VERSION
+    if version not in APP_VERSIONS:
+        sys.exit(
+            f"worker: APP_VERSION must be one of {', '.join(APP_VERSIONS)} "
+            f"(default {DEFAULT_APP_VERSION}), got {version!r}"
+        )
+    return version
+
+
+def app_registrations(version: str) -> tuple:
+    """The workflows and activities a worker of that version registers."""
+    payment, extra_activities = APP_VERSIONS[version]
+    workflows = [payment if w is PaymentWorkflow else w for w in WORKFLOWS]
+    return workflows, ACTIVITIES + extra_activities
 
 
 class NotReady(Exception):
@@ -109,6 +140,8 @@ async def wait_for_server(address: str, namespace: str, max_wait: int) -> Client
 
 async def main() -> None:
     """Connects, polls the task queue, and shuts down gracefully on SIGINT / SIGTERM."""
+    version = app_version()
+    workflows, activities = app_registrations(version)
     address = server_address()
     namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
     client = await wait_for_server(address, namespace, connect_wait_seconds())
@@ -119,15 +152,18 @@ async def main() -> None:
     async with Worker(
         client,
         task_queue=TASK_QUEUE,
-        workflows=WORKFLOWS,
-        activities=ACTIVITIES,
+        workflows=workflows,
+        activities=activities,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
     ):
+        # Every version registers its PaymentWorkflow class under the type name of version 1's.
         workflow_types = ", ".join(w.__name__ for w in WORKFLOWS)
-        activity_types = ", ".join(a.__name__ for a in ACTIVITIES)
+        activity_types = ", ".join(a.__name__ for a in activities)
+        deployed = "" if version == DEFAULT_APP_VERSION else f"; app version {version}"
         print(
             f"python-example worker polling task queue `{TASK_QUEUE}` at {address} "
-            f"(namespace `{namespace}`); workflows: {workflow_types}; activities: {activity_types}",
+            f"(namespace `{namespace}`); workflows: {workflow_types}; activities: {activity_types}"
+            f"{deployed}",
             flush=True,
         )
         await stop.wait()

@@ -113,7 +113,7 @@ time_budget = "1h"
 
 fn report(scenarios: usize, histories: &Histories) -> RunReport {
     let plan = scenario::parse(Path::new("bench.toml"), PLAN).unwrap();
-    let checks = verify(&plan, histories, &[], &[], None);
+    let checks = verify(&plan, histories, &[], &[], None, &[]);
     let execution = Execution {
         workflow_id: "bench-1".into(),
         run_id: Some("run".into()),
@@ -121,14 +121,18 @@ fn report(scenarios: usize, histories: &Histories) -> RunReport {
         infra_events: vec![],
         error: None,
         ui_url: Some("http://127.0.0.1:8233".into()),
+        namespace: "default".into(),
         wall: std::time::Duration::from_secs(1),
         waited: std::time::Duration::ZERO,
         wire_attempts: vec![],
         wire_gap: None,
         worker: None,
+        call_events: vec![],
+        worker_events: vec![],
+        backlog: vec![],
         plan,
     };
-    let one = ScenarioReport::new(execution, checks, "default");
+    let one = ScenarioReport::new(execution, checks);
     let scenarios = vec![one; scenarios];
     RunReport {
         head: RunHead {
@@ -171,7 +175,7 @@ fn benches(c: &mut Criterion) {
                 root: HistoryFacts::from_events("bench-1", black_box(&events)),
                 children: vec![],
             };
-            black_box(verify(&plan, &h, &[], &[], None))
+            black_box(verify(&plan, &h, &[], &[], None, &[]))
         })
     });
 

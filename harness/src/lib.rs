@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod error;
 pub mod failure;
 pub mod faults;
+pub mod fleet;
 pub mod history;
 pub mod infra;
 pub mod inject;

@@ -36,6 +36,12 @@ pub struct Plan {
     pub expect: Expectations,
     /// How much the scenario counts in a run's resilience score (`weight`, default 1).
     pub weight: f64,
+    /// How many worker processes poll the scenario's task queue when the harness starts them
+    /// for it (`workers`, default 1).
+    pub workers: usize,
+    /// The workflow task timeout the workflow is started with (`None`: the server's 10 s).
+    #[serde(with = "humantime_serde")]
+    pub workflow_task_timeout: Option<Duration>,
 }
 
 impl Plan {
@@ -228,4 +234,22 @@ pub struct Expectations {
     /// Longest allowed time from workflow start to close.
     #[serde(with = "humantime_serde")]
     pub time_budget: Option<Duration>,
+    /// `WorkflowTaskFailed` events the workflow and its children must show.
+    pub workflow_task_failures: Option<TaskFailureCount>,
+    /// `WorkflowTaskTimedOut` events the workflow and its children must show.
+    pub workflow_task_timeouts: Option<u32>,
+    /// Longest allowed time for the backlog of a `workers_down` to drain once the workers are
+    /// back (see [`crate::history::Drain`]).
+    #[serde(with = "humantime_serde")]
+    pub drain_within: Option<Duration>,
+}
+
+/// How many workflow task failures a scenario expects: in all, or by cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum TaskFailureCount {
+    /// `WorkflowTaskFailed` events in all.
+    Total(u32),
+    /// `WorkflowTaskFailed` events per cause (e.g. `non_deterministic_error`), by cause name.
+    ByCause(Vec<(String, u32)>),
 }

@@ -161,7 +161,7 @@ impl Session {
     pub fn capabilities(&self) -> Vec<Capability> {
         let mut capabilities = self.cluster.capabilities();
         if self.external_worker {
-            capabilities.retain(|c| !matches!(c, Capability::CrashWorker | Capability::NetworkProxy));
+            capabilities.retain(|c| !c.on_own_workers());
         }
         capabilities
     }
@@ -175,11 +175,17 @@ impl Session {
         explain: impl Fn(&T, &str) -> String,
     ) -> Result<(), SessionError> {
         let capabilities = self.capabilities();
-        let target = self.cluster.target.name();
+        let target = match self.external_worker {
+            true => format!(
+                "{} (with --external-worker, which starts no worker)",
+                self.cluster.target.name()
+            ),
+            false => self.cluster.target.name().to_owned(),
+        };
         let missing: Vec<String> = needs
             .into_iter()
             .filter(|n| !capabilities.contains(&capability(n)))
-            .map(|n| explain(&n, target))
+            .map(|n| explain(&n, &target))
             .collect();
         if missing.is_empty() {
             Ok(())

@@ -265,11 +265,12 @@ async fn run_in(
         |(_, r)| r.action.fault().needs(),
         |(p, r), target| {
             format!(
-                "{}: scenario `{}` needs {} (infra #{}), which the {target} target cannot do",
+                "{}: scenario `{}`: infra #{} `{}` needs {}, which the {target} target cannot do",
                 p.source.display(),
                 p.name,
+                r.id,
+                r.action.name(),
                 r.action.fault().needs(),
-                r.id
             )
         },
     )?;
@@ -320,10 +321,11 @@ async fn run_in(
                 &execution.infra_events,
                 &execution.wire_attempts,
                 execution.wire_gap.as_deref(),
+                &execution.backlog,
             ),
             None => Vec::new(),
         };
-        let report = ScenarioReport::new(execution, checks, &cluster.namespace);
+        let report = ScenarioReport::new(execution, checks);
         bar.println(format!(
             "{} {} ({}, {})",
             if report.passed { "ok  " } else { "FAIL" },

@@ -28,7 +28,7 @@ fn shipped_scenarios_all_pass_on_the_embedded_server() {
     assert!(out.status.success(), "suite failed:\n{stdout}\n{}", text(&out.stderr));
     let report = latest_report(reports.path());
     let scenarios = report["scenarios"].as_array().unwrap();
-    let shipped = ["activity", "infrastructure"]
+    let shipped = ["activity", "infrastructure", "pre-production"]
         .iter()
         .map(|d| std::fs::read_dir(repo().join("scenarios").join(d)).unwrap().count())
         .sum::<usize>();
@@ -270,7 +270,7 @@ fn a_target_that_cannot_inject_a_fault_says_so_before_running() {
     let stderr = text(&out.stderr);
     assert!(
         stderr
-            .contains("scenario `server-pause` needs pausing the server (infra #1), which the remote target cannot do"),
+            .contains("scenario `server-pause`: infra #1 `server_pause` needs pausing the server, which the remote target cannot do"),
         "{stderr}"
     );
     assert!(stderr.contains("nothing was run"));

@@ -152,12 +152,5 @@ fn a_crash_loses_the_answer_the_wire_proxy_held_and_a_crash_after_the_answer_fai
         observed.contains("never reached the worker") && observed.contains("cost it nothing"),
         "{observed}"
     );
-    let failed: Vec<&str> = scenario["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] == false)
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(failed, ["infra #1 applied"], "{scenario:#}");
+    assert_eq!(common::failed_checks(scenario), ["infra #1 applied"], "{scenario:#}");
 }

@@ -31,7 +31,7 @@ fn the_python_app_passes_with_every_fault_proven_on_the_wire_and_in_history() {
     let run = chaos_run(&["examples/python-worker/scenarios"]);
     let (stdout, report) = (&run.stdout, &run.report);
     assert!(run.passed, "{stdout}");
-    assert_eq!(scenarios(report).len(), 9);
+    assert_eq!(scenarios(report).len(), 17);
     // Every history recorded (roots and children) replays with the Python SDK's own replayer.
     let histories = run.latest().join("histories/user");
     let replayed = output_within(

@@ -1,6 +1,7 @@
 //! Snapshot tests of every report format, rendered from a fixed run that a SIGINT stopped: one
-//! scenario that passed, one whose expectation and infrastructure fault did not hold, and one the
-//! interruption kept from finishing. `cargo insta review` (or
+//! scenario that passed, one whose expectation and infrastructure fault did not hold, one whose
+//! workers all went down while a backlog arrived (with workflow task failures, faults on the
+//! workers' calls and their observations), and one the interruption kept from finishing. `cargo insta review` (or
 //! `INSTA_UPDATE=always cargo test --test render`) updates the snapshots after a deliberate change.
 
 mod common;
@@ -8,8 +9,9 @@ mod common;
 use common::fixture::{FAULT, fallback_b_history, fallback_b_plan};
 use std::time::Duration;
 use temporal_chaos::{
-    history::Histories,
-    infra::{InfraEvent, InfraOutcome},
+    fleet::WorkerEvent,
+    history::{Histories, HistoryFacts, WorkflowTask, WorkflowTaskFailure},
+    infra::{CallEffect, CallEvent, InfraEvent, InfraOutcome},
     report::{ReportFormat, RunHead, RunReport, ScenarioReport, Summary, Timing},
     runner::Execution,
     verify,
@@ -19,29 +21,139 @@ use temporal_chaos::{
 const UI: &str = "http://127.0.0.1:8233";
 
 fn scenario_report(name: &str, expect: &str, infra_events: Vec<InfraEvent>) -> ScenarioReport {
-    let plan = fallback_b_plan(name, expect, FAULT);
     let workflow_id = format!("{name}-20261127-000000-abcd");
-    let histories = Histories {
-        root: fallback_b_history(&workflow_id),
-        children: vec![],
-    };
-    let wire_attempts = wire_log(&workflow_id);
-    let checks = verify::verify(&plan, &histories, &infra_events, &wire_attempts, None);
     let execution = Execution {
+        infra_events,
+        ..execution(
+            fallback_b_plan(name, expect, FAULT),
+            &workflow_id,
+            fallback_b_history(&workflow_id),
+        )
+    };
+    report_of(execution)
+}
+
+/// The report of `execution`, verified.
+fn report_of(execution: Execution) -> ScenarioReport {
+    let e = &execution;
+    let histories = e.histories.as_ref().expect("the fixtures have histories");
+    let checks = verify::verify(&e.plan, histories, &e.infra_events, &e.wire_attempts, None, &e.backlog);
+    ScenarioReport::new(execution, checks)
+}
+
+/// The execution of `plan` as `workflow_id` with `root` as its history and the wire log of
+/// [`wire_log`].
+fn execution(plan: temporal_chaos::plan::Plan, workflow_id: &str, root: HistoryFacts) -> Execution {
+    Execution {
         plan,
         run_id: Some(format!("run-of-{workflow_id}")),
-        workflow_id: workflow_id.clone(),
-        histories: Some(histories),
-        infra_events,
+        workflow_id: workflow_id.into(),
+        histories: Some(Histories { root, children: vec![] }),
+        infra_events: vec![],
         error: None,
         ui_url: Some(UI.into()),
+        namespace: "default".into(),
         wall: Duration::from_millis(7400),
         waited: Duration::from_millis(1200),
-        wire_attempts,
+        wire_attempts: wire_log(workflow_id),
         wire_gap: None,
         worker: None,
+        call_events: vec![],
+        worker_events: vec![],
+        backlog: vec![],
+    }
+}
+
+/// Millisecond `ms` of the fixtures' clock (whose histories start at 1 800 000 000 s), in unix
+/// milliseconds.
+fn unix_ms(ms: u64) -> u64 {
+    1_800_000_000_000 + ms
+}
+
+/// A workflow task scheduled at `scheduled` ms (event `id`) and taken at `started` ms.
+fn task(id: i64, scheduled: u64, started: u64) -> WorkflowTask {
+    let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(unix_ms(ms));
+    WorkflowTask {
+        scheduled_event_id: id,
+        scheduled_at: at(scheduled),
+        attempt: 1,
+        started_event_id: Some(id + 1),
+        started_at: Some(at(started)),
+    }
+}
+
+/// Every worker stopped from 1 s to 3 s while two backlog workflows arrived (taken at 3.5 s and
+/// 4.2 s: a drain of 700 ms); a workflow task failed on the wire (and shows in history), a poll
+/// was refused, and one task was replayed.
+fn workers_down_report() -> ScenarioReport {
+    let infra = "[[infra]]\nkind = \"workers_down\"\nbacklog = 2\nafter = \"1s\"\nduration = \"2s\"\n";
+    let expect = "outcome = \"fallback-B\"\nworkflow_task_failures = { workflow_worker_unhandled_failure = 1 }\n\
+                  workflow_task_timeouts = 1\ndrain_within = \"10s\"";
+    let plan = fallback_b_plan("workers-down", expect, &format!("{FAULT}{infra}"));
+    let workflow_id = "workers-down-20261127-000000-abcd";
+    let root = HistoryFacts {
+        workflow_tasks: vec![task(9, 0, 20), task(12, 500, 550)],
+        workflow_task_failures: vec![WorkflowTaskFailure {
+            cause: "workflow_worker_unhandled_failure".into(),
+            message: "[chaos infra #1] workflow task failed on the wire".into(),
+            event_id: 11,
+            attempts: 2,
+        }],
+        ..fallback_b_history(workflow_id)
     };
-    ScenarioReport::new(execution, checks, "default")
+    let backlog = |n: u32, scheduled: u64, started: u64| {
+        let id = format!("{workflow_id}-backlog-{n}");
+        Histories {
+            root: HistoryFacts {
+                workflow_tasks: vec![task(2, scheduled, started)],
+                ..fallback_b_history(&id)
+            },
+            children: vec![],
+        }
+    };
+    let call = |at: u64, rule: Option<usize>, what: CallEffect| CallEvent {
+        rule,
+        at_unix_ms: unix_ms(at),
+        workflow_id: Some(workflow_id.into()),
+        what,
+    };
+    let worker = |at: u64, what: &str| WorkerEvent {
+        at_unix_ms: unix_ms(at),
+        worker: 1,
+        what: what.into(),
+    };
+    report_of(Execution {
+        infra_events: vec![InfraEvent {
+            id: 1,
+            rule: "#1 workers_down with a backlog of 2 1s after start, for 2s".into(),
+            started_ms: Some(1000),
+            ended_ms: Some(3000),
+            at_unix_ms: Some(unix_ms(1000)),
+            outcome: InfraOutcome::Applied(
+                "workers down for 2.0 s (pid 12 stopped; pid 13 polling again); 2 workflow(s) started meanwhile".into(),
+            ),
+        }],
+        call_events: vec![
+            call(500, Some(1), CallEffect::TaskFailed { attempt: 1 }),
+            call(
+                600,
+                Some(1),
+                CallEffect::Refused {
+                    method: "PollActivityTaskQueue".into(),
+                    code: 8,
+                    retried_after_ms: Some(250),
+                },
+            ),
+            call(3500, None, CallEffect::Replay { events: 14 }),
+        ],
+        worker_events: vec![
+            worker(0, "started pid 12"),
+            worker(1200, "stopped pid 12"),
+            worker(3000, "started pid 13"),
+        ],
+        backlog: vec![backlog(1, 1600, 3500), backlog(2, 2300, 4200)],
+        ..execution(plan, workflow_id, root)
+    })
 }
 
 /// The attempts of `risky` as the wire proxy saw them: all three failed upstream by fault #1
@@ -96,6 +208,7 @@ fn run_report() -> RunReport {
                 outcome: InfraOutcome::NotTriggered("the workflow closed before the trigger fired".into()),
             }],
         ),
+        workers_down_report(),
         ScenarioReport::interrupted(
             &fallback_b_plan("cut-short", "outcome = \"fallback-B\"", FAULT),
             "cut-short-20261127-000000-abcd".into(),

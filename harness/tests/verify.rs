@@ -14,7 +14,7 @@ fn run(expect: &str, faults: &str) -> Vec<Check> {
         root: fallback_b_history("wf-1"),
         children: vec![],
     };
-    verify(&fallback_b_plan("p", expect, faults), &h, &[], &[], None)
+    verify(&fallback_b_plan("p", expect, faults), &h, &[], &[], None, &[])
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn with_the_wire_proxy_a_fault_must_be_in_its_log_for_every_targeted_attempt() {
     };
     let plan = fallback_b_plan("p", "outcome = \"fallback-B\"", FAULT);
     let fired = |wire: &[temporal_chaos::wire::AttemptRecord]| {
-        verify(&plan, &h, &[], wire, None)
+        verify(&plan, &h, &[], wire, None, &[])
             .into_iter()
             .find(|c| c.name == "fault #1 fired")
             .unwrap()
@@ -176,7 +176,7 @@ fn an_error_type_of_an_earlier_attempt_is_found_in_the_wire_log() {
     };
     let plan = fallback_b_plan("p", "outcome = \"fallback-B\"\nfailure = \"error:CardDeclined\"", FAULT);
     let failure = |wire: &[temporal_chaos::wire::AttemptRecord]| {
-        verify(&plan, &h, &[], wire, None)
+        verify(&plan, &h, &[], wire, None, &[])
             .into_iter()
             .find(|c| c.name == "failure")
             .unwrap()
@@ -218,7 +218,7 @@ fn a_fault_on_a_local_activity_says_it_ran_as_one() {
         root: facts,
         children: vec![],
     };
-    let checks = verify(&plan, &h, &[], &[], None);
+    let checks = verify(&plan, &h, &[], &[], None, &[]);
     let fired = checks.iter().find(|c| c.name == "fault #1 fired").unwrap();
     assert!(!fired.passed);
     assert!(

@@ -1,6 +1,6 @@
 //! `delay`: the attempt sleeps before the activity runs; longer than a timeout, it times out.
 
-use super::{ActivityFault, AttemptContext, WireEffect, released};
+use super::{ActivityFault, AttemptContext, WireEffect, released, released_message};
 use crate::{error::FieldError, failure::FailureKind, kind::duration_schema};
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
@@ -35,9 +35,10 @@ impl ActivityFault for DelayFault {
         format!("delay {}", humantime::format_duration(self.duration))
     }
 
-    /// A delay leaves a trace only when it pushed the attempt past a timeout.
-    fn explains(&self, kind: &FailureKind, _message: &str, _marker: &str) -> bool {
-        matches!(kind, FailureKind::Timeout(_))
+    /// A delay leaves a trace when it pushed the attempt past a timeout, or when the worker shut
+    /// down while it held the attempt.
+    fn explains(&self, kind: &FailureKind, message: &str, marker: &str) -> bool {
+        matches!(kind, FailureKind::Timeout(_)) || message.contains(&released_message(marker, "delay"))
     }
 
     fn on_the_wire(&self, _marker: &str) -> Option<WireEffect> {

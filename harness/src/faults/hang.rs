@@ -1,7 +1,7 @@
 //! `hang`: the attempt never finishes and never heartbeats, so the server times it out.
 
-use super::released;
 use super::{ActivityFault, AttemptContext, WireEffect};
+use super::{released, released_message};
 use crate::failure::FailureKind;
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
@@ -31,7 +31,7 @@ impl ActivityFault for HangFault {
         Some(WireEffect::Hang)
     }
 
-    fn explains(&self, kind: &FailureKind, _message: &str, _marker: &str) -> bool {
-        matches!(kind, FailureKind::Timeout(_))
+    fn explains(&self, kind: &FailureKind, message: &str, marker: &str) -> bool {
+        matches!(kind, FailureKind::Timeout(_)) || message.contains(&released_message(marker, "hang"))
     }
 }

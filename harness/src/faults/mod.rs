@@ -257,7 +257,13 @@ const UNKNOWN_DEADLINE_BOUND: Duration = Duration::from_secs(600);
 /// The failure a held attempt ends with once it is over (the server has discarded it already, or
 /// the worker is shutting down).
 fn released(marker: &str, what: &str) -> ActivityError {
-    temporalio_sdk::ApplicationFailure::new(anyhow::anyhow!("{marker} {what} released: the attempt is over")).into()
+    temporalio_sdk::ApplicationFailure::new(anyhow::anyhow!("{}", released_message(marker, what))).into()
+}
+
+/// The message of [`released`]: history shows it when the worker shut down (a restart, a deploy)
+/// while the fault held the attempt, which is the fault's own trace.
+fn released_message(marker: &str, what: &str) -> String {
+    format!("{marker} {what} released: the attempt is over")
 }
 
 impl AttemptContext {

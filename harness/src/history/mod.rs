@@ -10,7 +10,7 @@
 //! ([`Histories::count_attempts_from`]).
 
 use crate::{
-    failure::{FailureKind, TimeoutKind},
+    failure::{FailureKind, TimeoutKind, workflow_task_failed_cause},
     faults::AttemptKey,
     wire::AttemptRecord,
 };
@@ -27,7 +27,12 @@ use temporalio_common::protos::temporal::api::{
     history::v1::{HistoryEvent, history_event::Attributes},
 };
 
+mod drain;
 pub mod json;
+mod tasks;
+
+pub use drain::{Drain, DrainTask};
+pub use tasks::{WorkflowTask, WorkflowTaskFailure, WorkflowTaskTimeout};
 
 /// Folder of a run's report directory holding its raw histories, one `<workflow-id>.json` each
 /// (see [`HistoryFacts::write_raw`]).
@@ -51,14 +56,7 @@ pub struct ObservedFailure {
 impl ObservedFailure {
     fn from_proto(f: &Failure, event_id: i64) -> Self {
         let kind = match &f.failure_info {
-            Some(FailureInfo::TimeoutFailureInfo(t)) => FailureKind::Timeout(
-                match TimeoutType::try_from(t.timeout_type).unwrap_or(TimeoutType::Unspecified) {
-                    TimeoutType::Heartbeat => TimeoutKind::Heartbeat,
-                    TimeoutType::ScheduleToClose => TimeoutKind::ScheduleToClose,
-                    TimeoutType::ScheduleToStart => TimeoutKind::ScheduleToStart,
-                    _ => TimeoutKind::StartToClose,
-                },
-            ),
+            Some(FailureInfo::TimeoutFailureInfo(t)) => FailureKind::Timeout(timeout_kind(t.timeout_type)),
             Some(FailureInfo::ApplicationFailureInfo(a)) => FailureKind::Error(a.r#type.clone()),
             _ => FailureKind::Error(String::new()),
         };
@@ -67,6 +65,16 @@ impl ObservedFailure {
             message: f.message.clone(),
             event_id,
         }
+    }
+}
+
+/// A timeout type as history writes it (start-to-close when unspecified).
+fn timeout_kind(timeout_type: i32) -> TimeoutKind {
+    match TimeoutType::try_from(timeout_type).unwrap_or(TimeoutType::Unspecified) {
+        TimeoutType::Heartbeat => TimeoutKind::Heartbeat,
+        TimeoutType::ScheduleToClose => TimeoutKind::ScheduleToClose,
+        TimeoutType::ScheduleToStart => TimeoutKind::ScheduleToStart,
+        _ => TimeoutKind::StartToClose,
     }
 }
 
@@ -309,6 +317,16 @@ pub struct HistoryFacts {
     /// wire.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub local_activities: Vec<String>,
+    /// Its `WorkflowTaskFailed` events (each with the attempts it stands for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workflow_task_failures: Vec<WorkflowTaskFailure>,
+    /// Its `WorkflowTaskTimedOut` events.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workflow_task_timeouts: Vec<WorkflowTaskTimeout>,
+    /// Every workflow task history records, in order: what their schedule-to-start latencies
+    /// are read from. Not part of `report.json` (the report sums them up).
+    #[serde(skip)]
+    pub workflow_tasks: Vec<WorkflowTask>,
     /// Number of events.
     pub event_count: usize,
     /// The raw events, kept by [`HistoryFacts::read`] so the history can be written out and
@@ -339,6 +357,9 @@ impl HistoryFacts {
             activities: Vec::new(),
             children: Vec::new(),
             local_activities: Vec::new(),
+            workflow_task_failures: Vec::new(),
+            workflow_task_timeouts: Vec::new(),
+            workflow_tasks: Vec::new(),
             event_count: events.len(),
             events: Vec::new(),
         };
@@ -361,8 +382,38 @@ impl HistoryFacts {
                     facts.run_id = a.original_execution_run_id.clone();
                     facts.workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
                 }
-                Attributes::WorkflowTaskStartedEventAttributes(_) => {
+                Attributes::WorkflowTaskScheduledEventAttributes(a) => facts.workflow_tasks.push(WorkflowTask {
+                    scheduled_event_id: ev.event_id,
+                    scheduled_at: at.unwrap_or(SystemTime::UNIX_EPOCH),
+                    attempt: a.attempt.max(1) as u32,
+                    started_event_id: None,
+                    started_at: None,
+                }),
+                Attributes::WorkflowTaskStartedEventAttributes(a) => {
                     facts.first_task_started_at = facts.first_task_started_at.or(at);
+                    if let Some(task) = facts
+                        .workflow_tasks
+                        .iter_mut()
+                        .find(|t| t.scheduled_event_id == a.scheduled_event_id)
+                    {
+                        task.started_event_id = Some(ev.event_id);
+                        task.started_at = at;
+                    }
+                }
+                Attributes::WorkflowTaskFailedEventAttributes(a) => {
+                    facts.workflow_task_failures.push(WorkflowTaskFailure {
+                        cause: workflow_task_failed_cause(a.cause),
+                        message: a.failure.as_ref().map(failure_chain).unwrap_or_default(),
+                        event_id: ev.event_id,
+                        attempts: 1,
+                    });
+                }
+                Attributes::WorkflowTaskTimedOutEventAttributes(a) => {
+                    facts.workflow_task_timeouts.push(WorkflowTaskTimeout {
+                        timeout: timeout_kind(a.timeout_type),
+                        event_id: ev.event_id,
+                        attempts: 1,
+                    });
                 }
                 Attributes::ActivityTaskScheduledEventAttributes(a) => facts.activities.push(ActivityExecution {
                     workflow_id: workflow_id.to_owned(),
@@ -467,6 +518,12 @@ impl HistoryFacts {
                 }
                 _ => {}
             }
+        }
+        for f in &mut facts.workflow_task_failures {
+            f.attempts = tasks::count_attempts(&facts.workflow_tasks, f.event_id);
+        }
+        for t in &mut facts.workflow_task_timeouts {
+            t.attempts = tasks::count_attempts(&facts.workflow_tasks, t.event_id);
         }
         facts
     }

@@ -1,22 +1,41 @@
-//! Infrastructure faults: the server paused or restarted, the worker crashed, the network broken.
+//! Infrastructure faults: the server paused or restarted; the workers crashed, restarted in turn,
+//! all stopped, or replaced by another version; the network broken; the workers' calls refused
+//! or their workflow tasks failed.
 //!
 //! One file per kind, each one serde struct behind [`InfraFault`]; adding a kind is one new file
-//! plus one line in the [`InfraAction`] list below (see [`crate::kind`]). Each scenario with
-//! infrastructure faults gets its own worker process so that the worker can be killed, or its
-//! connection to the frontend broken through a [`proxy::FaultProxy`].
+//! plus one line in the [`InfraAction`] list below (see [`crate::kind`]). A kind acts through the
+//! control interfaces of this module, which the targets, the workers' owner ([`crate::fleet`])
+//! and the wire proxy implement: each scenario with infrastructure faults gets worker processes
+//! of its own, behind a wire proxy ([`WireControl`]) and a network [`proxy::FaultProxy`].
 
+mod calls;
+mod deploy;
 mod network;
 pub mod proxy;
+mod rpc_error;
 mod server_pause;
 mod server_restart;
+mod sticky_cache_drop;
 mod worker_crash;
-mod worker_process;
+mod worker_restart;
+mod worker_spec;
+mod workers_down;
+mod workflow_task_failure;
+mod workflow_task_timeout;
 
+pub use calls::{CallEffect, CallEvent, CallFault, TaskAction, WireControl, WorkflowTaskSeen};
+pub use deploy::Deploy;
 pub use network::NetworkFault;
+pub use rpc_error::{RpcCode, RpcError, WORKER_METHODS};
 pub use server_pause::ServerPause;
 pub use server_restart::ServerRestart;
+pub use sticky_cache_drop::StickyCacheDrop;
 pub use worker_crash::WorkerCrash;
-pub use worker_process::{Dials, PLACEHOLDERS, READY_TIMEOUT, Readiness, WorkerCommand, WorkerProcess, WorkerSpec};
+pub use worker_restart::WorkerRestart;
+pub use worker_spec::{Dials, PLACEHOLDERS, READY_TIMEOUT, WorkerSpec, WorkerVersion};
+pub use workers_down::WorkersDown;
+pub use workflow_task_failure::WorkflowTaskFailure;
+pub use workflow_task_timeout::WorkflowTaskTimeout;
 
 use crate::kind::{Kinds, kinds};
 use futures::future::BoxFuture;
@@ -31,26 +50,39 @@ pub enum Capability {
     PauseServer,
     /// Stop and start the server with its state kept.
     RestartServer,
-    /// Kill and replace the worker process (the harness always owns it).
+    /// Kill, stop, restart and replace the worker processes (the harness starts them).
     CrashWorker,
     /// Route the worker's connection through the harness's fault proxy.
     NetworkProxy,
+    /// Act on the worker's calls in the wire proxy the harness puts in front of the workers it
+    /// starts.
+    WorkerCalls,
 }
 
 impl Capability {
     /// Everything: a server the harness owns and can restart with its state.
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::PauseServer,
         Capability::RestartServer,
         Capability::CrashWorker,
         Capability::NetworkProxy,
+        Capability::WorkerCalls,
     ];
     /// A server the harness owns but whose state would not survive a restart.
-    pub const ALL_BUT_RESTART: [Capability; 3] = [
+    pub const ALL_BUT_RESTART: [Capability; 4] = [
         Capability::PauseServer,
         Capability::CrashWorker,
         Capability::NetworkProxy,
+        Capability::WorkerCalls,
     ];
+
+    /// Whether it acts on workers the harness starts (which a worker run elsewhere is not).
+    pub fn on_own_workers(self) -> bool {
+        matches!(
+            self,
+            Capability::CrashWorker | Capability::NetworkProxy | Capability::WorkerCalls
+        )
+    }
 }
 
 impl fmt::Display for Capability {
@@ -58,8 +90,9 @@ impl fmt::Display for Capability {
         f.write_str(match self {
             Capability::PauseServer => "pausing the server",
             Capability::RestartServer => "restarting the server with its state",
-            Capability::CrashWorker => "crashing the worker",
+            Capability::CrashWorker => "killing, stopping, restarting or replacing the workers",
             Capability::NetworkProxy => "network faults",
+            Capability::WorkerCalls => "faults on the workers' calls",
         })
     }
 }
@@ -80,15 +113,93 @@ pub trait ServerControl: Send + Sync {
     }
 }
 
+/// How a worker process is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGKILL at once: a crash.
+    Kill,
+    /// SIGTERM, then SIGKILL if it has not exited within this long: a deploy's shutdown.
+    Graceful(Duration),
+}
+
+/// The worker processes of a scenario, owned by the harness ([`crate::fleet`]): each can be
+/// stopped and started again, as the version in force.
+pub trait WorkerControl: Send + Sync {
+    /// How many worker processes the scenario runs.
+    fn count(&self) -> usize;
+    /// Stops worker `index` (0-based); returns its pid.
+    fn stop(&self, index: usize, how: Stop) -> BoxFuture<'_, Result<u32, InfraError>>;
+    /// Starts worker `index` as the version in force and waits until it polls; returns its pid.
+    fn start(&self, index: usize) -> BoxFuture<'_, Result<u32, InfraError>>;
+    /// Makes `version` (another command of the app) the one in force for later starts; `None`
+    /// goes back to the scenario's `[worker]`.
+    fn switch(&self, version: Option<&WorkerVersion>);
+}
+
+/// Starts more workflows like the scenario's, for a kind that needs a backlog.
+pub trait WorkflowStarter: Send + Sync {
+    /// Starts one more; returns its workflow id.
+    fn start_another(&self) -> BoxFuture<'_, Result<String, InfraError>>;
+}
+
 /// What an infrastructure fault acts on during a scenario.
+#[derive(Default, Clone, Copy)]
 pub struct InfraControl<'a> {
     /// The server, when the target owns it.
     pub server: Option<&'a dyn ServerControl>,
-    /// The scenario's worker process, when the harness runs one (not for `chaos load`, whose
+    /// The scenario's worker processes, when the harness runs them (not for `chaos load`, whose
     /// worker is in-process).
-    pub worker: Option<&'a WorkerProcess>,
-    /// The proxy between that worker and the frontend.
+    pub workers: Option<&'a dyn WorkerControl>,
+    /// The proxy between those workers and the frontend.
     pub proxy: Option<&'a proxy::FaultProxy>,
+    /// The wire proxy in front of those workers.
+    pub wire: Option<&'a dyn WireControl>,
+    /// Starts more workflows like the scenario's.
+    pub workflows: Option<&'a dyn WorkflowStarter>,
+}
+
+impl InfraControl<'_> {
+    /// The workers, or the error of a kind that needs them.
+    pub fn workers(&self) -> Result<&dyn WorkerControl, InfraError> {
+        self.workers.ok_or(InfraError::Unsupported(Capability::CrashWorker))
+    }
+
+    /// The wire proxy, or the error of a kind that needs it.
+    pub fn wire(&self) -> Result<&dyn WireControl, InfraError> {
+        self.wire.ok_or(InfraError::Unsupported(Capability::WorkerCalls))
+    }
+
+    /// Stops every worker `how`; returns their pids.
+    pub async fn stop_all(&self, how: Stop) -> Result<Vec<u32>, InfraError> {
+        let workers = self.workers()?;
+        let stops = (0..workers.count()).map(|i| workers.stop(i, how));
+        futures::future::join_all(stops).await.into_iter().collect()
+    }
+
+    /// Starts every worker and waits until each polls; returns their pids.
+    pub async fn start_all(&self) -> Result<Vec<u32>, InfraError> {
+        let workers = self.workers()?;
+        let starts = (0..workers.count()).map(|i| workers.start(i));
+        futures::future::join_all(starts).await.into_iter().collect()
+    }
+
+    /// Puts `fault` on the workers' calls for `duration`; returns what it did.
+    pub async fn with_call_fault(
+        &self,
+        rule: usize,
+        fault: std::sync::Arc<dyn CallFault>,
+        duration: Duration,
+    ) -> Result<Vec<CallEvent>, InfraError> {
+        let wire = self.wire()?;
+        wire.install(rule, fault);
+        tokio::time::sleep(duration).await;
+        Ok(wire.remove(rule))
+    }
+}
+
+/// A list of pids, e.g. `412, 415`.
+pub(crate) fn pids(pids: &[u32]) -> String {
+    pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// One kind of infrastructure fault.
@@ -96,7 +207,13 @@ pub trait InfraFault: Send + Sync {
     /// What the target must offer.
     fn needs(&self) -> Capability;
     /// Applies the fault for `duration` and undoes it; returns what was done, for the report.
-    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, InfraError>>;
+    /// `rule` is the rule's id, which a fault on the workers' calls marks what it does with.
+    fn apply<'a>(
+        &'a self,
+        ctl: &'a InfraControl<'a>,
+        rule: usize,
+        duration: Duration,
+    ) -> BoxFuture<'a, Result<String, InfraError>>;
     /// Short description, e.g. `server_pause`.
     fn describe(&self) -> String;
     /// Checks what the field types alone cannot.
@@ -124,6 +241,14 @@ pub enum InfraError {
         what: String,
         /// The worker's log file.
         log: String,
+    },
+    /// A workflow could not be started.
+    #[error("cannot start workflow {workflow_id}: {reason}")]
+    Start {
+        /// Its id.
+        workflow_id: String,
+        /// Why.
+        reason: String,
     },
     /// The worker process exited before it polled.
     #[error("{what} (worker log: {log}); its last lines:\n{tail}")]
@@ -247,6 +372,20 @@ kinds! {
         "worker_crash" => WorkerCrash(WorkerCrash),
         /// Break the worker's connection to the frontend.
         "network" => Network(NetworkFault),
+        /// Restart a share of the workers in turn, every interval.
+        "worker_restart" => WorkerRestart(WorkerRestart),
+        /// Stop every worker while workflows keep arriving, then start them again.
+        "workers_down" => WorkersDown(WorkersDown),
+        /// Replace the workers by another version of the app, and roll back.
+        "deploy" => Deploy(Deploy),
+        /// Fail workflow tasks as if the workflow code had raised.
+        "workflow_task_failure" => WorkflowTaskFailure(WorkflowTaskFailure),
+        /// Keep workflow tasks from the worker until they time out.
+        "workflow_task_timeout" => WorkflowTaskTimeout(WorkflowTaskTimeout),
+        /// Drop the worker's sticky cache: the next task replays the whole history.
+        "sticky_cache_drop" => StickyCacheDrop(StickyCacheDrop),
+        /// Answer the workers' calls with RESOURCE_EXHAUSTED or UNAVAILABLE.
+        "rpc_error" => RpcError(RpcError),
     }
 }
 
@@ -289,7 +428,7 @@ pub async fn apply(rule: &InfraRule, ctl: &InfraControl<'_>, began: std::time::I
         .duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_millis() as u64);
-    let outcome = match rule.action.fault().apply(ctl, rule.duration).await {
+    let outcome = match rule.action.fault().apply(ctl, rule.id, rule.duration).await {
         Ok(what) => InfraOutcome::Applied(what),
         Err(e) => InfraOutcome::Failed(e.to_string()),
     };

@@ -35,7 +35,12 @@ impl InfraFault for NetworkFault {
         Capability::NetworkProxy
     }
 
-    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, InfraError>> {
+    fn apply<'a>(
+        &'a self,
+        ctl: &'a InfraControl<'a>,
+        _rule: usize,
+        duration: Duration,
+    ) -> BoxFuture<'a, Result<String, InfraError>> {
         async move {
             let proxy = ctl.proxy.ok_or(InfraError::Unsupported(Capability::NetworkProxy))?;
             let before = proxy.stats();

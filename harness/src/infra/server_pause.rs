@@ -17,7 +17,12 @@ impl InfraFault for ServerPause {
         Capability::PauseServer
     }
 
-    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, InfraError>> {
+    fn apply<'a>(
+        &'a self,
+        ctl: &'a InfraControl<'a>,
+        _rule: usize,
+        duration: Duration,
+    ) -> BoxFuture<'a, Result<String, InfraError>> {
         async move {
             let server = ctl.server.ok_or(InfraError::Unsupported(Capability::PauseServer))?;
             server.pause().await?;

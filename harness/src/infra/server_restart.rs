@@ -18,7 +18,12 @@ impl InfraFault for ServerRestart {
         Capability::RestartServer
     }
 
-    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, InfraError>> {
+    fn apply<'a>(
+        &'a self,
+        ctl: &'a InfraControl<'a>,
+        _rule: usize,
+        duration: Duration,
+    ) -> BoxFuture<'a, Result<String, InfraError>> {
         async move {
             let server = ctl.server.ok_or(InfraError::Unsupported(Capability::RestartServer))?;
             let began = Instant::now();

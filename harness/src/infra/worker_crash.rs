@@ -1,13 +1,14 @@
-//! `worker_crash`: the worker process is killed (SIGKILL) and a fresh one starts after the duration.
+//! `worker_crash`: every worker process is killed (SIGKILL) and fresh ones start after the
+//! duration.
 
-use super::{Capability, InfraControl, InfraError, InfraFault};
+use super::{Capability, InfraControl, InfraError, InfraFault, Stop, pids};
 use futures::future::{BoxFuture, FutureExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Kills the worker process (SIGKILL) mid-activity and starts a fresh one after the duration;
-/// the server times the attempt out and retries it on the new worker. Aimed at an attempt, its
+/// Kills the worker processes (SIGKILL) mid-activity and starts fresh ones after the duration;
+/// the server times the attempt out and retries it on a new worker. Aimed at an attempt, its
 /// `infra #N applied` check passes only if that attempt did not complete on the killed worker
 /// (aim it at an attempt that is still running when the server reports it started).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -19,14 +20,24 @@ impl InfraFault for WorkerCrash {
         Capability::CrashWorker
     }
 
-    fn apply<'a>(&'a self, ctl: &'a InfraControl<'a>, duration: Duration) -> BoxFuture<'a, Result<String, InfraError>> {
+    fn apply<'a>(
+        &'a self,
+        ctl: &'a InfraControl<'a>,
+        _rule: usize,
+        duration: Duration,
+    ) -> BoxFuture<'a, Result<String, InfraError>> {
         async move {
-            let worker = ctl.worker.ok_or(InfraError::Unsupported(Capability::CrashWorker))?;
-            let killed = worker.kill().await?;
+            let killed = ctl.stop_all(Stop::Kill).await?;
             tokio::time::sleep(duration).await;
-            let started = worker.start().await?;
+            let started = ctl.start_all().await?;
+            let (s, fresh) = match started.len() {
+                1 => ("", "fresh worker"),
+                _ => ("s", "fresh workers"),
+            };
             Ok(format!(
-                "killed worker pid {killed}; fresh worker pid {started} polling"
+                "killed worker{s} pid {}; {fresh} pid {} polling",
+                pids(&killed),
+                pids(&started)
             ))
         }
         .boxed()

@@ -132,10 +132,7 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
     let mut infra = Vec::new();
     for (i, text) in options.infra.iter().enumerate() {
         let rule = Trigger::parse_timed(text, i + 1)?;
-        if matches!(
-            rule.action.fault().needs(),
-            Capability::CrashWorker | Capability::NetworkProxy
-        ) {
+        if rule.action.fault().needs().on_own_workers() {
             return Err(LoadError::InProcessWorker(text.clone()));
         }
         infra.push(rule);
@@ -302,8 +299,7 @@ pub async fn run(cluster: &Cluster, settings: &LoadSettings) -> LoadReport {
     let began = Instant::now();
     let ctl = InfraControl {
         server: cluster.server(),
-        worker: None,
-        proxy: None,
+        ..InfraControl::default()
     };
     let infra = futures::future::join_all(settings.infra.iter().map(|rule| async {
         if let Trigger::After(d) = rule.trigger {

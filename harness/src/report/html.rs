@@ -4,7 +4,8 @@
 use super::{RunReport, ScenarioReport};
 use crate::{
     failure::FailureKind,
-    history::{ActivityClose, ActivityExecution},
+    history::{ActivityClose, ActivityExecution, HistoryFacts, WorkflowClose},
+    infra::{CallEffect, CallEvent},
     wire::{Answer, AttemptRecord, Sent, WireEffect},
 };
 use minijinja::{Environment, context};
@@ -35,6 +36,8 @@ struct Card<'a> {
     s: &'a ScenarioReport,
     failed_checks: usize,
     timeline: Option<Timeline>,
+    /// The scenario's observations, one phrase each.
+    observed: Vec<String>,
 }
 
 impl<'a> From<&'a ScenarioReport> for Card<'a> {
@@ -43,6 +46,7 @@ impl<'a> From<&'a ScenarioReport> for Card<'a> {
             s,
             failed_checks: s.checks.iter().filter(|c| !c.check.passed).count(),
             timeline: Timeline::of(s),
+            observed: s.observations.phrases(),
         }
     }
 }
@@ -71,6 +75,15 @@ struct Row {
     fallback: bool,
     segments: Vec<Segment>,
     faults: Vec<Marker>,
+    /// Instants: a worker started or stopped, a call refused, a workflow task acted on.
+    marks: Vec<Mark>,
+}
+
+#[derive(Serialize)]
+struct Mark {
+    x: f64,
+    class: &'static str,
+    title: String,
 }
 
 #[derive(Serialize)]
@@ -114,12 +127,20 @@ impl Timeline {
             .chain(acts.iter().filter_map(|(a, _)| a.closed_at))
             .max()
             .unwrap_or(start);
+        let at_ms = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let end = s
+            .backlog
+            .iter()
+            .filter_map(|b| b.root.closed_at)
+            .chain(s.worker_events.iter().map(|e| at_ms(e.at_unix_ms)))
+            .chain(s.call_events.iter().map(|e| at_ms(e.at_unix_ms)))
+            .fold(end, SystemTime::max);
         let infra_end = s.infra_events.iter().filter_map(|e| e.ended_ms).max().unwrap_or(0);
         let total_ms = (ms_between(start, end).max(infra_end)).max(1) as f64;
         let plot = WIDTH - LABEL_WIDTH - 20.0;
         let x_ms = |ms: f64| LABEL_WIDTH + ms / total_ms * plot;
         let x = |t: SystemTime| x_ms(ms_between(start, t) as f64);
-        let rows: Vec<Row> = acts
+        let mut rows: Vec<Row> = acts
             .iter()
             .enumerate()
             .map(|(i, (a, child))| {
@@ -158,9 +179,50 @@ impl Timeline {
                             title: r.describe(),
                         })
                         .collect(),
+                    marks: Vec::new(),
                 }
             })
             .collect();
+        let mut row = |label: String, segments: Vec<Segment>, marks: Vec<Mark>| {
+            let y = TOP + rows.len() as f64 * ROW_HEIGHT;
+            rows.push(Row {
+                y,
+                label,
+                fallback: false,
+                segments,
+                faults: Vec::new(),
+                marks,
+            });
+        };
+        for b in &s.backlog {
+            let label = child_suffix(&b.root.workflow_id, &h.root.workflow_id).to_owned();
+            let (segments, marks) = backlog_row(&b.root, &x, end);
+            row(label, segments, marks);
+        }
+        if !s.worker_events.is_empty() {
+            let marks = s
+                .worker_events
+                .iter()
+                .map(|e| Mark {
+                    x: x(at_ms(e.at_unix_ms)),
+                    class: if e.what.starts_with("started") {
+                        "mark-start"
+                    } else {
+                        "mark-stop"
+                    },
+                    title: format!("worker {}: {}", e.worker, e.what),
+                })
+                .collect();
+            row("workers".into(), Vec::new(), marks);
+        }
+        if !s.call_events.is_empty() {
+            let marks = s
+                .call_events
+                .iter()
+                .map(|e| call_mark(e, x(at_ms(e.at_unix_ms))))
+                .collect();
+            row("workers' calls".into(), Vec::new(), marks);
+        }
         let height = TOP + rows.len().max(1) as f64 * ROW_HEIGHT + 22.0;
         let step = nice_step(total_ms);
         let ticks = (0..)
@@ -196,6 +258,64 @@ impl Timeline {
             bands,
             close_x: h.root.closed_at.map(x),
         })
+    }
+}
+
+/// A backlog workflow: a bar from its start to its close, and a mark where a worker took its
+/// first workflow task.
+fn backlog_row(w: &HistoryFacts, x: &impl Fn(SystemTime) -> f64, end: SystemTime) -> (Vec<Segment>, Vec<Mark>) {
+    let Some(start) = w.started_at else {
+        return (Vec::new(), Vec::new());
+    };
+    let closed = w.closed_at.unwrap_or(end);
+    let (class, what) = match &w.close {
+        Some(WorkflowClose::Completed { .. }) => ("ok", "completed".to_owned()),
+        Some(close) => ("failed", close.status().to_string()),
+        None => ("open", "still running".to_owned()),
+    };
+    let segment = Segment {
+        x: x(start),
+        width: (x(closed) - x(start)).max(3.0),
+        class,
+        title: format!("{}: started while the workers were down; {what}", w.workflow_id),
+    };
+    let taken = w.first_task_started_at.map(|at| Mark {
+        x: x(at),
+        class: "mark-start",
+        title: format!("first workflow task taken {} ms after the start", ms_between(start, at)),
+    });
+    (vec![segment], taken.into_iter().collect())
+}
+
+/// A call event as a mark: what the wire proxy did (refused a call, failed or withheld a workflow
+/// task, dropped a run from the worker's cache) or saw (a replay).
+fn call_mark(e: &CallEvent, x: f64) -> Mark {
+    let what = match &e.what {
+        CallEffect::Refused {
+            method,
+            code,
+            retried_after_ms,
+        } => {
+            let cost = retried_after_ms.map_or_else(
+                || "; the worker never called it again".to_owned(),
+                |ms| format!("; called again {ms} ms later"),
+            );
+            format!("refused {method} with code {code}{cost}")
+        }
+        CallEffect::TaskFailed { attempt } => format!("workflow task attempt {attempt} failed"),
+        CallEffect::TaskWithheld { attempt } => format!("workflow task attempt {attempt} withheld"),
+        CallEffect::CacheDropped => "dropped from the worker's cache".to_owned(),
+        CallEffect::Replay { events } => format!("replay of {events} events"),
+    };
+    let rule = e.rule.map(|r| format!("#{r} ")).unwrap_or_default();
+    let of = e.workflow_id.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
+    Mark {
+        x,
+        class: match e.what {
+            CallEffect::Replay { .. } => "mark-replay",
+            _ => "mark-call",
+        },
+        title: format!("{rule}{what}{of}"),
     }
 }
 

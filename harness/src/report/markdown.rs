@@ -85,6 +85,16 @@ pub(super) fn render(r: &RunReport) -> String {
     if !placed.is_empty() {
         let _ = write!(out, "\nWorkers of your own workflows:\n{}\n", placed.join("\n"));
     }
+    let observed: Vec<String> = r
+        .scenarios
+        .iter()
+        .map(|s| (s, s.observations.phrases()))
+        .filter(|(_, phrases)| !phrases.is_empty())
+        .map(|(s, phrases)| format!("- {}: {}", s.name, phrases.join("; ")))
+        .collect();
+    if !observed.is_empty() {
+        let _ = write!(out, "\nObserved:\n{}\n", observed.join("\n"));
+    }
     for s in r.scenarios.iter().filter(|s| s.verdict != Verdict::Passed) {
         let _ = writeln!(out, "\n## {} {}\n", mark(s.verdict), s.name);
         if let Some(e) = &s.error {

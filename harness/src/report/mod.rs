@@ -7,12 +7,18 @@ mod html;
 mod json;
 mod junit;
 mod markdown;
+mod observations;
 pub mod webhook;
+
+pub use observations::{
+    BacklogCount, DuplicateExecution, InjectedTasks, Latencies, Observations, RpcErrors, ScheduleToStart,
+};
 
 use crate::{
     faults::FaultRule,
+    fleet::WorkerEvent,
     history::{Histories, RAW_HISTORIES_DIR, USER_HISTORIES_DIR},
-    infra::InfraEvent,
+    infra::{CallEvent, InfraEvent},
     plan::Outcome,
     runner::Execution,
     target::{Cluster, ui_link},
@@ -319,14 +325,27 @@ pub struct ScenarioReport {
     pub infra_events: Vec<InfraEvent>,
     /// Verified expectations.
     pub checks: Vec<CheckReport>,
+    /// What the run went through beyond its checks (workflow task failures, replays, latencies,
+    /// a backlog's drain, ...); left out when there is nothing.
+    #[serde(skip_serializing_if = "Observations::is_empty")]
+    pub observations: Observations,
+    /// What happened to the scenario's own worker processes, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub worker_events: Vec<WorkerEvent>,
+    /// What the faults on the workers' calls did, and the replays the wire proxy saw.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub call_events: Vec<CallEvent>,
     /// The facts read from the histories (root and children).
     pub history: Option<Histories>,
+    /// The workflows a `workers_down` started while the workers were down, with their histories.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backlog: Vec<Histories>,
 }
 
 impl ScenarioReport {
     /// The report of one execution and its verified checks, with links to the workflow and to
-    /// the events that checks point at in the Web UI of the server it ran on.
-    pub fn new(execution: Execution, checks: Vec<Check>, namespace: &str) -> Self {
+    /// the events that checks point at in the Web UI of the server (and namespace) it ran on.
+    pub fn new(execution: Execution, checks: Vec<Check>) -> Self {
         let Execution {
             plan,
             workflow_id,
@@ -335,14 +354,26 @@ impl ScenarioReport {
             infra_events,
             error,
             ui_url,
+            namespace,
             wall,
             waited,
             wire_attempts,
             wire_gap,
             worker,
+            call_events,
+            worker_events,
+            backlog,
         } = execution;
+        let observations = Observations::of(&observations::Observed {
+            rules: &plan.infra,
+            histories: histories.as_ref(),
+            infra: &infra_events,
+            calls: &call_events,
+            wire: &wire_attempts,
+            backlog: &backlog,
+        });
         let link_to =
-            |workflow_id: &str, run_id: &str| ui_url.as_deref().map(|ui| ui_link(ui, namespace, workflow_id, run_id));
+            |workflow_id: &str, run_id: &str| ui_url.as_deref().map(|ui| ui_link(ui, &namespace, workflow_id, run_id));
         let mut attempts = BTreeMap::new();
         let mut attempts_at_least = Vec::new();
         for act in histories.iter().flat_map(Histories::activities) {
@@ -355,7 +386,11 @@ impl ScenarioReport {
             .into_iter()
             .map(|check| {
                 let link = check.evidence.as_ref().and_then(|ev| {
-                    let run = histories.as_ref()?.all().find(|h| h.workflow_id == ev.workflow_id)?;
+                    let run = histories
+                        .iter()
+                        .chain(&backlog)
+                        .flat_map(Histories::all)
+                        .find(|h| h.workflow_id == ev.workflow_id)?;
                     Some(event_link(&link_to(&run.workflow_id, &run.run_id)?, ev.event_id))
                 });
                 CheckReport { check, link }
@@ -394,7 +429,11 @@ impl ScenarioReport {
             fault_rules: plan.faults.rules,
             infra_events,
             checks,
+            observations,
+            worker_events,
+            call_events,
             history: histories,
+            backlog,
         }
     }
 }
@@ -436,7 +475,11 @@ impl ScenarioReport {
             fault_rules: plan.faults.rules.clone(),
             infra_events: Vec::new(),
             checks: Vec::new(),
+            observations: Observations::default(),
+            worker_events: Vec::new(),
+            call_events: Vec::new(),
             history: None,
+            backlog: Vec::new(),
         }
     }
 }
@@ -494,8 +537,8 @@ impl ReportFormat {
     }
 }
 
-/// Writes every format under `<root>/<run-id>/`, each scenario's raw histories (root and
-/// children, for `chaos replay`) under `<root>/<run-id>/histories/`, and points `<root>/latest`
+/// Writes every format under `<root>/<run-id>/`, each scenario's raw histories (root, children
+/// and backlog, for `chaos replay`) under `<root>/<run-id>/histories/`, and points `<root>/latest`
 /// at the folder.
 pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
     let dir = root.join(&report.head.run_id);
@@ -512,7 +555,7 @@ pub fn write_all(root: &Path, report: &RunReport) -> std::io::Result<PathBuf> {
         } else {
             raw.join(USER_HISTORIES_DIR)
         };
-        for facts in s.history.iter().flat_map(Histories::all) {
+        for facts in s.history.iter().chain(&s.backlog).flat_map(Histories::all) {
             facts.write_raw(&folder)?;
         }
     }

@@ -2,45 +2,33 @@
 //! faults, wait for it to close, and read its histories. What the histories mean is for
 //! [`crate::verify`] to say; the runner only observes.
 
+mod start;
+mod watch;
 mod workers;
+
+pub(crate) use start::start;
+pub(crate) use watch::wait_closed;
 
 pub use workers::SharedWorkers;
 
-use crate::wait::poll;
 use crate::{
-    faults::HEADER_KEY,
+    fleet::WorkerEvent,
     history::{Histories, HistoryError, read_histories},
-    infra::{self, Capability, InfraControl, InfraError, InfraEvent, InfraOutcome, InfraRule, Trigger},
-    inject::plan_header,
+    infra::{self, CallEvent, Capability, InfraControl, InfraError, InfraEvent, InfraOutcome},
     plan::{Plan, WorkflowSpec},
     target::{Cluster, TargetError, TargetSettings},
     wire::{AttemptRecord, ProxyAdmin, WireError, WireSettings},
-    workflows::{Orchestration, ResilientCall},
 };
 use futures::{Stream, StreamExt, stream};
+use start::{Backlog, start_plan};
 use std::{
-    collections::HashMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
-use temporalio_client::{
-    Client, UntypedWorkflow, WorkflowGetResultOptions, WorkflowStartOptions, WorkflowTerminateOptions,
-    errors::{WorkflowGetResultError, WorkflowStartError},
-    tonic::IntoRequest,
-};
-use temporalio_common::{
-    HasWorkflowDefinition, MemoValues,
-    data_converters::RawValue,
-    protos::temporal::api::{
-        common::v1::{Header, Payload, WorkflowExecution},
-        enums::v1::{PendingActivityState, PendingWorkflowTaskState},
-        history::v1::history_event::Attributes,
-        workflowservice::v1::{DescribeWorkflowExecutionRequest, DescribeWorkflowExecutionResponse},
-    },
-};
+use temporalio_client::errors::WorkflowStartError;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use watch::{Stuck, drive, stuck_workflow_task, terminate};
 use workers::Placement;
 
 /// Scenarios in flight by default, and at most on the harness's own in-process worker: 16 per
@@ -65,9 +53,6 @@ const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Extra time the client waits past the server-side deadline before giving up on the server.
 const CLIENT_SLACK: Duration = Duration::from_secs(15);
-
-/// How often the server is asked whether a triggering attempt has started.
-const TRIGGER_POLL: Duration = Duration::from_millis(100);
 
 /// How a run behaves, independent of the scenarios.
 #[derive(Debug, Clone)]
@@ -159,6 +144,9 @@ pub struct Execution {
     pub error: Option<RunError>,
     /// Web UI of the server the scenario ran on (its own one, for server faults).
     pub ui_url: Option<String>,
+    /// The namespace it ran in (one of its own when it took one instead of waiting for its
+    /// fixed task queue).
+    pub namespace: String,
     /// Wall time the scenario took in the harness, its private server's start included and
     /// `waited` left out.
     pub wall: Duration,
@@ -174,6 +162,13 @@ pub struct Execution {
     pub wire_gap: Option<String>,
     /// For a workflow of the user's own: which worker ran it, and how (shared, its own, external).
     pub worker: Option<String>,
+    /// What the faults on the workers' calls did, and the replays the wire proxy in front of the
+    /// scenario's own workers saw.
+    pub call_events: Vec<CallEvent>,
+    /// What happened to the scenario's own worker processes (started, killed, stopped), in order.
+    pub worker_events: Vec<WorkerEvent>,
+    /// The workflows started while its workers were down (`workers_down`), with their histories.
+    pub backlog: Vec<Histories>,
 }
 
 /// Why a scenario could not run or be observed.
@@ -203,6 +198,9 @@ pub enum RunError {
     /// The scenario's wire proxy did not start.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The scenario's own namespace could not be created.
+    #[error("cannot give the scenario a namespace of its own: {0}")]
+    Namespace(#[source] TargetError),
     /// The address the user's worker dials (`dials` in its `[worker]`) cannot take the
     /// harness's proxy.
     #[error(
@@ -353,11 +351,15 @@ fn new_execution(cluster: &Cluster, plan: &Plan, settings: &RunSettings) -> Exec
         infra_events: Vec::new(),
         error: None,
         ui_url: cluster.ui_url.clone(),
+        namespace: cluster.namespace.clone(),
         wall: Duration::ZERO,
         waited: Duration::ZERO,
         wire_attempts: Vec::new(),
         wire_gap: None,
         worker: None,
+        call_events: Vec::new(),
+        worker_events: Vec::new(),
+        backlog: Vec::new(),
     }
 }
 
@@ -386,19 +388,32 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
         }
         Placement::Shared { task_queue } => shared.run(cluster, &mut execution, settings, &task_queue).await,
         Placement::Own { fixed_queue, dials } => {
-            // The address first, then the queue: in one order, so no two scenarios wait on each other.
-            let asked = Instant::now();
-            let _address = match &dials {
-                Some(dials) => Some(shared.address_turn(dials).await),
-                None => None,
-            };
-            let _queue = match &fixed_queue {
-                Some(queue) => Some(shared.exclusive(queue).await),
-                None => None,
-            };
-            execution.waited += asked.elapsed();
-            let queue = fixed_queue.unwrap_or_else(|| format!("{}-{}", settings.task_queue, plan.name));
-            workers::with_own_worker(cluster, &mut execution, settings, &queue, dials.as_ref()).await
+            match own_namespace(cluster, plan, settings, fixed_queue.as_deref(), dials.as_ref()) {
+                Some(namespace) => match cluster.in_new_namespace(&namespace).await {
+                    Ok(own) => {
+                        execution.namespace = namespace;
+                        let queue = fixed_queue.unwrap_or_default();
+                        workers::with_own_worker(&own, &mut execution, settings, &queue, None).await
+                    }
+                    Err(e) => Err(RunError::Namespace(e)),
+                },
+                None => {
+                    // The address first, then the queue: in one order, so no two scenarios wait
+                    // on each other.
+                    let asked = Instant::now();
+                    let _address = match &dials {
+                        Some(dials) => Some(shared.address_turn(dials).await),
+                        None => None,
+                    };
+                    let _queue = match &fixed_queue {
+                        Some(queue) => Some(shared.exclusive(cluster, queue).await),
+                        None => None,
+                    };
+                    execution.waited += asked.elapsed();
+                    let queue = fixed_queue.unwrap_or_else(|| format!("{}-{}", settings.task_queue, plan.name));
+                    workers::with_own_worker(cluster, &mut execution, settings, &queue, dials.as_ref()).await
+                }
+            }
         }
     };
     execution.error = result.err();
@@ -409,12 +424,29 @@ pub async fn run_one(cluster: &Cluster, plan: &Plan, settings: &RunSettings, sha
                 .iter()
                 .any(|r| r.id == e.id && matches!(r.action, infra::InfraAction::WorkerCrash(_)))
     });
-    execution.worker = placement.describe(plan, settings, restarted);
+    let own_namespace = (execution.namespace != cluster.namespace).then_some(execution.namespace.as_str());
+    execution.worker = placement.describe(plan, settings, restarted, own_namespace);
     execution.wall = began.elapsed().saturating_sub(execution.waited);
     if let Some(histories) = &mut execution.histories {
         histories.count_attempts_from(&execution.wire_attempts);
     }
     execution
+}
+
+/// The namespace of its own a scenario gets instead of waiting for its fixed task queue: when it
+/// would disturb the queue's worker (so needs its own), the worker takes its namespace from
+/// `{namespace}` (so it can be pointed at another one), dials no fixed address (which would
+/// still be one at a time), and the harness owns the server (so may create namespaces on it).
+fn own_namespace(
+    cluster: &Cluster,
+    plan: &Plan,
+    settings: &RunSettings,
+    fixed_queue: Option<&str>,
+    dials: Option<&infra::Dials>,
+) -> Option<String> {
+    let follows = plan.worker.as_ref().is_some_and(|w| w.uses_placeholder("namespace"));
+    (fixed_queue.is_some() && dials.is_none() && follows && cluster.owned())
+        .then(|| format!("chaos-{}-{}", plan.name, settings.run_id))
 }
 
 /// A wire proxy in front of `cluster` on a free loopback port.
@@ -453,30 +485,8 @@ pub(super) async fn execute(
         .expect
         .time_budget
         .map_or(DEFAULT_DEADLINE, |b| (b * 3).max(Duration::from_secs(30)));
-    // The plan is in the memo for the wire proxy, or in the header for the SDK interceptors:
-    // never both, so that a harness worker behind a proxy does not get its faults twice.
-    let mut memo = MemoValues::new();
-    let mut header = HashMap::new();
-    if faults_on_the_wire(plan, settings.inject) {
-        memo.insert(HEADER_KEY, plan.faults.clone());
-    } else {
-        header.insert(HEADER_KEY.to_owned(), plan_header(&plan.faults));
-    }
-    let options = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.clone())
-        .execution_timeout(deadline)
-        .header(Header { fields: header })
-        .memo(memo)
-        .static_summary(format!("temporal-chaos scenario {}", plan.name))
-        .build();
     let client = &cluster.client;
-    let started = match &plan.workflow {
-        WorkflowSpec::Orchestration(input) => start(client, Orchestration::run, input.clone(), options).await,
-        WorkflowSpec::Resilient(input) => start(client, ResilientCall::run, input.clone(), options).await,
-        WorkflowSpec::User(user) => {
-            let args = RawValue::new(user.args.iter().map(json_payload).collect());
-            start(client, UntypedWorkflow::new(&user.workflow_type), args, options).await
-        }
-    };
+    let started = start_plan(client, plan, settings, task_queue, &workflow_id, deadline).await;
     execution.run_id = Some(started?);
     let began = Instant::now();
     let closed = Notify::new();
@@ -484,9 +494,25 @@ pub(super) async fn execute(
         wait_closed(client, &workflow_id, deadline + CLIENT_SLACK).await;
         closed.notify_waiters();
     };
+    let backlog = Backlog {
+        client,
+        plan,
+        settings,
+        task_queue,
+        workflow_id: &workflow_id,
+        deadline,
+        started: std::sync::Mutex::default(),
+    };
+    // Its infrastructure faults may fail its tasks on purpose (a breaking deploy before its
+    // rollback): the watch for a stuck workflow begins once they are all over.
+    let faults_over = CancellationToken::new();
     let driving = async {
-        match infra {
+        let events = match infra {
             Some(ctl) => {
+                let ctl = &InfraControl {
+                    workflows: Some(&backlog),
+                    ..*ctl
+                };
                 let drivers = plan
                     .infra
                     .iter()
@@ -494,13 +520,21 @@ pub(super) async fn execute(
                 futures::future::join_all(drivers).await
             }
             None => Vec::new(),
-        }
+        };
+        faults_over.cancel();
+        events
     };
     // A workflow whose tasks keep failing, or that no worker takes, would otherwise sit until
     // its deadline.
     let watching = async {
+        let watch = async {
+            if infra.is_some() && !plan.infra.is_empty() {
+                faults_over.cancelled().await;
+            }
+            stuck_workflow_task(client, &cluster.namespace, &workflow_id, task_queue, began).await
+        };
         let stuck = tokio::select! {
-            stuck = stuck_workflow_task(client, &cluster.namespace, &workflow_id, task_queue, began) => Some(stuck),
+            stuck = watch => Some(stuck),
             _ = closed.notified() => None,
         };
         // Outside the race with `closed`, which the termination itself brings about.
@@ -512,6 +546,14 @@ pub(super) async fn execute(
     let ((), events, stuck) = futures::join!(waiting, driving, watching);
     execution.infra_events = events;
     execution.histories = Some(read_histories(client, &workflow_id).await?);
+    let backlog = backlog
+        .started
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for id in backlog {
+        wait_closed(client, &id, deadline + CLIENT_SLACK).await;
+        execution.backlog.push(read_histories(client, &id).await?);
+    }
     match stuck {
         Some(Stuck::Failing(message)) => Err(RunError::WorkflowTaskFailing { workflow_id, message }),
         Some(Stuck::NotPickedUp(waited)) => Err(RunError::NotPickedUp {
@@ -521,242 +563,4 @@ pub(super) async fn execute(
         }),
         None => Ok(()),
     }
-}
-
-/// A JSON value as a `json/plain` payload, as every SDK's default converter reads it.
-fn json_payload(value: &serde_json::Value) -> Payload {
-    Payload {
-        metadata: HashMap::from([("encoding".to_owned(), b"json/plain".to_vec())]),
-        data: serde_json::to_vec(value).unwrap_or_default(),
-        ..Default::default()
-    }
-}
-
-/// Why a workflow's tasks get nowhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Stuck {
-    /// The worker failed its workflow task and failed it again, with this message.
-    Failing(String),
-    /// No worker took its first workflow task in this long, and none had polled its task queue
-    /// for [`NOT_PICKED_UP`].
-    NotPickedUp(Duration),
-}
-
-impl std::fmt::Display for Stuck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Stuck::Failing(message) => write!(f, "the workflow task keeps failing: {message}"),
-            Stuck::NotPickedUp(_) => write!(f, "no worker took its first workflow task"),
-        }
-    }
-}
-
-/// How long a workflow's first task may wait for a worker when no worker polls its task queue
-/// meanwhile. A worker whose poll is open takes a task at once; one that is busy polls again as
-/// soon as it can, so a task it is behind on waits, but its poll times stay recent.
-const NOT_PICKED_UP: Duration = Duration::from_secs(10);
-
-/// Resolves once the workflow's tasks get nowhere: its task has failed on the worker and failed
-/// again (the server shows its third attempt, the last closed one a failure), or its first task
-/// was not taken for [`NOT_PICKED_UP`] while no worker polled `task_queue` (the server's last
-/// access time of every poller older than that). Never resolves for a healthy workflow, nor for
-/// one whose worker is polling but behind. `began` is when the workflow was started.
-async fn stuck_workflow_task(
-    client: &Client,
-    namespace: &str,
-    workflow_id: &str,
-    task_queue: &str,
-    began: Instant,
-) -> Stuck {
-    let waiting_since = std::cell::Cell::new(None::<Instant>);
-    let stuck = poll(
-        Duration::from_millis(500),
-        None,
-        || (),
-        || async {
-            let Some(described) = describe(client, namespace, workflow_id).await else {
-                return Ok(None);
-            };
-            let first_task_waits = described
-                .workflow_execution_info
-                .as_ref()
-                .is_some_and(|i| i.history_length <= 2)
-                && described
-                    .pending_workflow_task
-                    .as_ref()
-                    .is_some_and(|t| t.state == PendingWorkflowTaskState::Scheduled as i32);
-            let since = first_task_waits.then(|| waiting_since.get().unwrap_or_else(Instant::now));
-            waiting_since.set(since);
-            if let Some(since) = since.filter(|s| s.elapsed() >= NOT_PICKED_UP) {
-                // The server's clock now, without comparing clocks: its start time plus ours since.
-                let started = described
-                    .workflow_execution_info
-                    .as_ref()
-                    .and_then(|i| i.start_time.as_ref())
-                    .map(|t| (t.seconds, t.nanos));
-                // A server that does not answer says nothing about the workers: ask again.
-                let Some(pollers) = workers::workflow_pollers(client, namespace, task_queue).await else {
-                    return Ok(None);
-                };
-                let recent = started.is_none_or(|(seconds, nanos)| {
-                    let now = Duration::new(seconds.max(0) as u64, nanos.max(0) as u32) + began.elapsed();
-                    let quiet_since = now.saturating_sub(NOT_PICKED_UP);
-                    pollers.iter().any(|p| {
-                        p.last_access_time.as_ref().is_some_and(|t| {
-                            Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32) >= quiet_since
-                        })
-                    })
-                });
-                if !recent {
-                    return Ok(Some(Stuck::NotPickedUp(since.elapsed())));
-                }
-            }
-            let attempt = described.pending_workflow_task.map_or(0, |t| t.attempt);
-            if attempt < 3 {
-                return Ok(None);
-            }
-            // Retried workflow tasks are transient: history keeps the first failure only.
-            let Ok(events) = crate::history::read_events(client, workflow_id).await else {
-                return Ok(None);
-            };
-            let last_closed = events.iter().rev().find_map(|e| match &e.attributes {
-                Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
-                    Some(Some(a.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default()))
-                }
-                Some(
-                    Attributes::WorkflowTaskCompletedEventAttributes(_)
-                    | Attributes::WorkflowTaskTimedOutEventAttributes(_),
-                ) => Some(None),
-                _ => None,
-            });
-            Ok(last_closed.flatten().map(Stuck::Failing))
-        },
-    );
-    let stuck: Result<Stuck, ()> = stuck.await;
-    stuck.unwrap_or(Stuck::NotPickedUp(NOT_PICKED_UP))
-}
-
-/// Terminates the workflow, saying `why`; a failure to do so is only logged.
-async fn terminate(client: &Client, workflow_id: &str, why: &str) {
-    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
-    let reason = WorkflowTerminateOptions::builder()
-        .reason(format!("temporal-chaos: {why}"))
-        .build();
-    if let Err(e) = handle.terminate(reason).await {
-        warn!(workflow_id, error = %e, "could not terminate");
-    }
-}
-
-/// Waits for the rule's trigger, then applies it; gives up if the workflow closes first.
-async fn drive(
-    rule: &InfraRule,
-    ctl: &InfraControl<'_>,
-    client: &Client,
-    namespace: &str,
-    workflow_id: &str,
-    began: Instant,
-    closed: &Notify,
-) -> InfraEvent {
-    let not_fired = |why: String| InfraEvent {
-        id: rule.id,
-        rule: rule.describe(),
-        started_ms: None,
-        ended_ms: None,
-        at_unix_ms: None,
-        outcome: InfraOutcome::NotTriggered(why),
-    };
-    tokio::select! {
-        () = wait_trigger(&rule.trigger, client, namespace, workflow_id, began) => {}
-        _ = closed.notified() => {
-            return not_fired(format!("the workflow closed before the trigger ({}) fired", rule.trigger));
-        }
-    };
-    infra::apply(rule, ctl, began).await
-}
-
-/// Resolves when the trigger fires: at a time, or when the server reports the attempt started.
-async fn wait_trigger(trigger: &Trigger, client: &Client, namespace: &str, workflow_id: &str, began: Instant) {
-    match trigger {
-        Trigger::After(d) => {
-            tokio::time::sleep_until((began + *d).into()).await;
-        }
-        Trigger::AttemptStarted { activity, attempt } => {
-            let started = poll(
-                TRIGGER_POLL,
-                None,
-                || (),
-                || async move {
-                    let Some(described) = describe(client, namespace, workflow_id).await else {
-                        return Ok(None);
-                    };
-                    let pending = described.pending_activities;
-                    let started = pending.iter().any(|p| {
-                        p.activity_type.as_ref().is_some_and(|t| &t.name == activity)
-                            && (p.attempt as u32 > *attempt
-                                || (p.attempt as u32 == *attempt && p.state == PendingActivityState::Started as i32))
-                    });
-                    Ok(started.then_some(()))
-                },
-            );
-            // Without a time limit, polling only ends with the answer.
-            let _: Result<(), ()> = started.await;
-        }
-    }
-}
-
-/// The workflow's latest run as the server describes it; `None` while the server does not answer
-/// (it may be paused or restarting).
-async fn describe(client: &Client, namespace: &str, workflow_id: &str) -> Option<DescribeWorkflowExecutionResponse> {
-    let request = DescribeWorkflowExecutionRequest {
-        namespace: namespace.to_owned(),
-        execution: Some(WorkflowExecution {
-            workflow_id: workflow_id.to_owned(),
-            run_id: String::new(),
-        }),
-    };
-    let mut svc = client.connection().workflow_service();
-    let described = svc.describe_workflow_execution(request.into_request()).await;
-    described.ok().map(|r| r.into_inner())
-}
-
-/// Starts the workflow; returns its run id.
-pub(crate) async fn start<W>(
-    client: &Client,
-    workflow: W,
-    input: W::Input,
-    options: WorkflowStartOptions,
-) -> Result<String, RunError>
-where
-    W: HasWorkflowDefinition,
-    W::Input: Send,
-{
-    let workflow_id = options.workflow_id.clone();
-    let handle = client
-        .start_workflow(workflow, input, options)
-        .await
-        .map_err(|source| RunError::Start { workflow_id, source })?;
-    Ok(handle.info().run_id.clone().unwrap_or_default())
-}
-
-/// Waits until the workflow closes, riding out server restarts and pauses; terminates it if it is
-/// still open after `wait` (the server-side execution timeout should have closed it by then).
-pub(crate) async fn wait_closed(client: &Client, workflow_id: &str, wait: Duration) {
-    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned());
-    let give_up = Instant::now() + wait;
-    loop {
-        let left = give_up.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, handle.get_result(WorkflowGetResultOptions::default())).await {
-            // Any close counts (the result itself is read from history).
-            Ok(Ok(_) | Err(WorkflowGetResultError::Failed(_) | WorkflowGetResultError::Terminated { .. }))
-            | Ok(Err(WorkflowGetResultError::Cancelled { .. } | WorkflowGetResultError::TimedOut))
-            | Ok(Err(WorkflowGetResultError::ContinuedAsNew)) => return,
-            Ok(Err(e)) => {
-                warn!(workflow_id, error = %e, "waiting for the result failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(_) => break,
-        }
-    }
-    warn!(workflow_id, "workflow still open after {wait:?}; terminating it");
-    terminate(client, workflow_id, "scenario deadline passed").await;
 }

@@ -2,10 +2,11 @@
 //! scenario's own (to crash it or cut it off), a user's worker shared by the scenarios on its fixed
 //! task queue, or a user's worker the harness does not run at all.
 
-use super::{Execution, Inject, RunError, RunSettings, default_jobs, execute, faults_on_the_wire, wire_settings};
+use super::{Execution, RunError, RunSettings, default_jobs, execute, faults_on_the_wire, wire_settings};
 use crate::{
+    fleet::{Fleet, FleetSpec},
     history::Histories,
-    infra::{Dials, InfraControl, Readiness, WorkerCommand, WorkerProcess, WorkerSpec, proxy::FaultProxy},
+    infra::{Dials, InfraControl, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
     target::{Cluster, task_queue_pollers},
     wire::{AttemptRecord, ProxyAdmin, WireError, WireProxy},
@@ -75,7 +76,14 @@ impl Placement {
 
     /// How the report says a workflow of the user's own ran (`None` for the demo workflows).
     /// `restarted`: whether a worker crash killed its worker and started a fresh one.
-    pub(super) fn describe(&self, plan: &Plan, settings: &RunSettings, restarted: bool) -> Option<String> {
+    /// `own_namespace`: the namespace of its own it ran in instead of waiting for its queue.
+    pub(super) fn describe(
+        &self,
+        plan: &Plan,
+        settings: &RunSettings,
+        restarted: bool,
+        own_namespace: Option<&str>,
+    ) -> Option<String> {
         if !matches!(plan.workflow, WorkflowSpec::User(_)) {
             return None;
         }
@@ -87,9 +95,24 @@ impl Placement {
         Some(match self {
             Placement::Harness => return None,
             Placement::Own { fixed_queue, dials } => {
-                let queue = match fixed_queue {
-                    Some(q) => format!("task queue `{q}`, which it had to itself"),
-                    None => format!("task queue `{}-{}`", settings.task_queue, plan.name),
+                let queue = match (fixed_queue, own_namespace) {
+                    (Some(q), Some(ns)) => format!(
+                        "task queue `{q}` in namespace `{ns}` of its own (so it ran beside the other scenarios on that \
+                         queue instead of waiting for them)"
+                    ),
+                    (Some(q), None) => {
+                        let hint = match settings.private_server.is_some()
+                            && plan.worker.as_ref().is_some_and(|w| !w.uses_placeholder("namespace"))
+                        {
+                            true => {
+                                " (with `TEMPORAL_NAMESPACE = \"{namespace}\"` in its [worker]'s env, or `{namespace}` \
+                                 in its command, it would get a namespace of its own and run beside the others)"
+                            }
+                            false => "",
+                        };
+                        format!("task queue `{q}`, which it had to itself{hint}")
+                    }
+                    (None, _) => format!("task queue `{}-{}`", settings.task_queue, plan.name),
                 };
                 let why = match (dials, plan.infra.is_empty()) {
                     (Some(d), _) => {
@@ -143,7 +166,7 @@ pub(super) async fn on_external(
     // A worker started alongside the run gets a moment to poll.
     let polling = crate::wait::poll(
         Duration::from_millis(250),
-        Some(super::NOT_PICKED_UP),
+        Some(super::watch::NOT_PICKED_UP),
         || (),
         || async { Ok(has_pollers(cluster, task_queue).await.then_some(())) },
     );
@@ -247,59 +270,9 @@ pub(super) async fn workflow_pollers(client: &Client, namespace: &str, task_queu
         .ok()
 }
 
-/// The worker process for `plan` connecting to `address` (a proxy of the harness's): the user's
-/// `[worker]` with its placeholders filled in, seen ready once it polls through `wire`; or the
-/// harness's own `chaos worker`.
-fn worker_process(
-    cluster: &Cluster,
-    plan: &Plan,
-    address: &str,
-    wire: Option<&WireProxy>,
-    task_queue: &str,
-    log: std::path::PathBuf,
-) -> Result<WorkerProcess, RunError> {
-    let namespace = &cluster.namespace;
-    let (command, readiness) = match (&plan.worker, wire) {
-        (Some(spec), Some(wire)) => {
-            let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
-            let values = [
-                ("address", address),
-                ("host", host),
-                ("port", port),
-                ("namespace", namespace.as_str()),
-                ("task_queue", task_queue),
-            ];
-            let command = WorkerCommand::user(&spec.expand(&values), address, namespace);
-            (command, Readiness::PollsSeen(wire.polls()))
-        }
-        _ => {
-            // Behind a wire proxy (plaintext on loopback, the proxy does the TLS) or straight
-            // through the network fault proxy (TLS end to end, as the cluster's endpoint says).
-            let env = match wire {
-                Some(_) => vec![("TEMPORAL_TLS".to_owned(), "false".to_owned())],
-                None => cluster.endpoint().child_env(),
-            };
-            let command = WorkerCommand::harness(address, namespace, task_queue, env).map_err(|e| {
-                RunError::Worker(crate::infra::InfraError::Worker {
-                    what: format!("cannot find the chaos binary: {e}"),
-                    log: log.display().to_string(),
-                })
-            })?;
-            (command, Readiness::PollerIdentity)
-        }
-    };
-    Ok(WorkerProcess::new(
-        cluster.client.clone(),
-        command,
-        readiness,
-        namespace.clone(),
-        task_queue.to_owned(),
-        log,
-    ))
-}
-
-/// Runs the plan with a worker process of its own on `task_queue`, behind a network fault proxy
-/// and, for a user's worker or with `--inject wire`, a wire proxy of its own in front of that.
+/// Runs the plan with worker processes of its own on `task_queue` (`workers` of them), behind a
+/// network fault proxy and a wire proxy of its own in front of that, which faults on the workers'
+/// calls act through and which sees their replays.
 pub(super) async fn with_own_worker(
     cluster: &Cluster,
     execution: &mut Execution,
@@ -308,44 +281,54 @@ pub(super) async fn with_own_worker(
     dials: Option<&Dials>,
 ) -> Result<(), RunError> {
     let plan = execution.plan.clone();
-    // worker -> [wire proxy ->] network fault proxy -> frontend: the wire proxy sits beside the
+    // worker -> wire proxy -> network fault proxy -> frontend: the wire proxy sits beside the
     // worker (as a sidecar would), so a network fault cuts off what it forwards too.
     let proxy = FaultProxy::start(cluster.address.clone())
         .await
         .map_err(RunError::Proxy)?;
-    let wire = match (settings.inject, &plan.worker) {
-        (Inject::Sdk, None) => None,
-        _ => Some(start_wire(cluster, Some(proxy.address()), dials).await?),
+    let wire = start_wire(cluster, Some(proxy.address()), dials).await?;
+    let worker_address = match dials {
+        Some(dials) => dials.to_string(),
+        None => wire.address(),
     };
-    let worker_address = match (dials, &wire) {
-        (Some(dials), _) => dials.to_string(),
-        (None, Some(wire)) => wire.address(),
-        (None, None) => proxy.address(),
-    };
-    let log = settings.log_dir.join(format!("worker-{}.log", plan.name));
-    let result = match worker_process(cluster, &plan, &worker_address, wire.as_ref(), task_queue, log) {
-        Ok(worker) => {
-            let result = match worker.start().await {
-                Ok(_) => {
+    let log = settings.log_dir.join(format!("worker-{}", plan.name));
+    let fleet = Fleet::new(&FleetSpec {
+        cluster,
+        user: plan.worker.as_ref(),
+        address: &worker_address,
+        wire: Some(&wire),
+        task_queue,
+        log: &log,
+        count: plan.workers,
+    });
+    let result = match fleet {
+        Ok(fleet) => {
+            let result = match fleet.start_all().await {
+                Ok(()) => {
                     let ctl = InfraControl {
                         server: cluster.server(),
-                        worker: Some(&worker),
+                        workers: Some(&fleet),
                         proxy: Some(&proxy),
+                        wire: Some(&wire),
+                        workflows: None,
                     };
                     execute(cluster, execution, settings, task_queue, Some(&ctl)).await
                 }
                 Err(e) => Err(e.into()),
             };
-            let _ = worker.kill().await;
+            fleet.kill_all().await;
+            execution.worker_events = fleet.events();
             result
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     // Shut down on every path, so the address is free again before the next scenario's turn.
-    if let Some(wire) = wire {
+    // Its attempts are evidence only where it injected the activity faults.
+    if faults_on_the_wire(&plan, settings.inject) {
         execution.wire_attempts = wire.attempts();
-        wire.shutdown().await;
     }
+    execution.call_events = wire.call_events();
+    wire.shutdown().await;
     result
 }
 
@@ -433,21 +416,24 @@ pub(super) type QueueTurn = OwnedRwLockWriteGuard<()>;
 struct Running {
     /// The `[worker]` it was started from.
     spec: Option<WorkerSpec>,
-    worker: WorkerProcess,
+    workers: Fleet,
     wire: WireProxy,
 }
 
 impl Running {
     async fn stop(self) {
-        let _ = self.worker.kill().await;
+        self.workers.kill_all().await;
         self.wire.shutdown().await;
     }
 }
 
 impl SharedWorkers {
-    fn queue(&self, task_queue: &str) -> Arc<Queue> {
+    /// The fixed task queue `task_queue` of `cluster`'s server and namespace (the same name
+    /// on a scenario's own server or in its own namespace is another queue).
+    fn queue(&self, cluster: &Cluster, task_queue: &str) -> Arc<Queue> {
         let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        queues.entry(task_queue.to_owned()).or_default().clone()
+        let key = format!("{}/{}/{task_queue}", cluster.address, cluster.namespace);
+        queues.entry(key).or_default().clone()
     }
 
     /// Runs the plan on the shared worker of `task_queue`, started first if needed; when the
@@ -459,7 +445,7 @@ impl SharedWorkers {
         settings: &RunSettings,
         task_queue: &str,
     ) -> Result<(), RunError> {
-        let queue = self.queue(task_queue);
+        let queue = self.queue(cluster, task_queue);
         let spec = &execution.plan.worker;
         let asked = std::time::Instant::now();
         let turn = queue.turn.read().await;
@@ -478,7 +464,7 @@ impl SharedWorkers {
         let Some(running) = running else {
             drop(turn);
             let asked = std::time::Instant::now();
-            let _turn = self.exclusive(task_queue).await;
+            let _turn = self.exclusive(cluster, task_queue).await;
             execution.waited += asked.elapsed();
             return with_own_worker(cluster, execution, settings, task_queue, None).await;
         };
@@ -499,8 +485,8 @@ impl SharedWorkers {
 
     /// Waits until no other scenario uses `task_queue`, then stops its shared worker; the queue
     /// is the caller's until the guard drops.
-    pub(super) async fn exclusive(&self, task_queue: &str) -> QueueTurn {
-        let queue = self.queue(task_queue);
+    pub(super) async fn exclusive(&self, cluster: &Cluster, task_queue: &str) -> QueueTurn {
+        let queue = self.queue(cluster, task_queue);
         let turn = queue.turn.clone().write_owned().await;
         queue.stop_running().await;
         turn
@@ -548,12 +534,20 @@ async fn start_shared(
     task_queue: &str,
 ) -> Result<Running, RunError> {
     let wire = start_wire(cluster, None, None).await?;
-    let log = settings.log_dir.join(format!("worker-{task_queue}.log"));
-    let worker = worker_process(cluster, plan, &wire.address(), Some(&wire), task_queue, log)?;
-    worker.start().await?;
+    let log = settings.log_dir.join(format!("worker-{task_queue}"));
+    let workers = Fleet::new(&FleetSpec {
+        cluster,
+        user: plan.worker.as_ref(),
+        address: &wire.address(),
+        wire: Some(&wire),
+        task_queue,
+        log: &log,
+        count: plan.workers,
+    })?;
+    workers.start_all().await?;
     Ok(Running {
         spec: plan.worker.clone(),
-        worker,
+        workers,
         wire,
     })
 }

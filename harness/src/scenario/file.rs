@@ -22,6 +22,10 @@ pub(super) struct ScenarioFile {
     pub worker: Option<Spanned<WorkerSection>>,
     pub seed: Option<u64>,
     pub weight: Option<Spanned<f64>>,
+    /// How many worker processes the harness starts for the scenario.
+    pub workers: Option<Spanned<i64>>,
+    /// The workflow task timeout the workflow is started with.
+    pub workflow_task_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub input: InputSection,
     #[serde(default)]
@@ -113,6 +117,36 @@ pub(super) struct ExpectSection {
     pub failure: Option<Spanned<String>>,
     pub error_contains: Option<Spanned<String>>,
     pub time_budget: Option<Spanned<String>>,
+    pub workflow_task_failures: Option<Spanned<TaskFailuresField>>,
+    pub workflow_task_timeouts: Option<Spanned<u32>>,
+    pub drain_within: Option<Spanned<String>>,
+}
+
+/// `workflow_task_failures = 2` or `workflow_task_failures = { non_deterministic_error = 1 }`,
+/// the causes with their positions.
+#[derive(Debug)]
+pub(super) enum TaskFailuresField {
+    Total(i64),
+    ByCause(BTreeMap<Spanned<String>, Spanned<u32>>),
+}
+
+impl<'de> Deserialize<'de> for TaskFailuresField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Field;
+        impl<'de> serde::de::Visitor<'de> for Field {
+            type Value = TaskFailuresField;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of workflow task failures, or a table of them by cause")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(TaskFailuresField::Total(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                BTreeMap::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(TaskFailuresField::ByCause)
+            }
+        }
+        d.deserialize_any(Field)
+    }
 }
 
 /// The fields every `[[infra]]` entry has, whatever its kind.

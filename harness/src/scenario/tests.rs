@@ -381,3 +381,53 @@ fn a_weight_counts_in_the_score_and_must_be_positive() {
         "{e:?}"
     );
 }
+
+#[test]
+fn workflow_task_and_drain_expectations_are_validated() {
+    use crate::plan::TaskFailureCount;
+    let base = "name = \"w\"\nworkflow = \"resilient\"\n[input]\nvalue = 1\n";
+    let down = "[[infra]]\nkind = \"workers_down\"\nbacklog = 2\nafter = \"1s\"\nduration = \"3s\"\n";
+    let expect = |infra: &str, lines: &str| format!("{base}{infra}[expect]\noutcome = \"completed\"\n{lines}");
+    let plan = parse(
+        Path::new("s.toml"),
+        &expect(
+            down,
+            "workflow_task_failures = { non_deterministic_error = 1 }\nworkflow_task_timeouts = 2\ndrain_within = \"10s\"\n",
+        ),
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let e = &plan.expect;
+    assert_eq!(
+        e.workflow_task_failures,
+        Some(TaskFailureCount::ByCause(vec![("non_deterministic_error".into(), 1)]))
+    );
+    assert_eq!(
+        (e.workflow_task_timeouts, e.drain_within),
+        (Some(2), Some(Duration::from_secs(10)))
+    );
+    let total = parse(Path::new("s.toml"), &expect("", "workflow_task_failures = 3\n")).unwrap();
+    assert_eq!(total.expect.workflow_task_failures, Some(TaskFailureCount::Total(3)));
+
+    // An unknown cause, at its position, with the known ones listed.
+    let p = problems(&expect("", "workflow_task_failures = { nondeterminism = 1 }\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "s.toml:7:28: unknown workflow task failure cause `nondeterminism`; known: unhandled_command,"
+        ),
+        "{p:?}"
+    );
+    assert!(p[0].contains("non_deterministic_error"), "{p:?}");
+    let p = problems(&expect("", "workflow_task_failures = -1\n"));
+    assert!(
+        p[0].starts_with("s.toml:7:26: `workflow_task_failures` is a count"),
+        "{p:?}"
+    );
+    // A drain needs an outage with a backlog.
+    let p = problems(&expect("", "drain_within = \"10s\"\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("s.toml:7:16: `drain_within` bounds how long the backlog of a `workers_down` takes"),
+        "{p:?}"
+    );
+}

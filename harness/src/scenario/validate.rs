@@ -3,15 +3,18 @@
 use super::{
     diagnostic::Diagnostics,
     entry::{self, Entry, Parsed},
-    file::{ActivitySection, AttemptsField, FaultCommon, InfraCommon, RetrySection, ScenarioFile, WorkerSection},
+    file::{
+        ActivitySection, AttemptsField, ExpectSection, FaultCommon, InfraCommon, RetrySection, ScenarioFile,
+        TaskFailuresField, WorkerSection,
+    },
 };
 use crate::{
-    failure::{FailureKind, TimeoutKind},
+    failure::{FailureKind, TimeoutKind, workflow_task_failed_causes},
     faults::{AttemptSelector, FaultAction, FaultPlan, FaultRule},
-    infra::{Capability, Dials, InfraAction, InfraRule, PLACEHOLDERS, READY_TIMEOUT, Trigger, WorkerSpec},
+    infra::{Dials, InfraAction, InfraRule, PLACEHOLDERS, READY_TIMEOUT, Trigger, WorkerSpec},
     plan::{
-        ActivitySettings, Expectations, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings, UserWorkflow,
-        WorkflowSpec,
+        ActivitySettings, Expectations, OrchestrationInput, Outcome, Plan, ResilientInput, RetrySettings,
+        TaskFailureCount, UserWorkflow, WorkflowSpec,
     },
 };
 use std::{path::Path, time::Duration};
@@ -36,12 +39,12 @@ pub(super) fn validate(
     let workflow = workflow_spec(&raw, activity, d)?;
     let worker = raw.worker.as_ref().and_then(|w| worker_spec(path, w.get_ref(), d));
     let faults = fault_plan(&raw, fault_entries, &workflow, d);
-    let infra = infra_entries
+    let infra: Vec<InfraRule> = infra_entries
         .iter()
         .enumerate()
         .filter_map(|(i, r)| infra_rule(i + 1, r, &workflow, worker.as_ref(), d))
         .collect();
-    let expect = expectations(&raw, &workflow, &faults, d);
+    let expect = expectations(&raw, &workflow, &faults, &infra, d);
     let weight = raw.weight.as_ref().map_or(1.0, |w| *w.get_ref());
     if let Some(w) = &raw.weight
         && !(w.get_ref().is_finite() && *w.get_ref() > 0.0)
@@ -51,7 +54,33 @@ pub(super) fn validate(
             "`weight` must be a positive number (how much the scenario counts in the run's resilience score; default 1)",
         );
     }
+    let workers = match &raw.workers {
+        None => 1,
+        Some(w) => match usize::try_from(*w.get_ref()) {
+            Ok(n @ 1..=64) => n,
+            _ => {
+                d.error(
+                    w.span(),
+                    "`workers` is how many worker processes the harness starts for the scenario: 1 to 64",
+                );
+                1
+            }
+        },
+    };
+    if let Some(w) = raw.workers.as_ref().filter(|_| workers > 1) {
+        let own = !infra.is_empty() && !matches!(&workflow, WorkflowSpec::User(_)) || worker.is_some();
+        if !own {
+            d.error(
+                w.span(),
+                "`workers` needs workers the harness starts: a `[worker]` table, or infrastructure faults for the demo workflows",
+            );
+        }
+    }
+    let workflow_task_timeout = duration(&raw.workflow_task_timeout, d);
+    held_task_within_budget(raw.expect.get_ref(), &infra, &expect, workflow_task_timeout, d);
     Some(Plan {
+        workers,
+        workflow_task_timeout,
         name,
         description: raw.description.clone(),
         source: path.to_owned(),
@@ -508,6 +537,7 @@ fn expectations(
     raw: &ScenarioFile,
     workflow: &WorkflowSpec,
     faults: &FaultPlan,
+    infra: &[InfraRule],
     d: &mut Diagnostics<'_>,
 ) -> Expectations {
     let (e, section) = (raw.expect.get_ref(), raw.expect.span());
@@ -590,7 +620,88 @@ fn expectations(
         }),
         error_contains,
         time_budget: duration(&e.time_budget, d),
+        workflow_task_failures: e.workflow_task_failures.as_ref().and_then(|f| task_failures(f, d)),
+        workflow_task_timeouts: e.workflow_task_timeouts.as_ref().map(|t| *t.get_ref()),
+        drain_within: drain_within(&e.drain_within, infra, d),
     }
+}
+
+/// `workflow_task_failures`: a count, or counts by known cause.
+fn task_failures(field: &Spanned<TaskFailuresField>, d: &mut Diagnostics<'_>) -> Option<TaskFailureCount> {
+    match field.get_ref() {
+        TaskFailuresField::Total(n) => match u32::try_from(*n) {
+            Ok(n) => Some(TaskFailureCount::Total(n)),
+            Err(_) => {
+                d.error(field.span(), "`workflow_task_failures` is a count: 0 or more");
+                None
+            }
+        },
+        TaskFailuresField::ByCause(causes) => {
+            let known = workflow_task_failed_causes();
+            let mut counts = Vec::new();
+            for (cause, n) in causes {
+                if known.contains(cause.get_ref()) {
+                    counts.push((cause.get_ref().clone(), *n.get_ref()));
+                } else {
+                    d.error(
+                        cause.span(),
+                        format!(
+                            "unknown workflow task failure cause `{}`; known: {}",
+                            cause.get_ref(),
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+            Some(TaskFailureCount::ByCause(counts))
+        }
+    }
+}
+
+/// The workflow task timeout of a workflow started without one: the server's default.
+const SERVER_TASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A workflow task held until it times out must time out within the time budget.
+fn held_task_within_budget(
+    e: &ExpectSection,
+    infra: &[InfraRule],
+    expect: &Expectations,
+    task_timeout: Option<Duration>,
+    d: &mut Diagnostics<'_>,
+) {
+    let holds = infra
+        .iter()
+        .any(|r| matches!(r.action, InfraAction::WorkflowTaskTimeout(_)));
+    let timeout = task_timeout.unwrap_or(SERVER_TASK_TIMEOUT);
+    if let (true, Some(budget), Some(span)) = (holds, expect.time_budget, e.time_budget.as_ref())
+        && budget <= timeout
+    {
+        let whose = match task_timeout {
+            Some(_) => "the scenario's `workflow_task_timeout`",
+            None => "the server's default, as the scenario sets no `workflow_task_timeout`",
+        };
+        d.error(
+            span.span(),
+            format!(
+                "a `workflow_task_timeout` fault holds a workflow task until it times out, after {} ({whose}), \
+                 which leaves no time within this `time_budget`: set `workflow_task_timeout` shorter, e.g. \"1s\"",
+                humantime::format_duration(timeout)
+            ),
+        );
+    }
+}
+
+/// `drain_within`: a duration, for a scenario whose workers all go down with a backlog.
+fn drain_within(field: &Option<Spanned<String>>, infra: &[InfraRule], d: &mut Diagnostics<'_>) -> Option<Duration> {
+    let within = duration(field, d)?;
+    if !infra.iter().any(|r| matches!(r.action, InfraAction::WorkersDown(_))) {
+        d.error(
+            field.as_ref()?.span(),
+            "`drain_within` bounds how long the backlog of a `workers_down` takes to drain once the workers are \
+             back: it needs an `[[infra]]` of kind `workers_down`",
+        );
+    }
+    Some(within)
 }
 
 /// Whether the scenario's `[activity]` settings (and so its retry limit) govern this activity.
@@ -648,17 +759,21 @@ fn infra_rule(
             return None;
         }
     };
+    if let (Some(InfraAction::Deploy(_)), None) = (&action, worker) {
+        d.error(
+            r.kind.span(),
+            "`deploy` replaces the workers of a `[worker]` table by another version of them: it needs a workflow of \
+             your own with a `[worker]` (the demo workflows' worker has no other version)",
+        );
+    }
     if let (Some(action), WorkflowSpec::User(_), None) = (&action, workflow, worker)
-        && matches!(
-            action.fault().needs(),
-            Capability::CrashWorker | Capability::NetworkProxy
-        )
+        && action.fault().needs().on_own_workers()
     {
         d.error(
             r.kind.span(),
             format!(
                 "`{}` needs a worker the harness starts: add a `[worker]` table (a worker you run yourself \
-                 cannot be crashed or cut off by the harness)",
+                 cannot be stopped, replaced or cut off by the harness)",
                 action.name()
             ),
         );

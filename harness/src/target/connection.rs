@@ -128,6 +128,14 @@ impl Endpoint {
         }
     }
 
+    /// The same server, reached the same way, in another namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Self {
+        let mut other = self.clone();
+        other.namespace = namespace.to_owned();
+        other.profile.namespace = Some(namespace.to_owned());
+        other
+    }
+
     /// Whether this endpoint uses TLS.
     pub fn tls(&self) -> bool {
         self.profile

@@ -20,7 +20,9 @@ use temporalio_client::tonic::IntoRequest;
 use temporalio_common::protos::temporal::api::{
     enums::v1::TaskQueueType,
     taskqueue::v1::{PollerInfo, TaskQueue},
-    workflowservice::v1::{DescribeNamespaceRequest, DescribeTaskQueueRequest, GetSystemInfoRequest},
+    workflowservice::v1::{
+        DescribeNamespaceRequest, DescribeTaskQueueRequest, GetSystemInfoRequest, RegisterNamespaceRequest,
+    },
 };
 
 /// Errors reaching or starting a cluster; each says what to try.
@@ -225,8 +227,54 @@ impl Cluster {
     pub fn capabilities(&self) -> Vec<Capability> {
         match self.server() {
             Some(s) => s.capabilities().to_vec(),
-            None => vec![Capability::CrashWorker, Capability::NetworkProxy],
+            None => vec![
+                Capability::CrashWorker,
+                Capability::NetworkProxy,
+                Capability::WorkerCalls,
+            ],
         }
+    }
+
+    /// Whether the harness started this server (and may create namespaces on it).
+    pub fn owned(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// A namespace of its own on this server, which the harness owns: created (kept a day), and
+    /// the cluster as seen from it (a client in that namespace; the server stays this one's).
+    pub async fn in_new_namespace(&self, namespace: &str) -> Result<Cluster, TargetError> {
+        let request = RegisterNamespaceRequest {
+            namespace: namespace.to_owned(),
+            description: "a scenario's own namespace, created by temporal-chaos".into(),
+            workflow_execution_retention_period: Some(prost_wkt_types::Duration {
+                seconds: 24 * 3600,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let mut svc = self.client.connection().workflow_service();
+        if let Err(e) = svc.register_namespace(request.into_request()).await
+            && e.code() != temporalio_client::tonic::Code::AlreadyExists
+        {
+            return Err(TargetError::Unreachable {
+                address: self.address.clone(),
+                namespace: namespace.to_owned(),
+                tls: self.endpoint.tls(),
+                reason: format!("cannot create the namespace: {}", e.message()),
+            });
+        }
+        let endpoint = self.endpoint.in_namespace(namespace);
+        let (client, server_version) = connect(&endpoint).await?;
+        Ok(Self {
+            client,
+            address: self.address.clone(),
+            namespace: namespace.to_owned(),
+            ui_url: self.ui_url.clone(),
+            server_version,
+            target: self.target,
+            endpoint,
+            server: None,
+        })
     }
 
     /// Stops (and removes) the server, if the harness started it.

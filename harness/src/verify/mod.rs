@@ -14,6 +14,9 @@ use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod infra;
+mod tasks;
+
+pub use tasks::{drain, outage};
 
 /// One verified expectation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -87,13 +90,15 @@ pub fn result_value(workflow: &WorkflowSpec, h: &Histories) -> Option<serde_json
 /// wire proxy injected the faults, in its attempt log `wire`), and that every infrastructure
 /// fault was applied. `wire_gap` says why the proxy's log is missing for faults that went on the
 /// wire (a deployed proxy dropped or could not give it): the fault checks then rest on history
-/// and say so.
+/// and say so. `backlog` holds the workflows a `workers_down` started while the workers were
+/// down: each must complete (the `backlog` check, whenever there are any).
 pub fn verify(
     plan: &Plan,
     h: &Histories,
     infra: &[InfraEvent],
     wire: &[AttemptRecord],
     wire_gap: Option<&str>,
+    backlog: &[Histories],
 ) -> Vec<Check> {
     let root = &h.root;
     let close_evidence = Evidence::at(&root.workflow_id, root.close_event_id);
@@ -184,6 +189,19 @@ pub fn verify(
             observed: took.map_or_else(|| "not closed".into(), |t| format!("took {}{waited}", fmt_ms(t))),
             evidence: close_evidence,
         });
+    }
+    if let Some(expected) = &e.workflow_task_failures {
+        checks.extend(tasks::task_failures(expected, h));
+    }
+    if let Some(expected) = e.workflow_task_timeouts {
+        checks.push(tasks::task_timeouts(expected, h));
+    }
+    if let Some(within) = e.drain_within {
+        let drain = drain(&plan.infra, infra, h, backlog);
+        checks.push(tasks::drain_within(within, drain.as_ref(), root.started_at));
+    }
+    if !backlog.is_empty() {
+        checks.push(tasks::backlog(backlog));
     }
     for rule in &plan.faults.rules {
         let mut check = fault_fired(rule, &plan.faults, h);

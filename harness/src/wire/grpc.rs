@@ -123,11 +123,16 @@ pub fn ok_response(message: &impl prost::Message) -> Response<ProxyBody> {
 /// the stream: gRPC-Go clients (the `temporal` CLI, Go workers) take headers followed by an empty
 /// body as a stream closed "without sending trailers" and lose the status.
 pub fn status_response(code: Code, message: &str) -> Response<ProxyBody> {
+    status_response_of(code as u16, message)
+}
+
+/// [`status_response`] with any gRPC code.
+pub fn status_response_of(code: u16, message: &str) -> Response<ProxyBody> {
     let mut response = Response::new(Empty::new().map_err(BoxError::from).boxed_unsync());
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert("grpc-status", HeaderValue::from(code as u16));
+    headers.insert("grpc-status", HeaderValue::from(code));
     if let Ok(text) = HeaderValue::from_str(&percent_encode(message)) {
         headers.insert("grpc-message", text);
     }

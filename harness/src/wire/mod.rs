@@ -23,6 +23,7 @@
 
 pub mod admin;
 mod attempts;
+mod calls;
 mod effect;
 mod grpc;
 mod plans;
@@ -37,7 +38,10 @@ pub use effect::{Behaviour, Injection, WireEffect, wire_effect};
 pub use pollers::{PollKind, PollerSeen};
 pub use upstream::{UpstreamEndpoint, UpstreamError};
 
-use crate::target::{ConnectionSettings, Endpoint, TargetError};
+use crate::{
+    infra::{CallEvent, CallFault, WireControl},
+    target::{ConnectionSettings, Endpoint, TargetError},
+};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use service::{Proxy, WorkerConnection};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -250,10 +254,15 @@ impl WireProxy {
         self.proxy.log().records()
     }
 
-    /// The number of task polls workers have sent through the proxy, rising with each: a worker
-    /// behind the proxy is ready once it polls.
-    pub fn polls(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.proxy.polls()
+    /// The workers polling through the proxy, as a function to ask again (a worker's readiness).
+    pub fn pollers_seen(&self) -> Arc<dyn Fn() -> Vec<PollerSeen> + Send + Sync> {
+        let proxy = self.proxy.clone();
+        Arc::new(move || proxy.pollers())
+    }
+
+    /// What the faults on the workers' calls did so far, and the replays the proxy saw.
+    pub fn call_events(&self) -> Vec<CallEvent> {
+        self.proxy.calls().events()
     }
 
     /// A handle on the attempt log that outlives the proxy.
@@ -419,5 +428,15 @@ async fn accept(listeners: Vec<TcpListener>, proxy: Arc<Proxy>, until: impl Futu
     let drained = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(CLOSE_GRACE, drained).await.is_err() {
         connections.abort_all();
+    }
+}
+
+impl WireControl for WireProxy {
+    fn install(&self, rule: usize, fault: Arc<dyn CallFault>) {
+        self.proxy.calls().install(rule, fault);
+    }
+
+    fn remove(&self, rule: usize) -> Vec<CallEvent> {
+        self.proxy.calls().remove(rule)
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{
     attempts::{Answer, AttemptLog, AttemptRecord, Delivery, Live, LogLimits, Sent, Target, now_ms},
+    calls::{CallFaults, CompletedHead, FirstString},
     effect::{Behaviour, Injection, WireEffect, wire_effect},
     grpc::{self, BoxError, Code, FrameError, ProxyBody},
     plans::PlanLookup,
@@ -10,7 +11,10 @@ use super::{
     protobuf,
     upstream::{Upstream, UpstreamError, WORKFLOW_SERVICE, collect, retrying},
 };
-use crate::faults::AttemptKey;
+use crate::{
+    faults::AttemptKey,
+    infra::{CallEffect, TaskAction},
+};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, request::Parts};
 use http_body_util::BodyExt;
@@ -21,13 +25,16 @@ use std::{
     time::Duration,
 };
 use temporalio_common::protos::temporal::api::{
+    common::v1::WorkflowExecution,
+    enums::v1::WorkflowTaskFailedCause,
     failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
     workflowservice::v1::{
         PollActivityTaskQueueResponse, RecordActivityTaskHeartbeatByIdRequest, RecordActivityTaskHeartbeatRequest,
-        RespondActivityTaskCanceledByIdRequest, RespondActivityTaskCanceledRequest,
-        RespondActivityTaskCompletedByIdRequest, RespondActivityTaskCompletedRequest,
-        RespondActivityTaskFailedByIdRequest, RespondActivityTaskFailedRequest, RespondActivityTaskFailedResponse,
-        RespondWorkflowTaskCompletedResponse,
+        ResetStickyTaskQueueRequest, ResetStickyTaskQueueResponse, RespondActivityTaskCanceledByIdRequest,
+        RespondActivityTaskCanceledRequest, RespondActivityTaskCompletedByIdRequest,
+        RespondActivityTaskCompletedRequest, RespondActivityTaskFailedByIdRequest, RespondActivityTaskFailedRequest,
+        RespondActivityTaskFailedResponse, RespondWorkflowTaskCompletedRequest, RespondWorkflowTaskCompletedResponse,
+        RespondWorkflowTaskFailedRequest, RespondWorkflowTaskFailedResponse,
     },
 };
 use tokio::{sync::watch, task::JoinSet, time::Instant};
@@ -169,6 +176,7 @@ pub struct Proxy {
     closing: watch::Sender<bool>,
     polls: watch::Sender<u64>,
     pollers: Arc<Pollers>,
+    calls: CallFaults,
 }
 
 /// The worker's answer to a call the proxy could not carry out. Expected while the frontend is
@@ -195,7 +203,13 @@ impl Proxy {
             closing: watch::Sender::new(false),
             polls: watch::Sender::new(0),
             pollers: Arc::default(),
+            calls: CallFaults::new(limits.max_attempts),
         }
+    }
+
+    /// The faults on the workers' calls, and what they did.
+    pub fn calls(&self) -> &CallFaults {
+        &self.calls
     }
 
     /// The workers polling through the proxy lately.
@@ -251,20 +265,29 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         // A poll's request is read (it is small) to note which queue the worker polls; the poll
         // counts as open until its answer goes back.
-        let (body, _open) = if method.starts_with("Poll") && method.ends_with("TaskQueue") {
+        let (body, _open, namespace) = if method.starts_with("Poll") && method.ends_with("TaskQueue") {
             self.polls.send_modify(|n| *n += 1);
             let (data, trailers) = match collect(body).await {
                 Ok(collected) => collected,
                 Err(e) => return error_response(&method, &CallError::Request(e)),
             };
             let open = self.pollers.poll(&method, &data, &parts.headers);
-            (grpc::body(data, trailers), open)
+            let namespace = grpc::decode::<FirstString>(&data, &parts.headers)
+                .ok()
+                .and_then(|n| String::from_utf8(n.value.to_vec()).ok())
+                .filter(|n| !n.is_empty());
+            (grpc::body(data, trailers), open, namespace)
         } else {
-            (incoming(body), None)
+            (incoming(body), None, None)
         };
+        if let Some((code, message)) = self.calls.refusal(&method) {
+            return grpc::status_response_of(code as u16, &message);
+        }
+        let namespace = namespace.unwrap_or_else(|| self.namespace.clone());
         let result = match method.as_str() {
+            WORKFLOW_TASK_COMPLETED if self.calls.unsticking() => self.complete_then_unstick(parts, body, worker).await,
             POLL | WORKFLOW_TASK_COMPLETED => self.hand_out(&method, parts, body, worker).await,
-            WORKFLOW_POLL => self.learn_plans(parts, body).await,
+            WORKFLOW_POLL => self.workflow_task(parts, body, &namespace).await,
             m if INSPECTED.contains(&m) => self.respond(&method, parts, body, worker).await,
             _ => self
                 .upstream
@@ -343,22 +366,163 @@ impl Proxy {
         Ok(Response::from_parts(parts, grpc::body(data, trailers)))
     }
 
-    /// A workflow task handed to the worker: forwarded untouched, once the proxy has learnt the
-    /// run's fault plan from it (see [`PlanLookup::learn`]).
-    async fn learn_plans(self: &Arc<Self>, parts: Parts, body: ProxyBody) -> Result<Response<ProxyBody>, CallError> {
+    /// A workflow task handed to the worker: the proxy learns the run's fault plan from it (see
+    /// [`PlanLookup::learn`]), notes a replay, and does what a fault on the workers' calls says:
+    /// forward it untouched, fail it on the worker's behalf, or keep it from the worker (which
+    /// then gets an empty poll).
+    async fn workflow_task(
+        self: &Arc<Self>,
+        parts: Parts,
+        body: ProxyBody,
+        namespace: &str,
+    ) -> Result<Response<ProxyBody>, CallError> {
         let response = self.upstream.send(parts, body).await?;
-        let (parts, data, trailers) = match self.collect_ok(response).await? {
+        let (mut parts, data, trailers) = match self.collect_ok(response).await? {
             Ok(collected) => collected,
             Err(not_ok) => return Ok(not_ok),
         };
         let encoding = parts.headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
-        let learnt = grpc::first_message(&data, encoding)
-            .map_err(|e| e.to_string())
-            .and_then(|message| self.plans.learn(&message).map_err(|e| e.to_string()));
-        if let Err(e) = learnt {
+        let message = match grpc::first_message(&data, encoding) {
+            Ok(message) => message,
+            Err(e) => {
+                debug!(error = %e, "cannot read a workflow task; forwarding it untouched");
+                return Ok(Response::from_parts(parts, grpc::body(data, trailers)));
+            }
+        };
+        if let Err(e) = self.plans.learn(&message) {
             debug!(error = %e, "cannot read a workflow task for fault plans; forwarding it untouched");
         }
-        Ok(Response::from_parts(parts, grpc::body(data, trailers)))
+        let Some(decision) = self.calls.workflow_task(&message) else {
+            return Ok(Response::from_parts(parts, grpc::body(data, trailers)));
+        };
+        let (rule, withheld) = match decision.action {
+            None => return Ok(Response::from_parts(parts, grpc::body(data, trailers))),
+            Some((rule, TaskAction::DeliverThenUnstick)) => {
+                self.calls
+                    .unstick_after(decision.token, rule, &decision.task, namespace);
+                return Ok(Response::from_parts(parts, grpc::body(data, trailers)));
+            }
+            Some((_, TaskAction::Deliver)) => return Ok(Response::from_parts(parts, grpc::body(data, trailers))),
+            Some((rule, TaskAction::Withhold)) => (
+                rule,
+                CallEffect::TaskWithheld {
+                    attempt: decision.task.attempt,
+                },
+            ),
+            Some((rule, TaskAction::Fail(text))) => {
+                let request = RespondWorkflowTaskFailedRequest {
+                    task_token: decision.token.to_vec(),
+                    cause: WorkflowTaskFailedCause::WorkflowWorkerUnhandledFailure as i32,
+                    failure: Some(Failure {
+                        message: text,
+                        source: "temporal-chaos".into(),
+                        failure_info: Some(FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
+                            r#type: "ChaosWorkflowTaskFailure".into(),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }),
+                    identity: IDENTITY.into(),
+                    namespace: namespace.to_owned(),
+                    ..Default::default()
+                };
+                let failed = self
+                    .upstream
+                    .unary::<_, RespondWorkflowTaskFailedResponse>("RespondWorkflowTaskFailed", &request)
+                    .await;
+                if let Err(e) = failed {
+                    warn!(error = %e, workflow_id = decision.task.workflow_id, "cannot fail the workflow task; handing it to the worker");
+                    return Ok(Response::from_parts(parts, grpc::body(data, trailers)));
+                }
+                (
+                    rule,
+                    CallEffect::TaskFailed {
+                        attempt: decision.task.attempt,
+                    },
+                )
+            }
+        };
+        self.calls.note(Some(rule), Some(&decision.task.workflow_id), withheld);
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        Ok(Response::from_parts(
+            parts,
+            grpc::body(grpc::frame_bytes(&[]), trailers),
+        ))
+    }
+
+    /// A workflow task's completion while some run waits to be unstuck: forwarded, and once it
+    /// went through, the run of that task is unstuck (`ResetStickyTaskQueue`) and the worker is
+    /// told the task was not found, on which the SDKs evict the run from their cache: its next
+    /// task comes with the whole history and is replayed. An answer that hands the worker more
+    /// tasks is passed on as it is, and the run unstuck at its next completion.
+    async fn complete_then_unstick(
+        self: &Arc<Self>,
+        parts: Parts,
+        body: ProxyBody,
+        worker: &WorkerConnection,
+    ) -> Result<Response<ProxyBody>, CallError> {
+        let (data, trailers) = collect(body).await.map_err(CallError::Request)?;
+        let mut parts = parts;
+        let token = grpc::decode::<FirstString>(&data, &parts.headers)
+            .map(|t| t.value)
+            .unwrap_or_default();
+        // Activities dispatched eagerly with this answer would be lost with it: they go through
+        // the activity queue instead.
+        let data = match self
+            .calls
+            .unsticks(&token)
+            .then(|| without_eager_activities(&data, &parts.headers))
+        {
+            Some(Some(rewritten)) => {
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                rewritten
+            }
+            _ => data,
+        };
+        let response = self
+            .hand_out(WORKFLOW_TASK_COMPLETED, parts, grpc::body(data, trailers), worker)
+            .await?;
+        let Some((rule, workflow_id, run_id, namespace)) = self.calls.take_unstick(&token) else {
+            return Ok(response);
+        };
+        let (parts, body) = response.into_parts();
+        let (data, trailers) = collect(body).await.map_err(|e| CallError::Response {
+            address: self.upstream.address(),
+            reason: e.to_string(),
+        })?;
+        let ok = grpc::status_of(&parts.headers, trailers.as_ref()).is_none_or(|(code, _)| code == 0);
+        let more = grpc::decode::<CompletedHead>(&data, &parts.headers).map_or(true, |h| h.hands_out_tasks());
+        let response = Response::from_parts(parts, grpc::body(data, trailers));
+        if !ok {
+            return Ok(response);
+        }
+        if more {
+            self.calls.unstick_later(rule, workflow_id, run_id, namespace);
+            return Ok(response);
+        }
+        let request = ResetStickyTaskQueueRequest {
+            namespace,
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.clone(),
+                run_id,
+            }),
+        };
+        let reset = self
+            .upstream
+            .unary::<_, ResetStickyTaskQueueResponse>("ResetStickyTaskQueue", &request)
+            .await;
+        if let Err(e) = reset {
+            debug!(error = %e, workflow_id, "cannot reset the run's sticky queue; its cache stays");
+            return Ok(response);
+        }
+        self.calls
+            .note(Some(rule), Some(&workflow_id), CallEffect::CacheDropped);
+        Ok(grpc::status_response_of(
+            5,
+            &format!(
+                "[chaos infra #{rule}] temporal-chaos dropped this run from the worker's cache (the task completed)"
+            ),
+        ))
     }
 
     /// The whole body of an OK response with its parts and trailers; an error status (in the
@@ -668,6 +832,23 @@ impl WorkerConnection {
     pub fn closed_on_drop(&self) -> DropGuard {
         self.gone.clone().drop_guard()
     }
+}
+
+/// A workflow task's completion with none of its activities asked to be dispatched eagerly,
+/// reframed; `None` when it asks for none (or cannot be read).
+fn without_eager_activities(data: &Bytes, headers: &HeaderMap) -> Option<Bytes> {
+    use temporalio_common::protos::temporal::api::command::v1::command::Attributes as Command;
+    let mut request: RespondWorkflowTaskCompletedRequest = grpc::decode(data, headers).ok()?;
+    let mut changed = false;
+    for command in &mut request.commands {
+        if let Some(Command::ScheduleActivityTaskCommandAttributes(a)) = &mut command.attributes
+            && a.request_eager_execution
+        {
+            a.request_eager_execution = false;
+            changed = true;
+        }
+    }
+    changed.then(|| grpc::frame(&request))
 }
 
 /// Which attempt an inspected call is about, and the worker's answer (`None` for heartbeats).

@@ -85,6 +85,16 @@ pub fn check<'a>(scenario: &'a serde_json::Value, name: &str) -> &'a serde_json:
         .unwrap_or_else(|| panic!("no check {name}: {scenario:#}"))
 }
 
+/// The names of a scenario report's failed checks, in order.
+pub fn failed_checks(scenario: &serde_json::Value) -> Vec<&str> {
+    let checks = scenario["checks"].as_array().expect("checks");
+    checks
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect()
+}
+
 /// Runs `chaos run ARGS --reports <temporary folder>` to completion and reads its report.
 pub fn chaos_run(args: &[&str]) -> RunOutput {
     let reports = tempfile::tempdir().unwrap();

@@ -1,10 +1,11 @@
 //! A worker child process the harness can kill for real: its own `chaos worker`, or the user's
 //! worker command from a scenario's `[worker]` table.
 
-use super::InfraError;
+use crate::infra::{InfraError, READY_TIMEOUT, Stop, WorkerSpec};
 use crate::wait::poll;
+use crate::wire::PollerSeen;
 use nix::{sys::signal::Signal, unistd::Pid};
-use serde::Serialize;
+use std::sync::Arc;
 use std::{
     io::Read,
     path::{Path, PathBuf},
@@ -15,13 +16,12 @@ use temporalio_client::{Client, tonic::IntoRequest};
 use temporalio_common::protos::temporal::api::{
     enums::v1::TaskQueueType, taskqueue::v1::TaskQueue, workflowservice::v1::DescribeTaskQueueRequest,
 };
-use tokio::{
-    process::Child,
-    sync::{Mutex, watch},
-};
+use tokio::{process::Child, sync::Mutex};
 
-/// How long a fresh worker may take to start polling, unless its `[worker]` says otherwise.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Worker processes starting at once, at most: one per core.
+static STARTING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from))
+});
 
 /// Lines of its log shown when a worker process exits before it polls.
 const LOG_TAIL_LINES: usize = 20;
@@ -41,121 +41,6 @@ const CONNECTION_VARS: [&str; 10] = [
     "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
     "TEMPORAL_PROFILE",
 ];
-
-/// How to start a worker of the user's own. `command`, `cwd` and `env` values may hold the
-/// placeholders of [`PLACEHOLDERS`], filled in by [`WorkerSpec::expand`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct WorkerSpec {
-    /// Program and arguments; a relative program path is relative to `cwd`.
-    pub command: Vec<String>,
-    /// Working directory (relative paths in the scenario are relative to the scenario file).
-    pub cwd: PathBuf,
-    /// Extra environment variables.
-    pub env: Vec<(String, String)>,
-    /// How long the worker may take to poll its task queue once started.
-    #[serde(with = "humantime_serde")]
-    pub ready_timeout: Duration,
-    /// The fixed address the worker dials (its code names it), where the harness puts its proxy
-    /// instead of on a free port.
-    pub dials: Option<Dials>,
-}
-
-/// A loopback `host:port` a worker dials whatever it is told, e.g. `localhost:7233` in the
-/// official samples: the harness listens there, so the worker needs no change.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
-#[serde(into = "String")]
-pub struct Dials {
-    /// `localhost`, or a loopback address (`127.0.0.1`, `::1`).
-    pub host: String,
-    /// The port.
-    pub port: u16,
-}
-
-impl Dials {
-    /// Parses `host:port` (`[::1]:port` for IPv6) on this machine's loopback; the error says
-    /// what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let form = "write HOST:PORT on this machine's loopback, e.g. \"localhost:7233\" or \"127.0.0.1:7233\"";
-        let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("`{text}`: {form}"))?;
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("`{text}`: `{port}` is not a port number (1-65535)"))?;
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback =
-            bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Err(format!(
-                "`{text}`: the harness can only listen on this machine's loopback (localhost, 127.0.0.1, [::1]), \
-                 where it puts the worker's proxy"
-            ));
-        }
-        Ok(Self {
-            host: bare.to_owned(),
-            port,
-        })
-    }
-
-    /// The socket addresses it names: each address of `localhost`, or the one given.
-    pub async fn addresses(&self) -> std::io::Result<Vec<std::net::SocketAddr>> {
-        let mut found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await?
-            .filter(|a| a.ip().is_loopback())
-            .collect();
-        found.sort();
-        found.dedup();
-        Ok(found)
-    }
-}
-
-impl std::fmt::Display for Dials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.host.contains(':') {
-            true => write!(f, "[{}]:{}", self.host, self.port),
-            false => write!(f, "{}:{}", self.host, self.port),
-        }
-    }
-}
-
-impl From<Dials> for String {
-    fn from(dials: Dials) -> String {
-        dials.to_string()
-    }
-}
-
-/// What a `[worker]` may refer to, each written `{name}`: the address the worker must connect to
-/// (the harness's proxy in front of the server), its host and port, the namespace, the task queue.
-pub const PLACEHOLDERS: [&str; 5] = ["address", "host", "port", "namespace", "task_queue"];
-
-impl WorkerSpec {
-    /// The spec with every `{placeholder}` replaced by its value from `values` (pairs of a
-    /// [`PLACEHOLDERS`] name and its value).
-    pub fn expand(&self, values: &[(&str, &str)]) -> WorkerSpec {
-        let fill = |text: &str| {
-            values.iter().fold(text.to_owned(), |t, (name, value)| {
-                t.replace(&format!("{{{name}}}"), value)
-            })
-        };
-        WorkerSpec {
-            command: self.command.iter().map(|a| fill(a)).collect(),
-            cwd: self.cwd.clone(),
-            env: self.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
-            ready_timeout: self.ready_timeout,
-            dials: self.dials.clone(),
-        }
-    }
-
-    /// Placeholder names used in `text` that are not in [`PLACEHOLDERS`].
-    pub fn unknown_placeholders(text: &str) -> Vec<String> {
-        text.split('{')
-            .skip(1)
-            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
-            .filter(|name| !PLACEHOLDERS.contains(name))
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 /// What to run as a worker process.
 #[derive(Debug, Clone)]
@@ -241,8 +126,18 @@ pub enum Readiness {
     /// Its pollers show on the task queue with an identity ending in `:<pid>` (as the harness's
     /// own worker names itself).
     PollerIdentity,
-    /// The wire proxy in front of it saw it poll: the count of polls rose.
-    PollsSeen(watch::Receiver<u64>),
+    /// The wire proxy in front of it saw it poll (the proxy's pollers): a poll since its start
+    /// from an identity that had no poll open then (each SDK's default identity names its
+    /// process, and the workers already running hold their long polls open).
+    Proxied(Arc<dyn Fn() -> Vec<PollerSeen> + Send + Sync>),
+}
+
+/// What the proxy's pollers were when a worker started.
+struct Before {
+    /// When, in unix milliseconds.
+    since_ms: u64,
+    /// The identities with a poll open.
+    open: std::collections::HashSet<String>,
 }
 
 /// The worker process of one scenario (or of the scenarios sharing a task queue); its whole
@@ -250,7 +145,10 @@ pub enum Readiness {
 pub struct WorkerProcess {
     /// The running child and its pid (which is also its process group's id).
     child: Mutex<Option<(Child, u32)>>,
-    command: WorkerCommand,
+    /// What it runs at its next start.
+    command: std::sync::Mutex<WorkerCommand>,
+    /// Whether it has been started before.
+    started: std::sync::atomic::AtomicBool,
     readiness: Readiness,
     namespace: String,
     task_queue: String,
@@ -271,7 +169,8 @@ impl WorkerProcess {
     ) -> Self {
         Self {
             child: Mutex::new(None),
-            command,
+            command: std::sync::Mutex::new(command),
+            started: false.into(),
             readiness,
             namespace,
             task_queue,
@@ -280,14 +179,61 @@ impl WorkerProcess {
         }
     }
 
-    /// The worker's log file.
-    pub fn log(&self) -> &std::path::Path {
-        &self.log
+    /// What it runs at its next start.
+    fn command(&self) -> WorkerCommand {
+        self.command
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs `command` from its next start on (another version of the app).
+    pub fn set_command(&self, command: WorkerCommand) {
+        *self.command.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = command;
+    }
+
+    /// Stops the process group `how`: SIGKILL at once, or SIGTERM and SIGKILL after the grace
+    /// if it is still there; returns its pid.
+    pub async fn stop(&self, how: Stop) -> Result<u32, InfraError> {
+        let grace = match how {
+            Stop::Kill => return self.kill().await,
+            Stop::Graceful(grace) => grace,
+        };
+        let mut slot = self.child.lock().await;
+        let (child, pid) = slot
+            .as_mut()
+            .ok_or_else(|| self.error("no worker process is running".into()))?;
+        let pid = *pid;
+        if let Ok(group) = i32::try_from(pid)
+            && group > 1
+        {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(group), Signal::SIGTERM);
+        }
+        let exited = tokio::time::timeout(grace, child.wait()).await.is_ok();
+        drop(slot);
+        if exited {
+            // What it started may still be there: its group goes too.
+            let taken = self.child.lock().await.take();
+            kill_group(pid);
+            drop(taken);
+            return Ok(pid);
+        }
+        self.kill().await
     }
 
     /// Starts the process (in a process group of its own) and waits until it polls the task
     /// queue; returns its pid.
+    ///
+    /// At most one worker per core makes its first start at a time in the whole run (a start, an
+    /// SDK's imports and its first connection, is the costly part of a worker's life; many at
+    /// once starve the workers already running, whose scenarios' timings would then measure the
+    /// machine). A restart, part of an experiment's timing, does not queue.
     pub async fn start(&self) -> Result<u32, InfraError> {
+        let first = !self.started.swap(true, std::sync::atomic::Ordering::SeqCst);
+        let _turn = match first {
+            true => Some(STARTING.acquire().await.expect("the worker starts are never closed")),
+            false => None,
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -296,7 +242,12 @@ impl WorkerProcess {
         let err = log
             .try_clone()
             .map_err(|e| self.error(format!("cannot open the worker log: {e}")))?;
-        let c = &self.command;
+        let c = &self.command();
+        {
+            use std::io::Write;
+            let mut marker = &log;
+            let _ = writeln!(marker, "--- temporal-chaos: starting `{}` ---", c.display());
+        }
         let mut command = tokio::process::Command::new(&c.argv[0]);
         if let Some(dir) = &c.cwd {
             command.current_dir(dir);
@@ -304,8 +255,17 @@ impl WorkerProcess {
         for name in c.env_remove {
             command.env_remove(name);
         }
-        let polls_before = match &self.readiness {
-            Readiness::PollsSeen(polls) => Some(*polls.borrow()),
+        let before = match &self.readiness {
+            Readiness::Proxied(pollers) => Some(Before {
+                since_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                open: pollers()
+                    .into_iter()
+                    .filter(|p| p.open > 0)
+                    .map(|p| p.identity)
+                    .collect(),
+            }),
             Readiness::PollerIdentity => None,
         };
         let child = command
@@ -326,7 +286,7 @@ impl WorkerProcess {
             })?;
         let pid = child.id().unwrap_or_default();
         *self.child.lock().await = Some((child, pid));
-        self.wait_polling(pid, polls_before).await?;
+        self.wait_polling(c, pid, before).await?;
         Ok(pid)
     }
 
@@ -352,13 +312,13 @@ impl WorkerProcess {
     }
 
     /// Whether the worker process has exited, and how (with the end of its log).
-    async fn exited(&self, pid: u32) -> Option<InfraError> {
+    async fn exited(&self, command: &WorkerCommand, pid: u32) -> Option<InfraError> {
         let mut slot = self.child.lock().await;
         let status = slot.as_mut()?.0.try_wait().ok()??;
         let tail = log_tail(&self.log);
         // A worker that dials its own fixed address finds nothing there (the proxy is elsewhere).
         let refused = tail.contains("onnection refused") || tail.contains("ConnectionRefused");
-        let hint = match refused && self.command.user {
+        let hint = match refused && command.user {
             true => {
                 "; if the worker dials a fixed address instead of TEMPORAL_ADDRESS or `{address}`, say which \
                  with `dials = \"HOST:PORT\"` in its [worker], and the harness puts its proxy there"
@@ -368,7 +328,7 @@ impl WorkerProcess {
         Some(InfraError::WorkerExited {
             what: format!(
                 "worker `{}` (pid {pid}) exited with {status} before it polled task queue `{}`{hint}",
-                self.command.display(),
+                command.display(),
                 self.task_queue,
             ),
             log: self.log.display().to_string(),
@@ -376,30 +336,32 @@ impl WorkerProcess {
         })
     }
 
-    async fn wait_polling(&self, pid: u32, polls_before: Option<u64>) -> Result<(), InfraError> {
+    async fn wait_polling(&self, command: &WorkerCommand, pid: u32, before: Option<Before>) -> Result<(), InfraError> {
         let identity_suffix = format!(":{pid}");
         let svc = self.client.connection().workflow_service();
         let timed_out = || {
             self.error(format!(
                 "worker `{}` (pid {pid}) did not poll task queue `{}` within {}: does it connect to the \
                  address it is given and poll that task queue?",
-                self.command.display(),
+                command.display(),
                 self.task_queue,
-                humantime::format_duration(self.command.ready_timeout)
+                humantime::format_duration(command.ready_timeout)
             ))
         };
         poll(
             Duration::from_millis(100),
-            Some(self.command.ready_timeout),
+            Some(command.ready_timeout),
             timed_out,
             || {
-                let (mut svc, identity_suffix) = (svc.clone(), &identity_suffix);
+                let (mut svc, identity_suffix, before) = (svc.clone(), &identity_suffix, &before);
                 async move {
-                    if let Some(exited) = self.exited(pid).await {
+                    if let Some(exited) = self.exited(command, pid).await {
                         return Err(exited);
                     }
-                    let polling = match (&self.readiness, polls_before) {
-                        (Readiness::PollsSeen(polls), Some(before)) => *polls.borrow() > before,
+                    let polling = match (&self.readiness, before) {
+                        (Readiness::Proxied(pollers), Some(before)) => pollers()
+                            .iter()
+                            .any(|p| p.last_poll_ms >= before.since_ms && !before.open.contains(&p.identity)),
                         _ => {
                             let request = DescribeTaskQueueRequest {
                                 namespace: self.namespace.clone(),
