@@ -136,16 +136,6 @@ impl Fleet {
         })
     }
 
-    /// Starts every worker and waits until each polls.
-    pub async fn start_all(&self) -> Result<(), InfraError> {
-        let starts = (0..self.workers.len()).map(|i| self.start_one(i));
-        futures::future::join_all(starts)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(())
-    }
-
     /// Kills every worker still running (the end of a scenario).
     pub async fn kill_all(&self) {
         for worker in &self.workers {
@@ -186,19 +176,6 @@ impl Fleet {
             log: String::new(),
         })
     }
-
-    async fn start_one(&self, index: usize) -> Result<u32, InfraError> {
-        let worker = self.worker(index)?;
-        let version = self
-            .version
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let pid = worker.start().await?;
-        let version = version.map(|v| format!(" as `{v}`")).unwrap_or_default();
-        self.note(index, format!("started pid {pid}{version}"));
-        Ok(pid)
-    }
 }
 
 impl WorkerControl for Fleet {
@@ -220,7 +197,19 @@ impl WorkerControl for Fleet {
     }
 
     fn start(&self, index: usize) -> BoxFuture<'_, Result<u32, InfraError>> {
-        self.start_one(index).boxed()
+        async move {
+            let worker = self.worker(index)?;
+            let version = self
+                .version
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let pid = worker.start().await?;
+            let version = version.map(|v| format!(" as `{v}`")).unwrap_or_default();
+            self.note(index, format!("started pid {pid}{version}"));
+            Ok(pid)
+        }
+        .boxed()
     }
 
     fn switch(&self, version: Option<&WorkerVersion>) {

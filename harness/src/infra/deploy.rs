@@ -54,14 +54,14 @@ impl InfraFault for Deploy {
             let workers = ctl.workers()?;
             let version = self.version();
             workers.switch(Some(&version));
-            let old = ctl.stop_all(Stop::Graceful(STOP_GRACE)).await?;
-            let new = match ctl.start_all().await {
+            let old = workers.stop_all(Stop::Graceful(STOP_GRACE)).await?;
+            let new = match workers.start_all().await {
                 Ok(new) => new,
                 Err(e) => {
                     // Back to what ran, so the scenario's workflows are not left without workers.
                     workers.switch(None);
-                    let _ = ctl.stop_all(Stop::Kill).await;
-                    let _ = ctl.start_all().await;
+                    let _ = workers.stop_all(Stop::Kill).await;
+                    let _ = workers.start_all().await;
                     return Err(e);
                 }
             };
@@ -75,8 +75,8 @@ impl InfraFault for Deploy {
             }
             tokio::time::sleep(duration).await;
             workers.switch(None);
-            let replaced = ctl.stop_all(Stop::Graceful(STOP_GRACE)).await?;
-            let back = ctl.start_all().await?;
+            let replaced = workers.stop_all(Stop::Graceful(STOP_GRACE)).await?;
+            let back = workers.start_all().await?;
             Ok(format!(
                 "{deployed}; rolled back after {} (pid {} stopped, pid {} polling)",
                 humantime::format_duration(duration),

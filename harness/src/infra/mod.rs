@@ -38,7 +38,7 @@ pub use workflow_task_failure::WorkflowTaskFailure;
 pub use workflow_task_timeout::WorkflowTaskTimeout;
 
 use crate::kind::{Kinds, kinds};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use serde::{Deserialize, Serialize};
 use std::{fmt, time::Duration};
 
@@ -134,6 +134,22 @@ pub trait WorkerControl: Send + Sync {
     /// Makes `version` (another command of the app) the one in force for later starts; `None`
     /// goes back to the scenario's `[worker]`.
     fn switch(&self, version: Option<&WorkerVersion>);
+
+    /// Stops every worker `how`; returns their pids.
+    fn stop_all(&self, how: Stop) -> BoxFuture<'_, Result<Vec<u32>, InfraError>> {
+        let stops = (0..self.count()).map(move |i| self.stop(i, how));
+        futures::future::join_all(stops)
+            .map(|stopped| stopped.into_iter().collect())
+            .boxed()
+    }
+
+    /// Starts every worker and waits until each polls; returns their pids.
+    fn start_all(&self) -> BoxFuture<'_, Result<Vec<u32>, InfraError>> {
+        let starts = (0..self.count()).map(|i| self.start(i));
+        futures::future::join_all(starts)
+            .map(|started| started.into_iter().collect())
+            .boxed()
+    }
 }
 
 /// Starts more workflows like the scenario's, for a kind that needs a backlog.
@@ -167,20 +183,6 @@ impl InfraControl<'_> {
     /// The wire proxy, or the error of a kind that needs it.
     pub fn wire(&self) -> Result<&dyn WireControl, InfraError> {
         self.wire.ok_or(InfraError::Unsupported(Capability::WorkerCalls))
-    }
-
-    /// Stops every worker `how`; returns their pids.
-    pub async fn stop_all(&self, how: Stop) -> Result<Vec<u32>, InfraError> {
-        let workers = self.workers()?;
-        let stops = (0..workers.count()).map(|i| workers.stop(i, how));
-        futures::future::join_all(stops).await.into_iter().collect()
-    }
-
-    /// Starts every worker and waits until each polls; returns their pids.
-    pub async fn start_all(&self) -> Result<Vec<u32>, InfraError> {
-        let workers = self.workers()?;
-        let starts = (0..workers.count()).map(|i| workers.start(i));
-        futures::future::join_all(starts).await.into_iter().collect()
     }
 
     /// Puts `fault` on the workers' calls for `duration`; returns what it did.

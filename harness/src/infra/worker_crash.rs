@@ -27,9 +27,9 @@ impl InfraFault for WorkerCrash {
         duration: Duration,
     ) -> BoxFuture<'a, Result<String, InfraError>> {
         async move {
-            let killed = ctl.stop_all(Stop::Kill).await?;
+            let killed = ctl.workers()?.stop_all(Stop::Kill).await?;
             tokio::time::sleep(duration).await;
-            let started = ctl.start_all().await?;
+            let started = ctl.workers()?.start_all().await?;
             let (s, fresh) = match started.len() {
                 1 => ("", "fresh worker"),
                 _ => ("s", "fresh workers"),

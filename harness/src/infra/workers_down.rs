@@ -33,7 +33,7 @@ impl InfraFault for WorkersDown {
     ) -> BoxFuture<'a, Result<String, InfraError>> {
         async move {
             let began = Instant::now();
-            let stopped = ctl.stop_all(Stop::Graceful(STOP_GRACE)).await?;
+            let stopped = ctl.workers()?.stop_all(Stop::Graceful(STOP_GRACE)).await?;
             let mut started = Vec::new();
             if self.backlog > 0 {
                 let starter = ctl.workflows.ok_or(InfraError::Unsupported(Capability::CrashWorker))?;
@@ -44,7 +44,7 @@ impl InfraFault for WorkersDown {
                 }
             }
             tokio::time::sleep_until((began + duration).into()).await;
-            let back = ctl.start_all().await?;
+            let back = ctl.workers()?.start_all().await?;
             Ok(format!(
                 "workers down for {:.1} s (pid {} stopped; pid {} polling again); {} workflow(s) started meanwhile{}",
                 began.elapsed().as_secs_f64(),

@@ -5,7 +5,7 @@ use super::{LoadSettings, Started, account_faults, load_faults};
 use crate::{
     history::{CloseStatus, Histories, HistoryError},
     infra::{InfraEvent, InfraOutcome},
-    report::RunHead,
+    report::{RunHead, nearest_rank},
 };
 use minijinja::{Environment, context};
 use serde::Serialize;
@@ -147,11 +147,8 @@ pub(super) fn build(
 }
 
 fn percentiles(mut ms: Vec<u64>) -> Latency {
-    if ms.is_empty() {
-        return Latency::default();
-    }
     ms.sort_unstable();
-    let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+    let at = |q: f64| nearest_rank(&ms, q).unwrap_or(0);
     Latency {
         p50: at(0.50),
         p90: at(0.90),

@@ -11,7 +11,7 @@ mod observations;
 pub mod webhook;
 
 pub use observations::{
-    BacklogCount, DuplicateExecution, InjectedTasks, Latencies, Observations, RpcErrors, ScheduleToStart,
+    BacklogCount, DuplicateExecution, InjectedTasks, Latencies, Observations, RpcErrors, ScheduleToStart, nearest_rank,
 };
 
 use crate::{

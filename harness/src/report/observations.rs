@@ -103,15 +103,22 @@ pub struct Latencies {
 
 impl Latencies {
     /// The summary of `latencies`; `None` when there are none.
-    pub fn of(mut latencies: Vec<Duration>) -> Option<Self> {
-        latencies.sort_unstable();
-        let ms = |d: &Duration| d.as_millis() as u64;
+    pub fn of(latencies: Vec<Duration>) -> Option<Self> {
+        let mut ms: Vec<u64> = latencies.iter().map(|d| d.as_millis() as u64).collect();
+        ms.sort_unstable();
         Some(Self {
-            count: latencies.len(),
-            p50_ms: ms(latencies.get((latencies.len().checked_sub(1)?) / 2)?),
-            max_ms: ms(latencies.last()?),
+            count: ms.len(),
+            p50_ms: nearest_rank(&ms, 0.5)?,
+            max_ms: *ms.last()?,
         })
     }
+}
+
+/// The `q` quantile (0 to 1) of `sorted` by the nearest-rank method (the median of an even count
+/// is the lower one); `None` when empty.
+pub fn nearest_rank(sorted: &[u64], q: f64) -> Option<u64> {
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied()
 }
 
 /// The backlog of a `workers_down`.

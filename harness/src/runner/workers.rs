@@ -6,7 +6,7 @@ use super::{Execution, RunError, RunSettings, default_jobs, execute, faults_on_t
 use crate::{
     fleet::{Fleet, FleetSpec},
     history::Histories,
-    infra::{Dials, InfraControl, WorkerSpec, proxy::FaultProxy},
+    infra::{Dials, InfraControl, WorkerControl, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
     target::{Cluster, task_queue_pollers},
     wire::{AttemptRecord, ProxyAdmin, WireError, WireProxy},
@@ -304,7 +304,7 @@ pub(super) async fn with_own_worker(
     let result = match fleet {
         Ok(fleet) => {
             let result = match fleet.start_all().await {
-                Ok(()) => {
+                Ok(_) => {
                     let ctl = InfraControl {
                         server: cluster.server(),
                         workers: Some(&fleet),
