@@ -24,6 +24,7 @@ pub mod load;
 pub mod plan;
 pub mod replay;
 pub mod report;
+pub mod resources;
 pub mod runner;
 pub mod scenario;
 pub mod serve;

@@ -161,7 +161,10 @@ fn main() -> ExitCode {
             runtime.block_on(run(&paths, &options, true))
         }
         Command::Load(options) => match runtime.block_on(load::execute(&options)) {
-            Ok((report, _)) => verdict(report.passed),
+            Ok((report, _)) => match report.interrupted {
+                Some(signal) => stopped(signal),
+                None => verdict(report.passed),
+            },
             Err(LoadError::Session(SessionError::Interrupted(signal))) => stopped(signal),
             Err(e) => error(e),
         },

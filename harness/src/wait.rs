@@ -30,11 +30,13 @@ where
 }
 
 /// A signal that stops the harness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum StopSignal {
     /// SIGINT (Ctrl-C).
+    #[serde(rename = "SIGINT")]
     Interrupt,
     /// SIGTERM (how platforms and CI jobs stop a process).
+    #[serde(rename = "SIGTERM")]
     Terminate,
 }
 

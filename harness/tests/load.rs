@@ -5,31 +5,48 @@ mod common;
 
 use common::repo;
 use serde_json::Value;
-use std::process::Command;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 use temporal_chaos::store::{Location, ReportFile, Store};
+
+/// `chaos load` with 100 workflows (or `extra`'s count or duration) at fault rate 0.2 and `seed`
+/// into a fresh report folder; the command's status and the folder it wrote.
+fn load_command(seed: &str, extra: &[&str], reports: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chaos"));
+    command.args(["load", "--fault-rate", "0.2", "--seed", seed]);
+    if !extra.iter().any(|a| *a == "--workflows" || *a == "--duration") {
+        command.args(["--workflows", "100"]);
+    }
+    command
+        .args(extra)
+        .arg("--reports")
+        .arg(reports)
+        .current_dir(repo())
+        .env_remove("TEMPORAL_ADDRESS");
+    command
+}
+
+/// The one run folder under `reports`.
+fn run_folder(reports: &Path) -> PathBuf {
+    std::fs::read_dir(reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap()
+}
 
 fn load(seed: &str, extra: &[&str]) -> Value {
     let reports = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args(["load", "--workflows", "100", "--fault-rate", "0.2", "--seed", seed])
-        .args(extra)
-        .arg("--reports")
-        .arg(reports.path())
-        .current_dir(repo())
-        .env_remove("TEMPORAL_ADDRESS")
-        .output()
-        .unwrap();
+    let out = load_command(seed, extra, reports.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "load failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = std::fs::read_dir(reports.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
-        .unwrap();
+    let run = run_folder(reports.path());
     for file in ["load.json", "load.md", "load.html"] {
         assert!(run.join(file).is_file(), "{file} written");
     }
@@ -46,7 +63,10 @@ fn load(seed: &str, extra: &[&str]) -> Value {
             (report["run_id"].as_str().unwrap(), "load")
         );
         assert!(
-            runs[0].summary.headline.starts_with("100 workflows · "),
+            runs[0]
+                .summary
+                .headline
+                .starts_with(&format!("{} workflows · ", report["started"])),
             "{}",
             runs[0].summary.headline
         );
@@ -71,8 +91,7 @@ fn a_small_load_loses_nothing_and_its_faults_match_the_history() {
         100
     );
     assert_eq!(
-        first["fault_mismatches"].as_array().unwrap().len(),
-        0,
+        first["fault_mismatches"]["count"], 0,
         "{:#?}",
         first["fault_mismatches"]
     );
@@ -112,12 +131,131 @@ fn the_wire_proxy_injects_the_same_fault_schedule_and_loses_nothing() {
     let wire = load("7", &["--inject", "wire"]);
     assert_eq!(wire["settings"]["inject"], "wire");
     assert_eq!((wire["lost"].as_u64(), wire["stuck"].as_u64()), (Some(0), Some(0)));
-    assert_eq!(
-        wire["fault_mismatches"],
-        Value::Array(vec![]),
-        "{:#}",
-        wire["fault_mismatches"]
-    );
+    assert_eq!(wire["fault_mismatches"]["count"], 0, "{:#}", wire["fault_mismatches"]);
     assert_eq!(wire["faults_injected"], sdk["faults_injected"]);
     assert_eq!(wire["attempts"], sdk["attempts"]);
+}
+
+#[test]
+fn worker_processes_killed_cut_off_and_restarted_mid_load_lose_nothing() {
+    let report = load(
+        "7",
+        &[
+            "--duration",
+            "12s",
+            "--rate",
+            "5",
+            "--workers",
+            "2",
+            "--sample-every",
+            "500ms",
+            "--infra",
+            "worker_crash after 2s for 1s",
+            "--infra",
+            r#"network after 5s for 2s { mode = "blackhole" }"#,
+            "--infra",
+            r#"worker_restart after 8s for 4s { every = "2s", share = 0.5 }"#,
+        ],
+    );
+    let started = report["started"].as_u64().unwrap();
+    assert!(started > 10, "{started} started");
+    assert_eq!((report["lost"].as_u64(), report["stuck"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        report["outcomes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        started
+    );
+    assert_eq!(
+        report["fault_mismatches"]["count"], 0,
+        "{:#}",
+        report["fault_mismatches"]
+    );
+    assert_eq!(report["settings"]["workers"], 2);
+    for (i, done) in [
+        "killed workers pid",
+        "network blackhole",
+        "worker restart(s) of 2 worker(s)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let event = &report["infra_events"][i];
+        assert_eq!(event["outcome"]["status"], "applied", "{event:#}");
+        assert!(event["outcome"]["detail"].as_str().unwrap().contains(done), "{event:#}");
+    }
+    let worker_events: Vec<&str> = report["worker_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    assert!(
+        worker_events.iter().filter(|w| w.starts_with("killed pid")).count() == 2,
+        "{worker_events:?}"
+    );
+    assert!(
+        worker_events.iter().any(|w| w.starts_with("stopped pid")),
+        "{worker_events:?}"
+    );
+    // Sampled as it went: the harness's memory and the workers' memory.
+    let samples = report["samples"]["samples"].as_array().unwrap();
+    assert!(samples.len() > 5, "{} samples", samples.len());
+    assert!(samples.iter().all(|s| s["rss_bytes"].as_u64().is_some_and(|b| b > 0)));
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["workers_rss_bytes"].as_u64().is_some_and(|b| b > 0))
+    );
+    assert!(
+        report["rss_growth"]["percent"].is_number(),
+        "{:#}",
+        report["rss_growth"]
+    );
+}
+
+#[test]
+fn a_soak_stopped_by_a_signal_reports_on_every_workflow_it_started() {
+    let reports = tempfile::tempdir().unwrap();
+    let mut child = load_command("3", &["--duration", "10m", "--rate", "4"], reports.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once its report folder is there (the session is opening), give it time to start some.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(reports.path()).unwrap().next().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never opened its session"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("INTERRUPTED by SIGINT"), "{stdout}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_folder(reports.path()).join("load.json")).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], "SIGINT");
+    assert_eq!(report["passed"], false);
+    let started = report["started"].as_u64().unwrap();
+    assert!(started > 0);
+    assert_eq!((report["lost"].as_u64(), report["stuck"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        report["outcomes"]["completed"].as_u64(),
+        Some(started),
+        "{:#}",
+        report["outcomes"]
+    );
 }

@@ -143,6 +143,11 @@ impl Fleet {
         }
     }
 
+    /// The pids of the workers running now.
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(WorkerProcess::pid).collect()
+    }
+
     /// The changes so far, in order.
     pub fn events(&self) -> Vec<WorkerEvent> {
         self.events

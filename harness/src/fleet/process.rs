@@ -187,6 +187,11 @@ impl WorkerProcess {
             .clone()
     }
 
+    /// Its pid while it runs (`None` while it is being started or stopped, or not running).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.try_lock().ok()?.as_ref().map(|(_, pid)| *pid)
+    }
+
     /// Runs `command` from its next start on (another version of the app).
     pub fn set_command(&self, command: WorkerCommand) {
         *self.command.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = command;

@@ -268,7 +268,10 @@ pub enum InfraError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimedRuleError {
     /// Not of the form.
-    #[error("`{0}`: write KIND after DURATION for DURATION, e.g. \"server_pause after 5s for 3s\"")]
+    #[error(
+        "`{0}`: write KIND after DURATION for DURATION [{{ FIELD = VALUE, ... }}], e.g. \"server_pause after 5s for \
+         3s\" or \"worker_restart after 5s for 20s {{ every = \"5s\", share = 0.5 }}\""
+    )]
     Form(String),
     /// A duration that does not parse.
     #[error("`{text}`: {reason}")]
@@ -278,20 +281,38 @@ pub enum TimedRuleError {
         /// Why.
         reason: String,
     },
-    /// A kind that does not exist or needs fields.
-    #[error(
-        "`{0}` is not an infrastructure fault kind without fields; use one of: server_pause, server_restart, worker_crash"
-    )]
-    Kind(String),
+    /// A kind that does not exist.
+    #[error("`{kind}` is not an infrastructure fault kind; use one of: {}", InfraAction::NAMES.join(", "))]
+    Kind {
+        /// The kind given.
+        kind: String,
+    },
+    /// Fields that do not fit the kind (see `chaos kinds` for each kind's fields).
+    #[error("`{kind}`: {reason} (see `chaos kinds` for its fields)")]
+    Fields {
+        /// The kind.
+        kind: String,
+        /// What is wrong with its fields.
+        reason: String,
+    },
 }
 
 impl Trigger {
-    /// Parses `KIND after D for D2` (the command-line form of a timed infrastructure fault), e.g.
-    /// `server_pause after 5s for 3s`. Kinds with fields of their own (network) need a scenario file.
+    /// Parses `KIND after D for D2 [{ FIELDS }]` (the command-line form of a timed
+    /// infrastructure fault), e.g. `server_pause after 5s for 3s`, or `worker_restart after 5s
+    /// for 20s { every = "5s" }` with the kind's fields as a TOML inline table.
     pub fn parse_timed(text: &str, id: usize) -> Result<InfraRule, TimedRuleError> {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let [kind, "after", after, "for", duration] = words.as_slice() else {
-            return Err(TimedRuleError::Form(text.to_owned()));
+        let form = || TimedRuleError::Form(text.to_owned());
+        let mut words = text.splitn(6, char::is_whitespace).filter(|w| !w.is_empty());
+        let (Some(kind), Some("after"), Some(after), Some("for"), Some(duration)) =
+            (words.next(), words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(form());
+        };
+        let fields = match words.next().map(str::trim) {
+            None => "{}",
+            Some(fields) if fields.starts_with('{') && fields.ends_with('}') => fields,
+            Some(_) => return Err(form()),
         };
         let parse = |d: &str| {
             humantime::parse_duration(d).map_err(|e| TimedRuleError::Duration {
@@ -299,10 +320,17 @@ impl Trigger {
                 reason: e.to_string(),
             })
         };
-        let no_fields = toml::de::ValueDeserializer::parse("{}").expect("an empty inline table parses");
-        let action = InfraAction::parse(kind, no_fields)
-            .and_then(Result::ok)
-            .ok_or_else(|| TimedRuleError::Kind((*kind).to_owned()))?;
+        let bad_fields = |reason: String| TimedRuleError::Fields {
+            kind: kind.to_owned(),
+            reason,
+        };
+        let fields = toml::de::ValueDeserializer::parse(fields).map_err(|e| bad_fields(e.message().to_owned()))?;
+        let action = InfraAction::parse(kind, fields)
+            .ok_or_else(|| TimedRuleError::Kind { kind: kind.to_owned() })?
+            .map_err(|e| bad_fields(e.message().to_owned()))?;
+        action
+            .validate()
+            .map_err(|e| bad_fields(format!("`{}` {}", e.field, e.message)))?;
         Ok(InfraRule {
             id,
             trigger: Trigger::After(parse(after)?),
@@ -441,5 +469,38 @@ pub async fn apply(rule: &InfraRule, ctl: &InfraControl<'_>, began: std::time::I
         ended_ms: Some(began.elapsed().as_millis() as u64),
         at_unix_ms,
         outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_rule_takes_the_kinds_fields_as_an_inline_table() {
+        let rule = Trigger::parse_timed(r#"worker_restart after 5s for 20s { every = "4s", share = 0.5 }"#, 2).unwrap();
+        assert_eq!(rule.id, 2);
+        assert_eq!(rule.trigger, Trigger::After(Duration::from_secs(5)));
+        assert_eq!(rule.duration, Duration::from_secs(20));
+        let InfraAction::WorkerRestart(restart) = rule.action else {
+            panic!("{:?}", rule.action)
+        };
+        assert_eq!((restart.every, restart.share), (Duration::from_secs(4), 0.5));
+        assert!(Trigger::parse_timed("worker_crash after 1s for 2s", 1).is_ok());
+    }
+
+    #[test]
+    fn a_timed_rule_names_what_is_wrong() {
+        let error = |text: &str| Trigger::parse_timed(text, 1).unwrap_err().to_string();
+        assert!(error("server_pause after 5s").contains("write KIND after DURATION"));
+        assert!(error("server_pause after 5s for 3s every=1s").contains("write KIND after DURATION"));
+        assert!(error("server_nap after 5s for 3s").contains("use one of: server_pause, server_restart"));
+        let missing = error("worker_restart after 5s for 20s");
+        assert!(missing.contains("`worker_restart`: missing field `every`"), "{missing}");
+        let unknown = error(r#"worker_restart after 5s for 20s { every = "1s", shares = 1 }"#);
+        assert!(unknown.contains("unknown field `shares`"), "{unknown}");
+        let range = error(r#"worker_restart after 5s for 20s { every = "1s", share = 2.0 }"#);
+        assert!(range.contains("`share`"), "{range}");
+        assert!(error("server_pause after soon for 3s").contains("`soon`"));
     }
 }

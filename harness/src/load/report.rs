@@ -1,30 +1,24 @@
-//! The load report: throughput, latency percentiles, attempts, faults, and the account of every
-//! workflow (lost or stuck ones fail the run). Written as `load.json`, `load.md`, `load.html`.
+//! The load report: throughput, latency percentiles, attempts, faults, the account of every
+//! workflow (lost or stuck ones fail the run), and the harness's resources over the run. Written
+//! as `load.json`, `load.md`, `load.html`.
 
-use super::{LoadSettings, Started, account_faults, load_faults};
+use super::{
+    LoadSettings,
+    samples::{Growth, Samples},
+    tally::{Latency, Problems, Tally},
+};
 use crate::{
-    history::{CloseStatus, Histories, HistoryError},
+    fleet::WorkerEvent,
+    history::CloseStatus,
     infra::{InfraEvent, InfraOutcome},
-    report::{RunHead, nearest_rank},
+    report::RunHead,
+    wait::StopSignal,
 };
 use minijinja::{Environment, context};
 use serde::Serialize;
 use std::{collections::BTreeMap, fmt::Write, path::Path, time::Duration};
 
 const TEMPLATE: &str = include_str!("load.html");
-
-/// Latency percentiles in milliseconds, workflow start to close (server time).
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct Latency {
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// Slowest.
-    pub max: u64,
-}
 
 /// Everything a load run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +31,7 @@ pub struct LoadReport {
     /// Wall time from the first start to the last close.
     pub duration_ms: u64,
     /// Workflows started.
-    pub started: usize,
+    pub started: u64,
     /// Closed workflows per second over the run.
     pub throughput_per_s: f64,
     /// Start-to-close latency.
@@ -50,21 +44,38 @@ pub struct LoadReport {
     pub lost: u64,
     /// Not closed as completed or failed by their deadline (running, timed out, terminated).
     pub stuck: u64,
+    /// The first stuck workflows, by id.
+    pub stuck_workflows: Vec<String>,
     /// Attempts per activity type, from history.
     pub attempts: BTreeMap<String, u64>,
     /// Faults injected (attempts the seed fired on), by kind.
     pub faults_injected: BTreeMap<String, u64>,
+    /// Attempts that failed without a seeded fault while infrastructure faults ran (a worker
+    /// killed, cut off or restarted under them); without infrastructure faults these are
+    /// mismatches.
+    pub attempts_failed_by_infra: u64,
     /// Attempts where the seed's schedule and the history disagree (should be none).
-    pub fault_mismatches: Vec<String>,
+    pub fault_mismatches: Problems,
     /// Problems starting or reading workflows.
-    pub errors: Vec<String>,
+    pub errors: Problems,
     /// What each infrastructure fault did during the run.
     pub infra_events: Vec<InfraEvent>,
-    /// CPU seconds of the harness process (runner and in-process worker) during the run.
+    /// The load's worker processes started and stopped (with --workers or faults on workers).
+    pub worker_events: Vec<WorkerEvent>,
+    /// CPU seconds of the harness process (runner, proxies and in-process worker) during the run.
     pub harness_cpu_s: Option<f64>,
     /// CPU seconds of the server process during the run, when the harness owns it.
     pub server_cpu_s: Option<f64>,
-    /// True when nothing was lost or stuck and every fault is accounted for.
+    /// The harness's peak resident memory (`VmHWM`), in bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// The harness's resident memory after warm-up against at the end of the starting.
+    pub rss_growth: Option<Growth>,
+    /// The harness's resources over the run.
+    pub samples: Samples,
+    /// The signal that ended the starting early, if one did.
+    pub interrupted: Option<StopSignal>,
+    /// True when nothing was lost or stuck, every fault is accounted for, and the load was not
+    /// interrupted.
     pub passed: bool,
 }
 
@@ -72,88 +83,57 @@ pub(super) fn build(
     head: RunHead,
     settings: &LoadSettings,
     wall: Duration,
-    started: &[Started],
-    start_errors: &[String],
+    started: u64,
+    tally: Tally,
     visibility: Result<BTreeMap<String, u64>, temporalio_client::errors::ClientError>,
-    histories: &[Result<Histories, HistoryError>],
+    samples: Samples,
 ) -> LoadReport {
-    let faults = &load_faults(settings);
-    let mut errors: Vec<String> = start_errors.to_vec();
-    let (mut outcomes, mut attempts) = (BTreeMap::new(), BTreeMap::new());
-    let (mut fired, mut mismatches, mut latencies) = (0, Vec::new(), Vec::new());
-    for h in histories {
-        let h = match h {
-            Ok(h) => h,
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        };
-        let status = h.root.close.as_ref().map_or(CloseStatus::Running, |c| c.status());
-        *outcomes.entry(status).or_insert(0u64) += 1;
-        for act in h.activities() {
-            *attempts.entry(act.activity_type.clone()).or_insert(0u64) += u64::from(act.attempts);
-        }
-        let (n, mut m) = account_faults(faults, h);
-        fired += n;
-        mismatches.append(&mut m);
-        if let Some(d) = h.root.duration() {
-            latencies.push(d.as_millis() as u64);
-        }
-    }
-    if latencies.is_empty() {
-        latencies = started.iter().map(|s| s.latency.as_millis() as u64).collect();
-    }
+    let mut errors = tally.errors.clone();
     let (visibility, lost) = match visibility {
         Ok(v) => {
             let seen: u64 = v.values().sum();
-            let lost = (started.len() as u64).saturating_sub(seen);
-            (v, lost)
+            (v, started.saturating_sub(seen))
         }
         Err(e) => {
             errors.push(format!("visibility count failed: {e}"));
-            (BTreeMap::new(), started.len() as u64)
+            (BTreeMap::new(), started)
         }
     };
-    let stuck = outcomes
+    let stuck = tally.stuck_count();
+    // The span the workflows were being started over: the warm-up and the end are read within it.
+    let starting = samples
+        .samples
         .iter()
-        .filter(|(k, _)| !matches!(k, CloseStatus::Completed | CloseStatus::Failed))
-        .map(|(_, n)| n)
-        .sum();
-    let first_start = started.iter().map(|s| s.began).min();
-    let last_close = started.iter().map(|s| s.began + s.latency).max();
-    let span = first_start.zip(last_close).map_or(wall, |(a, b)| b - a);
-    let passed = lost == 0 && stuck == 0 && mismatches.is_empty() && errors.is_empty() && !started.is_empty();
+        .rev()
+        .find(|s| s.started < started)
+        .map_or(wall.as_secs_f64(), |s| s.at_s);
+    let passed = lost == 0 && stuck == 0 && tally.mismatches.is_empty() && errors.is_empty() && started > 0;
     LoadReport {
         head,
         settings: settings.clone(),
-        duration_ms: span.as_millis() as u64,
-        started: started.len(),
-        throughput_per_s: started.len() as f64 / span.as_secs_f64().max(0.001),
-        latency_ms: percentiles(latencies),
+        duration_ms: wall.as_millis() as u64,
+        started,
+        throughput_per_s: tally.closed() as f64 / wall.as_secs_f64().max(0.001),
+        latency_ms: tally.latency(),
         visibility,
-        outcomes,
+        outcomes: tally.outcomes.clone(),
         lost,
         stuck,
-        attempts,
-        faults_injected: BTreeMap::from([("error LoadFault".to_owned(), fired)]),
-        fault_mismatches: mismatches.into_iter().take(20).collect(),
-        errors: errors.into_iter().take(20).collect(),
+        stuck_workflows: tally.stuck.first.clone(),
+        attempts: tally.attempts.clone(),
+        faults_injected: BTreeMap::from([("error LoadFault".to_owned(), tally.fired)]),
+        attempts_failed_by_infra: tally.failed_by_infra,
+        fault_mismatches: tally.mismatches,
+        errors,
         infra_events: Vec::new(),
+        worker_events: Vec::new(),
         harness_cpu_s: None,
         server_cpu_s: None,
+        peak_rss_bytes: None,
+        rss_growth: samples.growth_after_warmup(starting),
+        samples,
+        interrupted: None,
         passed,
-    }
-}
-
-fn percentiles(mut ms: Vec<u64>) -> Latency {
-    ms.sort_unstable();
-    let at = |q: f64| nearest_rank(&ms, q).unwrap_or(0);
-    Latency {
-        p50: at(0.50),
-        p90: at(0.90),
-        p99: at(0.99),
-        max: *ms.last().unwrap_or(&0),
     }
 }
 
@@ -161,18 +141,29 @@ impl LoadReport {
     /// The report as Markdown.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        let verdict = if self.passed { "PASSED" } else { "FAILED" };
+        let verdict = match (self.passed, self.interrupted) {
+            (_, Some(signal)) => format!("INTERRUPTED by {signal}"),
+            (true, None) => "PASSED".into(),
+            (false, None) => "FAILED".into(),
+        };
         let s = &self.settings;
         let _ = writeln!(out, "# temporal-chaos load `{}`: {verdict}\n", s.run_id);
         let _ = writeln!(
             out,
-            "{} workflows ({:?} mix), fault rate {}, seed {}, concurrency {}{}\n",
+            "{} workflows ({:?} mix){}, fault rate {}, seed {}, concurrency {}{}, {}\n",
             self.started,
             s.mix,
+            s.duration
+                .map(|d| format!(" over {}", humantime::format_duration(d)))
+                .unwrap_or_default(),
             s.fault_rate,
             s.seed,
             s.concurrency,
-            s.rate.map(|r| format!(", rate {r}/s")).unwrap_or_default()
+            s.rate.map(|r| format!(", rate {r}/s")).unwrap_or_default(),
+            match s.workers {
+                Some(n) => format!("{n} worker process(es) behind the proxies"),
+                None => "in-process worker".into(),
+            }
         );
         let _ = writeln!(out, "| figure | value |\n|---|---|");
         let cpu = |c: Option<f64>| c.map_or_else(|| "-".into(), |c| format!("{c:.1} s"));
@@ -196,9 +187,32 @@ impl LoadReport {
             ("attempts", fmt_map(&self.attempts)),
             ("faults injected", fmt_map(&self.faults_injected)),
             (
-                "fault schedule vs history mismatches",
-                self.fault_mismatches.len().to_string(),
+                "attempts failed by infrastructure faults",
+                self.attempts_failed_by_infra.to_string(),
             ),
+            (
+                "fault schedule vs history mismatches",
+                self.fault_mismatches.count.to_string(),
+            ),
+            ("harness peak memory", mib(self.peak_rss_bytes)),
+            (
+                "harness memory after warm-up / at the end",
+                match &self.rss_growth {
+                    Some(g) => format!(
+                        "{} / {} ({:+.1}%)",
+                        mib(Some(g.warm_rss_bytes)),
+                        mib(Some(g.end_rss_bytes)),
+                        g.percent
+                    ),
+                    None => "- (too few samples)".into(),
+                },
+            ),
+            ("harness file descriptors / tasks (max)", {
+                let samples = &self.samples.samples;
+                let fds = samples.iter().filter_map(|s| s.open_fds).max();
+                let tasks = samples.iter().map(|s| s.tasks).max();
+                format!("{} / {}", fds.map_or("-".into(), |n| n.to_string()), tasks.unwrap_or(0))
+            }),
             (
                 "harness CPU (per 1000 workflows)",
                 format!("{} ({})", cpu(self.harness_cpu_s), per_1000(self.harness_cpu_s)),
@@ -221,8 +235,19 @@ impl LoadReport {
             };
             let _ = writeln!(out, "- infra {}: {what}", e.rule);
         }
-        for line in self.fault_mismatches.iter().chain(&self.errors) {
-            let _ = writeln!(out, "- {line}");
+        for e in &self.worker_events {
+            let _ = writeln!(out, "- worker {}: {}", e.worker, e.what);
+        }
+        for (what, problems) in [("mismatch", &self.fault_mismatches), ("error", &self.errors)] {
+            for line in &problems.first {
+                let _ = writeln!(out, "- {what}: {line}");
+            }
+            if problems.count > problems.first.len() as u64 {
+                let _ = writeln!(out, "- ... {} {what}s in all", problems.count);
+            }
+        }
+        for id in &self.stuck_workflows {
+            let _ = writeln!(out, "- stuck: {id}");
         }
         out
     }
@@ -242,11 +267,101 @@ impl LoadReport {
             .get_template("load.html")
             .and_then(|t| {
                 let faults: u64 = self.faults_injected.values().sum();
-                t.render(context! { r => self, table => self.markdown(), faults => faults })
+                t.render(context! { r => self, table => self.markdown(), faults => faults, charts => self.charts() })
             })
             .unwrap_or_else(|e| format!("<!doctype html><p>cannot render: {e}</p>"));
         std::fs::write(dir.join("load.html"), html)
     }
+}
+
+/// One line chart of the load page: a figure over the run.
+#[derive(Debug, Serialize)]
+struct Chart {
+    title: &'static str,
+    width: u32,
+    height: u32,
+    /// SVG polyline points.
+    points: String,
+    min: String,
+    max: String,
+    last: String,
+}
+
+impl Chart {
+    const WIDTH: u32 = 900;
+    const HEIGHT: u32 = 90;
+
+    /// A chart of `values` (seconds into the run, value), labelled by `label`; `None` with fewer
+    /// than two values.
+    fn of(title: &'static str, values: &[(f64, f64)], label: impl Fn(f64) -> String) -> Option<Self> {
+        if values.len() < 2 {
+            return None;
+        }
+        let span = values.last()?.0.max(f64::EPSILON);
+        let (min, max) = values
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &(_, v)| (lo.min(v), hi.max(v)));
+        // From zero, so that a flat line looks flat rather than magnified noise.
+        let top = max.max(f64::EPSILON);
+        let (w, h) = (f64::from(Self::WIDTH), f64::from(Self::HEIGHT) - 4.0);
+        let points = values
+            .iter()
+            .map(|&(t, v)| format!("{:.1},{:.1}", t / span * w, 2.0 + h - v / top * h))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some(Self {
+            title,
+            width: Self::WIDTH,
+            height: Self::HEIGHT,
+            points,
+            min: label(min),
+            max: label(max),
+            last: label(values.last()?.1),
+        })
+    }
+}
+
+impl LoadReport {
+    /// The charts of the load page: the harness's memory, descriptors and tasks, the workers'
+    /// memory, and workflows closed per second.
+    fn charts(&self) -> Vec<Chart> {
+        let samples = &self.samples.samples;
+        let series = |f: &dyn Fn(&super::Sample) -> Option<f64>| -> Vec<(f64, f64)> {
+            samples.iter().filter_map(|s| Some((s.at_s, f(s)?))).collect()
+        };
+        let mib = |v: f64| format!("{:.1} MiB", v / 1_048_576.0);
+        let count = |v: f64| format!("{v:.0}");
+        let closed_per_s: Vec<(f64, f64)> = samples
+            .windows(2)
+            .map(|w| {
+                let dt = (w[1].at_s - w[0].at_s).max(f64::EPSILON);
+                (w[1].at_s, w[1].closed.saturating_sub(w[0].closed) as f64 / dt)
+            })
+            .collect();
+        [
+            Chart::of("workflows closed per second", &closed_per_s, |v| format!("{v:.1}")),
+            Chart::of("harness resident memory", &series(&|s| Some(s.rss_bytes? as f64)), mib),
+            Chart::of(
+                "harness open file descriptors",
+                &series(&|s| Some(s.open_fds? as f64)),
+                count,
+            ),
+            Chart::of("harness tasks", &series(&|s| Some(s.tasks as f64)), count),
+            Chart::of(
+                "worker processes' resident memory",
+                &series(&|s| Some(s.workers_rss_bytes? as f64)),
+                mib,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// Bytes in MiB, one decimal.
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "-".into(), |b| format!("{:.1} MiB", b as f64 / 1_048_576.0))
 }
 
 fn fmt_map<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {

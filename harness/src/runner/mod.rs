@@ -9,7 +9,7 @@ mod workers;
 pub(crate) use start::start;
 pub(crate) use watch::wait_closed;
 
-pub use workers::SharedWorkers;
+pub use workers::{OwnWorkers, OwnWorkersSeen, OwnWorkersSpec, SharedWorkers};
 
 use crate::{
     fleet::WorkerEvent,

@@ -4,15 +4,16 @@
 
 use super::{Execution, RunError, RunSettings, default_jobs, execute, faults_on_the_wire, wire_settings};
 use crate::{
-    fleet::{Fleet, FleetSpec},
+    fleet::{Fleet, FleetSpec, WorkerEvent},
     history::Histories,
-    infra::{Dials, InfraControl, WorkerControl, WorkerSpec, proxy::FaultProxy},
+    infra::{CallEvent, Dials, InfraControl, WorkerControl, WorkerSpec, proxy::FaultProxy},
     plan::{Plan, WorkflowSpec},
     target::{Cluster, task_queue_pollers},
-    wire::{AttemptRecord, ProxyAdmin, WireError, WireProxy},
+    wire::{AttemptRecord, LogLimits, ProxyAdmin, WireError, WireProxy},
 };
 use std::{
     collections::{HashMap, HashSet},
+    path::Path,
     sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
@@ -270,9 +271,119 @@ pub(super) async fn workflow_pollers(client: &Client, namespace: &str, task_queu
         .ok()
 }
 
-/// Runs the plan with worker processes of its own on `task_queue` (`workers` of them), behind a
-/// network fault proxy and a wire proxy of its own in front of that, which faults on the workers'
-/// calls act through and which sees their replays.
+/// Worker processes of their own, behind a network fault proxy and a wire proxy of their own in
+/// front of that (worker -> wire proxy -> network fault proxy -> frontend: the wire proxy sits
+/// beside the workers, as a sidecar would, so a network fault cuts off what it forwards too).
+/// Faults on the workers, their calls and their network act through [`Self::control`].
+pub struct OwnWorkers {
+    proxy: FaultProxy,
+    wire: WireProxy,
+    fleet: Fleet,
+}
+
+/// Which workers [`OwnWorkers`] runs.
+#[derive(Clone, Copy)]
+pub struct OwnWorkersSpec<'a> {
+    /// The user's `[worker]`; `None`: the harness's own `chaos worker`.
+    pub user: Option<&'a WorkerSpec>,
+    /// The task queue they poll.
+    pub task_queue: &'a str,
+    /// The fixed address the user's worker dials, where the wire proxy then listens.
+    pub dials: Option<&'a Dials>,
+    /// Their logs: `<log>.log`, `<log>-2.log` and on.
+    pub log: &'a Path,
+    /// How many.
+    pub count: usize,
+    /// What the wire proxy's attempt log keeps.
+    pub limits: LogLimits,
+}
+
+/// What the workers' proxies and processes saw, once they are shut down.
+pub struct OwnWorkersSeen {
+    /// The wire proxy's attempt log.
+    pub attempts: Vec<AttemptRecord>,
+    /// What the faults on the workers' calls did.
+    pub call_events: Vec<CallEvent>,
+    /// The workers' starts and stops.
+    pub worker_events: Vec<WorkerEvent>,
+}
+
+impl OwnWorkers {
+    /// Starts the proxies and the workers `spec` describes, polling through them.
+    pub async fn start(cluster: &Cluster, spec: &OwnWorkersSpec<'_>) -> Result<Self, RunError> {
+        let OwnWorkersSpec {
+            user,
+            task_queue,
+            dials,
+            log,
+            count,
+            limits,
+        } = *spec;
+        let proxy = FaultProxy::start(cluster.address.clone())
+            .await
+            .map_err(RunError::Proxy)?;
+        let wire = start_wire(cluster, Some(proxy.address()), dials, limits).await?;
+        let worker_address = match dials {
+            Some(dials) => dials.to_string(),
+            None => wire.address(),
+        };
+        let fleet = Fleet::new(&FleetSpec {
+            cluster,
+            user,
+            address: &worker_address,
+            wire: Some(&wire),
+            task_queue,
+            log,
+            count,
+        });
+        let fleet = match fleet {
+            Ok(fleet) => fleet,
+            Err(e) => {
+                wire.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        let own = Self { proxy, wire, fleet };
+        match own.fleet.start_all().await {
+            Ok(_) => Ok(own),
+            Err(e) => {
+                own.stop().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The workers, their calls, their network and the cluster's server, for the faults.
+    pub fn control<'a>(&'a self, cluster: &'a Cluster) -> InfraControl<'a> {
+        InfraControl {
+            server: cluster.server(),
+            workers: Some(&self.fleet),
+            proxy: Some(&self.proxy),
+            wire: Some(&self.wire),
+            workflows: None,
+        }
+    }
+
+    /// The worker processes.
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// Kills the workers and shuts the wire proxy down (its address is free again when this
+    /// returns); returns what they saw.
+    pub async fn stop(self) -> OwnWorkersSeen {
+        self.fleet.kill_all().await;
+        let seen = OwnWorkersSeen {
+            attempts: self.wire.attempts(),
+            call_events: self.wire.call_events(),
+            worker_events: self.fleet.events(),
+        };
+        self.wire.shutdown().await;
+        seen
+    }
+}
+
+/// Runs the plan with worker processes of its own on `task_queue` ([`OwnWorkers`]).
 pub(super) async fn with_own_worker(
     cluster: &Cluster,
     execution: &mut Execution,
@@ -281,63 +392,40 @@ pub(super) async fn with_own_worker(
     dials: Option<&Dials>,
 ) -> Result<(), RunError> {
     let plan = execution.plan.clone();
-    // worker -> wire proxy -> network fault proxy -> frontend: the wire proxy sits beside the
-    // worker (as a sidecar would), so a network fault cuts off what it forwards too.
-    let proxy = FaultProxy::start(cluster.address.clone())
-        .await
-        .map_err(RunError::Proxy)?;
-    let wire = start_wire(cluster, Some(proxy.address()), dials).await?;
-    let worker_address = match dials {
-        Some(dials) => dials.to_string(),
-        None => wire.address(),
-    };
     let log = settings.log_dir.join(format!("worker-{}", plan.name));
-    let fleet = Fleet::new(&FleetSpec {
-        cluster,
+    let spec = OwnWorkersSpec {
         user: plan.worker.as_ref(),
-        address: &worker_address,
-        wire: Some(&wire),
         task_queue,
+        dials,
         log: &log,
         count: plan.workers,
-    });
-    let result = match fleet {
-        Ok(fleet) => {
-            let result = match fleet.start_all().await {
-                Ok(_) => {
-                    let ctl = InfraControl {
-                        server: cluster.server(),
-                        workers: Some(&fleet),
-                        proxy: Some(&proxy),
-                        wire: Some(&wire),
-                        workflows: None,
-                    };
-                    execute(cluster, execution, settings, task_queue, Some(&ctl)).await
-                }
-                Err(e) => Err(e.into()),
-            };
-            fleet.kill_all().await;
-            execution.worker_events = fleet.events();
-            result
-        }
-        Err(e) => Err(e.into()),
+        limits: LogLimits::UNBOUNDED,
     };
+    let own = OwnWorkers::start(cluster, &spec).await?;
+    let result = execute(cluster, execution, settings, task_queue, Some(&own.control(cluster))).await;
     // Shut down on every path, so the address is free again before the next scenario's turn.
+    let seen = own.stop().await;
     // Its attempts are evidence only where it injected the activity faults.
     if faults_on_the_wire(&plan, settings.inject) {
-        execution.wire_attempts = wire.attempts();
+        execution.wire_attempts = seen.attempts;
     }
-    execution.call_events = wire.call_events();
-    wire.shutdown().await;
+    execution.call_events = seen.call_events;
+    execution.worker_events = seen.worker_events;
     result
 }
 
 /// A wire proxy in front of `cluster` (through `via`, if given) on a free loopback port, or on
-/// the fixed address a user's worker dials.
-async fn start_wire(cluster: &Cluster, via: Option<String>, dials: Option<&Dials>) -> Result<WireProxy, RunError> {
+/// the fixed address a user's worker dials, its attempt log kept within `limits`.
+async fn start_wire(
+    cluster: &Cluster,
+    via: Option<String>,
+    dials: Option<&Dials>,
+    limits: LogLimits,
+) -> Result<WireProxy, RunError> {
     let Some(dials) = dials else {
         return Ok(WireProxy::start(crate::wire::WireSettings {
             via,
+            limits,
             ..wire_settings(cluster)
         })
         .await?);
@@ -356,6 +444,7 @@ async fn start_wire(cluster: &Cluster, via: Option<String>, dials: Option<&Dials
     let settings = crate::wire::WireSettings {
         listen,
         via,
+        limits,
         ..wire_settings(cluster)
     };
     WireProxy::start(settings).await.map_err(|e| match e {
@@ -533,7 +622,7 @@ async fn start_shared(
     settings: &RunSettings,
     task_queue: &str,
 ) -> Result<Running, RunError> {
-    let wire = start_wire(cluster, None, None).await?;
+    let wire = start_wire(cluster, None, None, LogLimits::UNBOUNDED).await?;
     let log = settings.log_dir.join(format!("worker-{task_queue}"));
     let workers = Fleet::new(&FleetSpec {
         cluster,

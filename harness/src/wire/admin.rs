@@ -14,6 +14,7 @@ use super::{
     service::Proxy,
     upstream::error_chain,
 };
+use crate::resources::Proc;
 use axum::{
     Json, Router,
     extract::{Query, State},
@@ -140,7 +141,7 @@ async fn health(State(admin): State<Arc<Admin>>) -> Json<Health> {
         attempts: proxy.log().state(),
         polls: *proxy.polls().borrow(),
         pollers: proxy.pollers().len(),
-        resident_bytes: resident_bytes(),
+        resident_bytes: Proc::Own.resident_bytes(),
         uptime_s: admin.started.elapsed().as_secs(),
     })
 }
@@ -173,14 +174,6 @@ async fn attempts(
 
 async fn pollers(State(admin): State<Arc<Admin>>) -> Json<Vec<PollerSeen>> {
     Json(admin.proxy.pollers())
-}
-
-/// This process's resident memory, from `/proc/self/status` (Linux).
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-    let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// Why a proxy's admin listener did not give what was asked.
