@@ -1,7 +1,9 @@
 //! Per-call overhead of the wire proxy's forwarding path: the same unary gRPC call made directly
 //! against a tiny in-process HTTP/2 upstream and through a `WireProxy` in front of it.
 //! Then the same comparison for real calls against a `temporal server start-dev` (skipped when
-//! the `temporal` CLI is missing). `cargo bench -p temporal-chaos --bench wire`.
+//! the `temporal` CLI is missing). And the latency percentiles of unary calls paced at 1,000 per
+//! second, direct and through the proxy, in an HDR histogram (printed: criterion gives means of
+//! back-to-back calls, not percentiles at a rate). `cargo bench -p temporal-chaos --bench wire`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -268,5 +270,123 @@ fn against_dev_server(c: &mut Criterion) {
     drop(proxy);
 }
 
-criterion_group!(benches, forwarding, against_dev_server);
+/// Calls per second of the paced comparison.
+const PACED_RATE: u64 = 1_000;
+/// How long each side of the paced comparison runs.
+const PACED_FOR: Duration = Duration::from_secs(10);
+
+/// Latencies (microseconds) of `call`s made at [`PACED_RATE`] per second for [`PACED_FOR`], each
+/// on its own task so that a slow one does not hold back the next.
+async fn paced<F, Fut>(call: F) -> hdrhistogram::Histogram<u64>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / PACED_RATE));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut calls = tokio::task::JoinSet::new();
+    let until = std::time::Instant::now() + PACED_FOR;
+    while std::time::Instant::now() < until {
+        tick.tick().await;
+        let call = call();
+        calls.spawn(async move {
+            let began = std::time::Instant::now();
+            call.await;
+            began.elapsed().as_micros() as u64
+        });
+    }
+    let mut histogram = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+    while let Some(us) = calls.join_next().await {
+        histogram.saturating_record(us.unwrap().max(1));
+    }
+    histogram
+}
+
+/// p50 and p99 of unary calls at 1,000 per second, direct and through the proxy, and what the
+/// proxy adds: against the tiny upstream (the proxy's own cost) and against a dev server.
+fn paced_latency(_: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let report = |what: &str, direct: &hdrhistogram::Histogram<u64>, proxy: &hdrhistogram::Histogram<u64>| {
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "paced {what}, {PACED_RATE} calls/s for {} s: direct p50 {:.3} ms p99 {:.3} ms ({} calls); proxy p50 {:.3} ms \
+             p99 {:.3} ms ({} calls); added p50 {:.3} ms p99 {:.3} ms",
+            PACED_FOR.as_secs(),
+            ms(direct, 0.5),
+            ms(direct, 0.99),
+            direct.len(),
+            ms(proxy, 0.5),
+            ms(proxy, 0.99),
+            proxy.len(),
+            ms(proxy, 0.5) - ms(direct, 0.5),
+            ms(proxy, 0.99) - ms(direct, 0.99),
+        );
+    };
+    let service = "temporal.api.workflowservice.v1.WorkflowService";
+    rt.block_on(async {
+        let direct = upstream().await.to_string();
+        let proxy = WireProxy::start(WireSettings::new(
+            vec!["127.0.0.1:0".parse().unwrap()],
+            Endpoint::local(direct.clone(), "default".into()),
+        ))
+        .await
+        .unwrap();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<HttpConnector, Body> =
+            Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
+        let message = frame(&GetSystemInfoRequest::default().encode_to_vec());
+        let mut histograms = Vec::new();
+        for address in [direct.clone(), proxy.address()] {
+            let uri = format!("http://{address}/{service}/GetSystemInfo");
+            histograms.push(
+                paced(|| {
+                    let (client, uri, message) = (client.clone(), uri.clone(), message.clone());
+                    async move { call(&client, &uri, &message).await }
+                })
+                .await,
+            );
+        }
+        report("GetSystemInfo, tiny upstream", &histograms[0], &histograms[1]);
+    });
+    let Some((_server, address)) = dev_server() else {
+        return;
+    };
+    rt.block_on(async {
+        let proxy = WireProxy::start(WireSettings::new(
+            vec!["127.0.0.1:0".parse().unwrap()],
+            Endpoint::local(address.clone(), "default".into()),
+        ))
+        .await
+        .unwrap();
+        let mut histograms = Vec::new();
+        for via in [address.clone(), proxy.address()] {
+            let began = std::time::Instant::now();
+            let client = loop {
+                if let Ok(mut c) = WorkflowServiceClient::connect(format!("http://{via}")).await
+                    && c.get_system_info(GetSystemInfoRequest::default()).await.is_ok()
+                {
+                    break c;
+                }
+                assert!(
+                    began.elapsed() < Duration::from_secs(30),
+                    "the dev server did not start"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            histograms.push(
+                paced(|| {
+                    let mut client = client.clone();
+                    async move {
+                        client.get_system_info(GetSystemInfoRequest::default()).await.unwrap();
+                    }
+                })
+                .await,
+            );
+        }
+        report("GetSystemInfo, dev server", &histograms[0], &histograms[1]);
+    });
+}
+
+criterion_group!(benches, forwarding, against_dev_server, paced_latency);
 criterion_main!(benches);
