@@ -139,6 +139,7 @@ async fn orchestration_results(direct: &Client, ids: &[String]) {
     }
 }
 
+/// Fails the test unless the history of `id` shows it completed.
 async fn assert_completed(direct: &Client, id: &str) {
     let facts = history(direct, id).await;
     assert!(
