@@ -4,22 +4,21 @@
 
 mod common;
 
+use common::wire::{WAIT, client, history, options, plan, resilient, rule, settings, start_proxy};
 use std::time::Duration;
 use temporal_chaos::{
     failure::{FailureKind, TimeoutKind},
-    faults::{AttemptSelector, DelayFault, ErrorFault, FaultAction, FaultPlan, FaultRule, HEADER_KEY, HangFault},
+    faults::{DelayFault, ErrorFault, FaultAction, FaultPlan, HangFault},
     history::{ActivityExecution, HistoryFacts},
-    plan::{ActivitySettings, OrchestrationInput, ResilientInput, RetrySettings},
-    target::{Endpoint, connect},
+    plan::{ActivitySettings, OrchestrationInput, ResilientInput},
+    target::Endpoint,
     wire::{Answer, AttemptRecord, Sent, WireEffect, WireProxy, WireSettings, serve},
     worker::{register_workflows, run_worker_until},
     workflows::{DemoActivities, Orchestration, Path, ResilientCall},
 };
-use temporalio_client::{
-    Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowStartOptions,
-};
+use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions};
 use temporalio_common::{
-    MemoValues, RetryPolicy,
+    RetryPolicy,
     protos::temporal::api::{
         history::v1::history_event::Attributes,
         taskqueue::v1::TaskQueue,
@@ -33,88 +32,6 @@ use temporalio_sdk::{
     ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
     activities::{ActivityContext, ActivityError},
 };
-
-/// How long any one workflow of these tests may take.
-const WAIT: Duration = Duration::from_secs(90);
-
-async fn start_proxy(upstream: &str) -> WireProxy {
-    WireProxy::start(WireSettings::new(
-        vec!["127.0.0.1:0".parse().unwrap()],
-        Endpoint::local(upstream.to_owned(), "default".into()),
-    ))
-    .await
-    .expect("the proxy starts")
-}
-
-async fn client(address: String) -> Client {
-    connect(&Endpoint::local(address, "default".into()))
-        .await
-        .expect("connect")
-        .0
-}
-
-fn rule(id: usize, activity: &str, attempts: &str, action: FaultAction) -> FaultRule {
-    FaultRule {
-        id,
-        activity: activity.into(),
-        attempts: AttemptSelector::parse(attempts).unwrap(),
-        probability: None,
-        action,
-    }
-}
-
-fn plan(rules: Vec<FaultRule>) -> FaultPlan {
-    FaultPlan {
-        seed: 1,
-        rules,
-        run_tag: String::new(),
-    }
-}
-
-fn settings(start_to_close: Duration, maximum_attempts: u32) -> ActivitySettings {
-    ActivitySettings {
-        start_to_close: Some(start_to_close),
-        retry: Some(RetrySettings {
-            initial_interval: Duration::from_millis(100),
-            backoff: 1.0,
-            maximum_interval: None,
-            maximum_attempts,
-            non_retryable_types: Vec::new(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn resilient(activity: ActivitySettings) -> ResilientInput {
-    ResilientInput {
-        value: 21,
-        activity,
-        fallback_b_error_types: Vec::new(),
-    }
-}
-
-/// Start options with the plan in the memo and no plan header, so the SDK interceptor injects
-/// nothing: whatever happens to an attempt, the proxy did it.
-fn options(task_queue: &str, workflow_id: &str, plan: Option<&FaultPlan>) -> WorkflowStartOptions {
-    let mut memo = MemoValues::new();
-    if let Some(plan) = plan {
-        memo.insert(HEADER_KEY, plan.clone());
-    }
-    WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.to_owned())
-        .execution_timeout(WAIT)
-        .memo(memo)
-        .build()
-}
-
-async fn history(client: &Client, workflow_id: &str) -> HistoryFacts {
-    let events = client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_owned())
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .into_events()
-        .await
-        .expect("history");
-    HistoryFacts::from_events(workflow_id, &events)
-}
 
 /// Runs a resilient workflow (started directly on the server) to its result.
 async fn run_resilient(direct: &Client, tq: &str, id: &str, input: ResilientInput, plan: &FaultPlan) -> Path {

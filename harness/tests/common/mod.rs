@@ -5,6 +5,8 @@ pub mod browser;
 pub mod fixture;
 pub mod hop;
 pub mod postgres;
+pub mod proxy;
+pub mod wire;
 
 use std::{
     net::{TcpListener, TcpStream},
@@ -187,7 +189,13 @@ pub fn temporal_bin() -> PathBuf {
 
 /// Starts `temporal server start-dev` on free loopback ports and waits for its frontend and UI.
 pub fn dev_server() -> DevServer {
-    let (grpc, ui) = (free_port(), free_port());
+    dev_server_on(free_port(), free_port(), &[])
+}
+
+/// Starts `temporal server start-dev` on the loopback ports `grpc` and `ui` with `extra` flags
+/// (e.g. `--db-filename FILE`, whose state a server started again on the same file finds), and
+/// waits for its frontend and UI. Dropping it kills it (SIGKILL).
+pub fn dev_server_on(grpc: u16, ui: u16, extra: &[&str]) -> DevServer {
     let bin = temporal_bin();
     let child = Command::new(&bin)
         .args([
@@ -200,6 +208,7 @@ pub fn dev_server() -> DevServer {
             "error",
         ])
         .args(["--port", &grpc.to_string(), "--ui-port", &ui.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
