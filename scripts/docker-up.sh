@@ -3,8 +3,7 @@
 #   - starts `dockerd --bridge=none --iptables=false --ip-masq=false` when no daemon answers
 #     (containers then use host networking only), and sets DOCKERD_STARTED_PID so the caller
 #     can stop it;
-#   - builds temporal-chaos/temporal-dev:<cli version> FROM scratch from the pip-installed
-#     `temporal` binary (no image can be pulled here) and exports CHAOS_TEMPORAL_IMAGE.
+#   - builds the local dev-server image and exports CHAOS_TEMPORAL_IMAGE (scripts/docker-image.sh).
 
 if ! docker info >/dev/null 2>&1; then
   if ! command -v dockerd >/dev/null 2>&1; then
@@ -26,10 +25,4 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "[docker] dockerd did not come up; see /tmp/temporal-chaos-dockerd.log" >&2; return 1; }
 fi
 
-version="$(temporal --version | sed -E 's/^temporal version ([^ ]+).*/\1/')"
-CHAOS_TEMPORAL_IMAGE="temporal-chaos/temporal-dev:${version}"
-export CHAOS_TEMPORAL_IMAGE
-if ! docker image inspect "$CHAOS_TEMPORAL_IMAGE" >/dev/null 2>&1; then
-  echo "[docker] building $CHAOS_TEMPORAL_IMAGE" >&2
-  compose/dev/build-image.sh >/dev/null
-fi
+source scripts/docker-image.sh

@@ -20,7 +20,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit code when a scenario's expectations do not hold (or a doctor check fails).
 const EXIT_FAILED: u8 = 1;
-/// Exit code for bad input, an unusable cluster, or a report that was not delivered.
+/// Exit code for bad input (a scenario whose worker cannot be set up, too), an unusable cluster,
+/// or a report that was not delivered.
 const EXIT_ERROR: u8 = 2;
 
 #[derive(Parser)]
@@ -206,6 +207,11 @@ async fn run(paths: &[PathBuf], options: &SuiteOptions, demo: bool) -> ExitCode 
             interrupted: Some(signal),
             ..
         }) => stopped(signal),
+        Ok(outcome) if !outcome.worker_not_set_up.is_empty() => error(format!(
+            "the worker of {} cannot be set up (its error is above and in the report): fix its [worker] \
+             before the run's verdicts can mean anything",
+            outcome.worker_not_set_up.join(", ")
+        )),
         Ok(outcome) => verdict(outcome.passed()),
         Err(SuiteError::Scenarios(problems)) => {
             problems.iter().for_each(|p| eprintln!("{p}"));

@@ -6,7 +6,7 @@ use crate::{
     plan::Plan,
     replay::{self, ReplayError, ReplaySummary},
     report::{self, ReportFormat, RunHead, RunReport, ScenarioReport, Summary, Timing, webhook},
-    runner::{self, Inject, Resources, RunSettings},
+    runner::{self, Inject, Resources, RunError, RunSettings},
     scenario::{self, Diagnostic},
     session::{Session, SessionError, SessionOptions},
     store::{NotRecorded, RunStore, StoreError, StoreOptions},
@@ -157,6 +157,9 @@ pub struct SuiteOutcome {
     pub dir: Option<PathBuf>,
     /// Destinations the report did not reach.
     pub undelivered: Vec<DeliveryError>,
+    /// The scenarios whose worker could not be set up (each with its error in the report): the
+    /// run's input is at fault, not the workflows.
+    pub worker_not_set_up: Vec<String>,
 }
 
 /// Runs the scenarios under `paths`: prints progress and the Markdown summary, writes every
@@ -199,7 +202,7 @@ pub async fn run(paths: &[PathBuf], options: &SuiteOptions, demo_links: bool) ->
     let servers = Resources::default();
     let result = run_in(&session, &plans, options, proxy_admin, &servers, began).await;
     let outcome = match result {
-        Ok((report, interrupted)) => Ok(deliver(report, interrupted, options, demo_links, store.as_mut()).await),
+        Ok(ran) => Ok(deliver(ran, options, demo_links, store.as_mut()).await),
         Err(e) => Err(e),
     };
     if let Ok(o) = &outcome
@@ -259,7 +262,7 @@ async fn run_in(
     proxy_admin: Option<ProxyAdmin>,
     servers: &Resources,
     began: Instant,
-) -> Result<(RunReport, Option<StopSignal>), SuiteError> {
+) -> Result<Ran, SuiteError> {
     session.require(
         plans.iter().flat_map(|p| p.infra.iter().map(move |r| (p, r))),
         |(_, r)| r.action.fault().needs(),
@@ -289,6 +292,7 @@ async fn run_in(
     let bar = progress(plans.len());
     let stop = CancellationToken::new();
     let mut finished: Vec<Option<ScenarioReport>> = plans.iter().map(|_| None).collect();
+    let mut not_set_up = vec![false; plans.len()];
     let interrupted = std::cell::Cell::new(None);
     // With `--inject wire` the harness's worker reaches the frontend through a wire proxy (a
     // worker the harness does not run has its own, if any).
@@ -325,6 +329,7 @@ async fn run_in(
             ),
             None => Vec::new(),
         };
+        not_set_up[index] = execution.error.as_ref().is_some_and(RunError::worker_not_set_up);
         let report = ScenarioReport::new(execution, checks);
         bar.println(format!(
             "{} {} ({}, {})",
@@ -383,13 +388,34 @@ async fn run_in(
         summary: Summary::of(&scenarios),
         scenarios,
     };
-    Ok((report, interrupted.get()))
+    let worker_not_set_up = plans
+        .iter()
+        .zip(not_set_up)
+        .filter(|(_, not)| *not)
+        .map(|(plan, _)| plan.name.clone())
+        .collect();
+    Ok(Ran {
+        report,
+        interrupted: interrupted.get(),
+        worker_not_set_up,
+    })
+}
+
+/// The scenarios of a run, done: the report, the signal that stopped them if one did, and the
+/// scenarios whose worker could not be set up.
+struct Ran {
+    report: RunReport,
+    interrupted: Option<StopSignal>,
+    worker_not_set_up: Vec<String>,
 }
 
 /// Prints the summary, writes the report files, posts the webhook and records the run.
 async fn deliver(
-    report: RunReport,
-    interrupted: Option<StopSignal>,
+    Ran {
+        report,
+        interrupted,
+        worker_not_set_up,
+    }: Ran,
     options: &SuiteOptions,
     demo_links: bool,
     store: Option<&mut RunStore>,
@@ -450,6 +476,7 @@ async fn deliver(
         replay,
         dir,
         undelivered,
+        worker_not_set_up,
     }
 }
 

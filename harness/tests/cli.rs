@@ -160,6 +160,56 @@ fn unknown_keys_are_rejected_with_their_position() {
 }
 
 #[test]
+fn a_worker_that_cannot_be_set_up_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, command) in [
+        ("missing-binary", "[\"/nonexistent/worker\", \"--serve\"]"),
+        (
+            "exits-at-once",
+            "[\"sh\", \"-c\", \"echo 'DATABASE_URL is not set' >&2; exit 3\"]",
+        ),
+    ] {
+        let scenario = format!(
+            "name = \"{name}\"\nworkflow = \"PaymentWorkflow\"\n[worker]\ncommand = {command}\n\
+             [expect]\noutcome = \"completed\"\n"
+        );
+        std::fs::write(dir.path().join(format!("{name}.toml")), scenario).unwrap();
+    }
+    let run = common::chaos_run(&[dir.path().to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: the worker of exits-at-once, missing-binary cannot be set up"),
+        "{}",
+        run.stderr
+    );
+    // Each is in the report, failed, with what went wrong.
+    for (name, says) in [
+        (
+            "missing-binary",
+            "cannot start worker command `/nonexistent/worker --serve`",
+        ),
+        (
+            "exits-at-once",
+            "exited with exit status: 3 before it polled task queue",
+        ),
+    ] {
+        let scenario = run.scenario(name);
+        assert_eq!(scenario["verdict"], "failed", "{scenario:#}");
+        let error = scenario["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{name}: {error}");
+    }
+    // No workflow started: the run's timing has no critical path to compare its wall time with.
+    let timing = &run.report["timing"];
+    assert!(timing["ratio"].is_null(), "{timing}");
+    assert!(
+        run.stdout.contains("no scenario's workflow started") && !run.stdout.contains("· ratio"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn a_missing_temporal_binary_gets_an_install_hint() {
     let reports = tempfile::tempdir().unwrap();
     let out = chaos_command(&["run", "scenarios/activity/03-plain-success.toml", "--reports"])
@@ -216,7 +266,7 @@ fn shipped_scenarios_all_pass_on_testcontainers() {
     let Ok(image) = std::env::var("CHAOS_TEMPORAL_IMAGE") else {
         missing_tool(
             TESTCONTAINERS,
-            "CHAOS_TEMPORAL_IMAGE is not set (build a local image with compose/dev/build-image.sh; .ci/run does)",
+            "CHAOS_TEMPORAL_IMAGE is not set (./scripts/test.sh and .ci/run build the local image when a Docker daemon answers: scripts/docker-image.sh)",
         );
         return;
     };

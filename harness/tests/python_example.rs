@@ -328,7 +328,7 @@ fn a_worker_that_dials_a_fixed_address_finds_the_proxy_there() {
     // The address is taken: the scenario says so and what to do.
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let run = chaos_run(&[&first]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert_eq!(run.code, Some(2), "{}", run.stdout);
     let error = run.scenario("dials-1")["error"].as_str().unwrap().to_owned();
     assert!(
         error.contains(&format!("the worker dials 127.0.0.1:{port} (`dials` in its [worker])"))

@@ -11,9 +11,9 @@ use std::time::Duration;
 use temporal_chaos::{
     fleet::WorkerEvent,
     history::{Histories, HistoryFacts, WorkflowTask, WorkflowTaskFailure},
-    infra::{CallEffect, CallEvent, InfraEvent, InfraOutcome},
+    infra::{CallEffect, CallEvent, InfraError, InfraEvent, InfraOutcome},
     report::{ReportFormat, RunHead, RunReport, ScenarioReport, Summary, Timing},
-    runner::Execution,
+    runner::{Execution, RunError},
     verify,
     wire::{AttemptRecord, Injection, WireEffect},
 };
@@ -256,4 +256,54 @@ fn json() {
 #[test]
 fn html() {
     insta::assert_snapshot!(ReportFormat::Html.render(&run_report()));
+}
+
+#[test]
+fn a_run_in_which_no_workflow_started_shows_no_ratio() {
+    // Its only scenario's worker never started, so its workflow did not either.
+    let workflow_id = "no-worker-20261127-000000-abcd";
+    let never = Execution {
+        run_id: None,
+        histories: None,
+        wire_attempts: vec![],
+        wall: Duration::from_millis(40),
+        waited: Duration::ZERO,
+        error: Some(RunError::Worker(InfraError::Worker {
+            what: "cannot start worker command `no-such-worker`: No such file or directory (os error 2)".into(),
+            log: "worker-no-worker.log".into(),
+        })),
+        ..execution(
+            fallback_b_plan("no-worker", "outcome = \"fallback-B\"", FAULT),
+            workflow_id,
+            fallback_b_history(workflow_id),
+        )
+    };
+    let scenarios = vec![ScenarioReport::new(never, vec![])];
+    let report = RunReport {
+        timing: Timing::of(Duration::from_millis(900), Duration::from_millis(800), &scenarios),
+        summary: Summary::of(&scenarios),
+        scenarios,
+        ..run_report()
+    };
+    let markdown = ReportFormat::Markdown.render(&report);
+    assert!(
+        markdown
+            .contains("wall 0.9 s · server start 0.8 s · no scenario's workflow started, so there is no critical path")
+            && !markdown.contains("· ratio"),
+        "{markdown}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ReportFormat::Json.render(&report)).unwrap();
+    let timing = &json["timing"];
+    assert!(
+        timing["ratio"].is_null() && timing["critical_path_ms"].is_null(),
+        "{timing}"
+    );
+    assert_eq!(timing["longest_scenario_ms"], 40, "{timing}");
+    assert!(
+        json["scenarios"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-worker"),
+        "{json}"
+    );
 }

@@ -44,15 +44,20 @@ pub(super) fn render(r: &RunReport) -> String {
             ms as f64 / 1000.0
         ),
     };
-    let _ = writeln!(
-        out,
-        "wall {:.1} s · critical path {:.1} s (server start {:.1} s + longest scenario {:.1} s) · ratio {:.2}{waiting}\n",
-        t.wall_ms as f64 / 1000.0,
-        t.critical_path_ms as f64 / 1000.0,
-        t.server_start_ms as f64 / 1000.0,
-        t.longest_scenario_ms as f64 / 1000.0,
-        t.ratio
-    );
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    let path = match (t.critical_path_ms, t.ratio) {
+        (Some(critical), Some(ratio)) => format!(
+            "critical path {:.1} s (server start {:.1} s + longest scenario {:.1} s) · ratio {ratio:.2}",
+            seconds(critical),
+            seconds(t.server_start_ms),
+            seconds(t.longest_scenario_ms),
+        ),
+        _ => format!(
+            "server start {:.1} s · no scenario's workflow started, so there is no critical path",
+            seconds(t.server_start_ms)
+        ),
+    };
+    let _ = writeln!(out, "wall {:.1} s · {path}{waiting}\n", seconds(t.wall_ms));
     out.push_str("| | scenario | outcome | attempts | duration | workflow |\n|---|---|---|---|---|---|\n");
     for s in &r.scenarios {
         let attempts: Vec<String> = s

@@ -164,7 +164,9 @@ pub fn score(scenarios: impl IntoIterator<Item = (Verdict, f64)>) -> Option<f64>
 }
 
 /// The run's wall time against its critical path: the longest scenario plus the shared
-/// server's start. Scenarios that wait for each other make the ratio grow.
+/// server's start. Scenarios that wait for each other make the ratio grow. A run in which no
+/// scenario's workflow started (each failed before it could) has no critical path to compare
+/// with.
 #[derive(Debug, Clone, Copy, Serialize, Default)]
 pub struct Timing {
     /// Wall time of the whole run, cluster start-up included.
@@ -173,10 +175,10 @@ pub struct Timing {
     pub server_start_ms: u64,
     /// The longest scenario's wall time.
     pub longest_scenario_ms: u64,
-    /// `server_start_ms + longest_scenario_ms`.
-    pub critical_path_ms: u64,
-    /// `wall_ms / critical_path_ms`.
-    pub ratio: f64,
+    /// `server_start_ms + longest_scenario_ms`; `None` when no scenario's workflow started.
+    pub critical_path_ms: Option<u64>,
+    /// `wall_ms / critical_path_ms`; `None` when no scenario's workflow started.
+    pub ratio: Option<f64>,
     /// The longest time a scenario waited for its turn (on a fixed task queue or a dialed
     /// address another scenario had to itself, or on the harness's worker): wall time that is
     /// waiting, in no scenario's own time.
@@ -188,18 +190,15 @@ impl Timing {
     pub fn of(wall: std::time::Duration, server_start: std::time::Duration, scenarios: &[ScenarioReport]) -> Self {
         let longest = scenarios.iter().filter_map(|s| s.wall_ms).max().unwrap_or(0);
         let longest_wait = scenarios.iter().filter_map(|s| s.waited_ms).max().unwrap_or(0);
-        let critical = server_start.as_millis() as u64 + longest;
+        let started = scenarios.iter().any(|s| s.run_id.is_some());
+        let critical = Some(server_start.as_millis() as u64 + longest).filter(|c| started && *c > 0);
         let wall = wall.as_millis() as u64;
         Self {
             wall_ms: wall,
             server_start_ms: server_start.as_millis() as u64,
             longest_scenario_ms: longest,
             critical_path_ms: critical,
-            ratio: if critical == 0 {
-                0.0
-            } else {
-                wall as f64 / critical as f64
-            },
+            ratio: critical.map(|c| wall as f64 / c as f64),
             longest_wait_ms: longest_wait,
         }
     }

@@ -177,7 +177,7 @@ pub enum RunError {
     /// The network fault proxy did not start.
     #[error("cannot start the fault proxy: {0}")]
     Proxy(#[source] std::io::Error),
-    /// The scenario's worker process did not start.
+    /// The scenario's worker process did not start (or did not poll).
     #[error(transparent)]
     Worker(#[from] InfraError),
     /// The server refused to start the workflow.
@@ -267,6 +267,15 @@ pub enum RunError {
         /// The worker's failure message (for an unknown type it names the types it registers).
         message: String,
     },
+}
+
+impl RunError {
+    /// Whether the scenario's worker could not be set up: its command does not start, exits
+    /// before it polls or never polls, or the address it dials cannot take the harness's proxy.
+    /// Nothing of the scenario ran, through a fault of its own input rather than of the workflow.
+    pub fn worker_not_set_up(&self) -> bool {
+        matches!(self, Self::Worker(_) | Self::Dials { .. })
+    }
 }
 
 /// Runs every plan, up to `jobs` at once; yields `(index in plans, execution)` as each finishes.

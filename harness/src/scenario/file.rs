@@ -3,13 +3,18 @@
 //! `[[fault]]` and `[[infra]]` entries are read in two parts: the fields every entry has (here)
 //! and the fields of its kind (declared by the kind itself, see [`crate::kind`]).
 
+use super::diagnostic::Diagnostics;
 use crate::kind::duration_schema;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use toml::Spanned;
+use serde::{Deserialize, de::IgnoredAny};
+use std::{collections::BTreeMap, ops::Range};
+use toml::{
+    Spanned,
+    de::{DeTable, DeValue, ValueDeserializer},
+};
 
-/// A whole scenario file. Unknown keys anywhere are errors.
+/// A whole scenario file. Unknown keys anywhere are errors, each named with the keys its table
+/// takes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ScenarioFile {
@@ -33,6 +38,55 @@ pub(super) struct ScenarioFile {
     #[serde(default)]
     pub fallback: FallbackSection,
     pub expect: Spanned<ExpectSection>,
+    /// `[[fault]]`, declared here so that the keys a file takes are listed in one place (and an
+    /// unknown key's error names it); its entries are taken out of the document before it is
+    /// read, and read through their kinds' own declarations (`entry.rs`).
+    #[serde(rename = "fault")]
+    _fault: Option<IgnoredAny>,
+    /// `[[infra]]`, like `[[fault]]`.
+    #[serde(rename = "infra")]
+    _infra: Option<IgnoredAny>,
+}
+
+impl ScenarioFile {
+    /// Reads the document (its `[[fault]]` and `[[infra]]` entries taken out) spanning `span`.
+    /// serde stops at the first unknown key, so each one is taken out in turn until the file reads
+    /// or has another problem; they are reported in the file's order, then that problem. `None`
+    /// when it has any.
+    pub(super) fn read(mut document: DeTable<'_>, span: Range<usize>, d: &mut Diagnostics<'_>) -> Option<Self> {
+        let mut unknown = Vec::new();
+        let result = loop {
+            let value = Spanned::new(span.clone(), DeValue::Table(document.clone()));
+            let e = match Self::deserialize(ValueDeserializer::from(value)) {
+                Ok(file) => break Ok(file),
+                Err(e) => e,
+            };
+            let at = e.span().unwrap_or(0..0);
+            if !(e.message().starts_with("unknown field") && remove_key(&mut document, &at)) {
+                break Err((at, e.message().trim().to_owned()));
+            }
+            unknown.push((at, e.message().trim().to_owned()));
+        };
+        unknown.sort_by_key(|(at, _)| at.start);
+        let clean = unknown.is_empty();
+        for (at, message) in unknown.into_iter().chain(result.as_ref().err().cloned()) {
+            d.error(at, message);
+        }
+        result.ok().filter(|_| clean)
+    }
+}
+
+/// Removes the key written at `at`, from `table` or a table within it; whether it was there.
+fn remove_key(table: &mut DeTable<'_>, at: &Range<usize>) -> bool {
+    let found = table
+        .keys()
+        .find(|key| key.span() == *at)
+        .map(|key| key.get_ref().to_string());
+    found.is_some_and(|key| table.remove(key.as_str()).is_some())
+        || table.iter_mut().any(|(_, value)| match value.get_mut() {
+            DeValue::Table(inner) => remove_key(inner, at),
+            _ => false,
+        })
 }
 
 /// `[worker]`: how the harness starts a worker of the user's own.

@@ -18,12 +18,8 @@ mod tests;
 
 use crate::plan::Plan;
 use diagnostic::Diagnostics;
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use toml::{
-    Spanned,
-    de::{DeTable, DeValue, ValueDeserializer},
-};
+use toml::de::DeTable;
 
 /// Reads and validates one scenario file.
 pub fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
@@ -52,13 +48,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Plan, Vec<Diagnostic>> {
     let mut table = document.into_inner();
     let faults = entry::take(&mut table, "fault", &mut diags);
     let infra = entry::take(&mut table, "infra", &mut diags);
-    let deserializer = ValueDeserializer::from(Spanned::new(span, DeValue::Table(table)));
-    let raw = match file::ScenarioFile::deserialize(deserializer) {
-        Ok(raw) => raw,
-        Err(e) => {
-            diags.error(e.span().unwrap_or(0..0), e.message().trim().to_owned());
-            return Err(diags.items);
-        }
+    let Some(raw) = file::ScenarioFile::read(table, span, &mut diags) else {
+        return Err(diags.items);
     };
     let plan = validate::validate(path, raw, &faults, &infra, &mut diags);
     match plan {

@@ -101,6 +101,51 @@ fn syntax_errors_have_positions() {
 }
 
 #[test]
+fn every_unknown_key_is_named_at_its_position() {
+    // Two at the top, one in a table, two in a subtable: all five, in the file's order.
+    let typos = VALID
+        .replace("seed = 9\n", "seed = 9\nsed = 1\nfaults = 2\n")
+        .replace("value = 21\n", "value = 21\nvalu = 3\n")
+        .replace("backoff = 3.0\n", "backoff = 3.0\nbackof = 2.0\nmax_attempts = 4\n");
+    let p = problems(&typos);
+    let at: Vec<&str> = p.iter().map(|p| p.split(": ").next().unwrap()).collect();
+    assert_eq!(
+        at,
+        ["s.toml:5:1", "s.toml:6:1", "s.toml:10:1", "s.toml:20:1", "s.toml:21:1"],
+        "{p:?}"
+    );
+    for (problem, key) in p.iter().zip(["sed", "faults", "valu", "backof", "max_attempts"]) {
+        assert!(problem.contains(&format!("unknown field `{key}`, expected")), "{p:?}");
+    }
+    // Each is named with the keys of its own table.
+    assert!(p[2].contains("expected `numbers` or `value`"), "{p:?}");
+    assert!(
+        p[3].contains("`initial_interval`") && p[3].contains("`non_retryable_types`"),
+        "{p:?}"
+    );
+    // A file with unknown keys and a missing field: both.
+    let p = problems(&typos.replace("workflow = \"resilient\"\n", ""));
+    assert_eq!(p.len(), 6, "{p:?}");
+    assert!(p[5].contains("missing field `workflow`"), "{p:?}");
+}
+
+#[test]
+fn the_keys_a_file_takes_include_its_arrays_of_tables() {
+    let p = problems(&VALID.replace("seed = 9", "faults = 1"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    let expected = p[0].split("expected one of ").nth(1).unwrap_or_default();
+    let keys: Vec<&str> = expected.split(", ").map(|k| k.trim_matches('`')).collect();
+    for key in ["name", "workflow", "worker", "expect", "fault", "infra"] {
+        assert!(keys.contains(&key), "{key} in {p:?}");
+    }
+    // Every key listed is one a file may have: none of them is unknown.
+    for key in keys {
+        let p = problems(&VALID.replace("seed = 9", &format!("{key} = 1")));
+        assert!(p.iter().all(|p| !p.contains("unknown field")), "{key}: {p:?}");
+    }
+}
+
+#[test]
 fn contradictions_are_errors() {
     let with = |extra: &str| VALID.replace("[expect]", &format!("{extra}\n[expect]"));
     // Expecting more attempts than a non-retryable fault allows.

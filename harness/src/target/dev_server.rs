@@ -19,27 +19,32 @@ pub(super) struct DevPorts {
     metrics: u16,
 }
 
+/// A loopback port that was free a moment ago, for a process that binds it later: below the
+/// kernel's ephemeral range (on Linux 32768-60999 by default), which `bind(0)` and outgoing
+/// connections draw from (the harness's proxies, a dev server's own internal and HTTP ports, every
+/// client), so none of them takes it first, and a server restarted on it finds it free again. A port
+/// picked the same way by another process still can be: a server that then exits at once is
+/// started again on fresh ports (as the embedded and container targets do).
+pub fn free_port() -> std::io::Result<u16> {
+    let outside_ephemeral = (0..200).map(|_| rand::random_range(20_000..32_000));
+    match outside_ephemeral
+        .into_iter()
+        .find(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).is_ok())
+    {
+        Some(p) => Ok(p),
+        None => Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port()),
+    }
+}
+
 impl DevPorts {
-    /// Ports that were free a moment ago on 127.0.0.1, below the kernel's ephemeral range (on
-    /// Linux 32768-60999 by default): a server restarted on the same ports must find them free,
-    /// and a port the kernel hands out for `bind(0)` or an outgoing connection (the harness's
-    /// proxies, other servers, their clients) could be taken while the server is down.
+    /// Ports that were free a moment ago on 127.0.0.1, outside the ephemeral range
+    /// ([`free_port`]).
     pub fn free() -> std::io::Result<Self> {
-        let port = || -> std::io::Result<u16> {
-            let outside_ephemeral = (0..200).map(|_| rand::random_range(20_000..32_000));
-            match outside_ephemeral
-                .into_iter()
-                .find(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).is_ok())
-            {
-                Some(p) => Ok(p),
-                None => Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port()),
-            }
-        };
         Ok(Self {
-            grpc: port()?,
-            ui: port()?,
-            http: port()?,
-            metrics: port()?,
+            grpc: free_port()?,
+            ui: free_port()?,
+            http: free_port()?,
+            metrics: free_port()?,
         })
     }
 

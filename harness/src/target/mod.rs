@@ -7,7 +7,7 @@ mod embedded;
 
 pub use connection::{ConnectionSettings, Endpoint};
 pub use containers::{ContainerServer, DEFAULT_IMAGE, IMAGE_ENV};
-pub use dev_server::ServerError;
+pub use dev_server::{ServerError, free_port};
 pub use embedded::{EmbeddedServer, find_temporal_binary};
 
 use crate::infra::{Capability, ServerControl};

