@@ -10,8 +10,9 @@ use temporal_chaos::{
     failure::{FailureKind, TimeoutKind},
     faults::{DelayFault, ErrorFault, FaultAction, FaultPlan, HangFault},
     history::{ActivityExecution, HistoryFacts},
+    infra::{CallEffect, CallFault, TaskAction, WireControl, WorkflowTaskSeen},
     plan::{ActivitySettings, OrchestrationInput, ResilientInput},
-    target::Endpoint,
+    target::{ConnectionSettings, Endpoint, connect},
     wire::{Answer, AttemptRecord, Sent, WireEffect, WireProxy, WireSettings, serve},
     worker::{register_workflows, run_worker_until},
     workflows::{DemoActivities, Orchestration, Path, ResilientCall},
@@ -20,10 +21,12 @@ use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions, Wo
 use temporalio_common::{
     RetryPolicy,
     protos::temporal::api::{
+        common::v1::WorkflowExecution,
         history::v1::history_event::Attributes,
         taskqueue::v1::TaskQueue,
         workflowservice::v1::{
-            GetSystemInfoRequest, PollActivityTaskQueueRequest, workflow_service_client::WorkflowServiceClient,
+            DescribeWorkflowExecutionRequest, GetSystemInfoRequest, PollActivityTaskQueueRequest,
+            workflow_service_client::WorkflowServiceClient,
         },
     },
 };
@@ -44,6 +47,35 @@ async fn run_resilient(direct: &Client, tq: &str, id: &str, input: ResilientInpu
         .unwrap_or_else(|_| panic!("{id} did not finish"))
         .unwrap_or_else(|e| panic!("{id} failed: {e}"));
     output.path
+}
+
+/// Runs a resilient workflow whose first `risky` attempt the proxy fails, with only its activities
+/// through the proxy (`via_proxy`), so that the proxy looks the plan up on the frontend.
+async fn activities_through(direct: &Client, via_proxy: Client, tq: &str, workflow_id: &str) -> Path {
+    let runtime = Runtime::from_current_tokio(Default::default()).unwrap();
+    let mut workflows_options = WorkerOptions::new(tq).build();
+    register_workflows(&mut workflows_options).unwrap();
+    let mut workflows = Worker::new(&runtime, direct.clone(), workflows_options).unwrap();
+    let activity_options = WorkerOptions::new(tq).register_activities(DemoActivities).build();
+    let mut activities = Worker::new(&runtime, via_proxy, activity_options).unwrap();
+    let (stop_workflows, stop_activities) = (workflows.shutdown_handle(), activities.shutdown_handle());
+    let error = FaultAction::Error(ErrorFault {
+        message: "declined on the wire".into(),
+        error_type: "Flaky".into(),
+        non_retryable: false,
+    });
+    let faults = plan(vec![rule(1, "risky", "1", error)]);
+    let run = async {
+        let input = resilient(settings(Duration::from_secs(10), 3));
+        let path = run_resilient(direct, tq, workflow_id, input, &faults).await;
+        stop_workflows();
+        stop_activities();
+        path
+    };
+    let (ran_workflows, ran_activities, path) = futures::join!(workflows.run(), activities.run(), run);
+    ran_workflows.expect("workflow worker");
+    ran_activities.expect("activity worker");
+    path
 }
 
 fn records<'a>(all: &'a [AttemptRecord], workflow_id: &str, activity: &str) -> Vec<&'a AttemptRecord> {
@@ -449,35 +481,8 @@ async fn without_the_workflow_tasks_the_plan_is_looked_up_on_the_server() {
     let proxy = start_proxy(&server.address).await;
     let direct = client(server.address.clone()).await;
     let via_proxy = client(proxy.address()).await;
-    let tq = "wire-activities-only";
-    let runtime = Runtime::from_current_tokio(Default::default()).unwrap();
-    let mut workflows_options = WorkerOptions::new(tq).build();
-    register_workflows(&mut workflows_options).unwrap();
-    let mut workflows = Worker::new(&runtime, direct.clone(), workflows_options).unwrap();
-    let activity_options = WorkerOptions::new(tq).register_activities(DemoActivities).build();
-    let mut activities = Worker::new(&runtime, via_proxy, activity_options).unwrap();
-    let (stop_workflows, stop_activities) = (workflows.shutdown_handle(), activities.shutdown_handle());
-    let error = FaultAction::Error(ErrorFault {
-        message: "declined on the wire".into(),
-        error_type: "Flaky".into(),
-        non_retryable: false,
-    });
-    let faults = plan(vec![rule(1, "risky", "1", error)]);
-    let run = async {
-        let input = resilient(settings(Duration::from_secs(10), 3));
-        let started = direct
-            .start_workflow(ResilientCall::run, input, options(tq, "wire-lookup", Some(&faults)))
-            .await
-            .expect("start");
-        let result = tokio::time::timeout(WAIT, started.get_result(WorkflowGetResultOptions::default())).await;
-        stop_workflows();
-        stop_activities();
-        result
-    };
-    let (ran_workflows, ran_activities, result) = futures::join!(workflows.run(), activities.run(), run);
-    ran_workflows.expect("workflow worker");
-    ran_activities.expect("activity worker");
-    assert_eq!(result.expect("in time").expect("completes").path, Path::Primary);
+    let path = activities_through(&direct, via_proxy, "wire-activities-only", "wire-lookup").await;
+    assert_eq!(path, Path::Primary);
     let risky = only_activity(&history(&direct, "wire-lookup").await, "risky").attempts;
     assert_eq!(risky, 2, "attempt 1 failed by the proxy, attempt 2 ran");
     let log = proxy.attempts();
@@ -616,4 +621,210 @@ async fn the_proxys_own_calls_are_retried_and_a_call_that_never_lands_is_logged(
     );
     let refused = seen.lock().unwrap().iter().filter(|c| c.refused.is_some()).count();
     assert_eq!(refused as u32, 2 + injected.tries);
+}
+
+/// A fault on the workflow tasks that go through the proxy: the first is failed on the worker's
+/// behalf, the second delivered and its run unstuck (`ResetStickyTaskQueue`) once it completes.
+struct FailThenUnstick(std::sync::atomic::AtomicU32);
+
+impl CallFault for FailThenUnstick {
+    fn workflow_task(&self, _task: &WorkflowTaskSeen) -> TaskAction {
+        match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => TaskAction::Fail("failed by the test's fault".into()),
+            1 => TaskAction::DeliverThenUnstick,
+            _ => TaskAction::Deliver,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_proxys_own_calls_carry_the_workers_namespace_and_credentials() {
+    let server = common::dev_server();
+    let (port, seen) = common::hop::hop(server.grpc_port, |_| None);
+    // The proxy has no API key of its own; the worker sends one.
+    let proxy = start_proxy(&format!("127.0.0.1:{port}")).await;
+    let direct = client(server.address.clone()).await;
+    let with_key = ConnectionSettings {
+        address: Some(proxy.address()),
+        api_key: Some("worker-key".into()),
+        tls: Some(false),
+        ..Default::default()
+    };
+    let via_proxy = connect(&with_key.resolve().unwrap()).await.expect("connect").0;
+
+    // Activities only through the proxy: it looks the plan up and fails attempt 1 itself.
+    let lookup = "wire-credentials-lookup";
+    let path = activities_through(&direct, via_proxy.clone(), "wire-credentials-activities", lookup).await;
+    assert_eq!(path, Path::Primary);
+
+    // Workflow tasks through the proxy: it fails one itself, and unsticks a run.
+    proxy.install(1, std::sync::Arc::new(FailThenUnstick(0.into())));
+    let tq = "wire-credentials-tasks";
+    let path = run_worker_until(via_proxy, tq, async {
+        let input = resilient(settings(Duration::from_secs(10), 3));
+        run_resilient(&direct, tq, "wire-credentials-tasks", input, &plan(Vec::new())).await
+    })
+    .await
+    .expect("the worker runs");
+    assert_eq!(path, Path::Primary);
+    let events: Vec<_> = proxy.remove(1).into_iter().map(|e| e.what).collect();
+    assert!(
+        events.contains(&CallEffect::TaskFailed { attempt: 1 }) && events.contains(&CallEffect::CacheDropped),
+        "{events:?}"
+    );
+
+    let calls = seen.lock().unwrap().clone();
+    let own: Vec<_> = calls
+        .iter()
+        .filter(|c| c.user_agent.starts_with("temporal-chaos-wire-proxy"))
+        .collect();
+    for method in [
+        "DescribeWorkflowExecution",
+        "RespondActivityTaskFailed",
+        "RespondWorkflowTaskFailed",
+        "ResetStickyTaskQueue",
+    ] {
+        assert!(
+            own.iter().any(|c| c.path.ends_with(&format!("/{method}"))),
+            "no {method} of the proxy's own: {own:#?}"
+        );
+    }
+    let carries = |c: &common::hop::Seen| {
+        c.namespace.as_deref() == Some("default") && c.authorization.as_deref() == Some("Bearer worker-key")
+    };
+    let bare: Vec<_> = own.iter().filter(|c| !carries(c)).collect();
+    assert!(
+        bare.is_empty(),
+        "calls of the proxy's own without the worker's headers: {bare:#?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path.ends_with("/PollWorkflowTaskQueue") && carries(c)),
+        "the worker's own calls carry both: {calls:#?}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn long_polls_do_not_hold_back_other_calls_when_the_frontend_allows_two_streams() {
+    let server = common::dev_server();
+    // A load balancer in front of the frontend that takes 2 concurrent streams per connection.
+    let (port, seen) = common::hop::hop_limited(server.grpc_port, 2);
+    let proxy = start_proxy(&format!("127.0.0.1:{port}")).await;
+    let raw = WorkflowServiceClient::connect(format!("http://{}", proxy.address()))
+        .await
+        .expect("connect");
+    // Long polls on a queue nobody adds to: each holds its stream for about a minute.
+    const POLLS: usize = 6;
+    let polls: Vec<_> = (0..POLLS)
+        .map(|i| {
+            let mut raw = raw.clone();
+            tokio::spawn(async move {
+                let request = PollActivityTaskQueueRequest {
+                    namespace: "default".into(),
+                    task_queue: Some(TaskQueue {
+                        name: "wire-streams-idle".into(),
+                        ..Default::default()
+                    }),
+                    identity: format!("idle-poller-{i}"),
+                    ..Default::default()
+                };
+                let mut request = temporalio_client::tonic::Request::new(request);
+                request.set_timeout(Duration::from_secs(90));
+                raw.poll_activity_task_queue(request).await
+            })
+        })
+        .collect();
+    let polled = || {
+        let seen = seen.lock().unwrap();
+        // No worker polls yet: these are the idle polls.
+        seen.iter()
+            .filter(|c| c.path.ends_with("/PollActivityTaskQueue"))
+            .count()
+    };
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while polled() < POLLS {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {POLLS} polls reached the frontend", polled()));
+
+    // With every poll held, a workflow runs through the proxy: polls of its own, completions.
+    let direct = client(server.address.clone()).await;
+    let via_proxy = client(proxy.address()).await;
+    let tq = "wire-streams";
+    let input = resilient(settings(Duration::from_secs(10), 3));
+    let run = run_worker_until(via_proxy, tq, async {
+        run_resilient(&direct, tq, "wire-streams", input, &plan(Vec::new())).await
+    });
+    let path = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the workflow finishes while the idle polls hold their streams")
+        .expect("the worker runs");
+    assert_eq!(path, Path::Primary);
+    let open = polls.iter().filter(|p| !p.is_finished()).count();
+    assert_eq!(open, POLLS, "the idle polls were open all along");
+    for poll in polls {
+        poll.abort();
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn headers_and_trailers_as_large_as_grpc_allows_pass_through() {
+    use temporalio_client::tonic::{Code, Request, transport::Endpoint as Channel};
+    let server = common::dev_server();
+    // In front of the frontend, a hop (an auth proxy, say) that refuses one method with an error
+    // of 40 KiB: the real frontend cuts its own messages at 4,000 bytes.
+    let long = "x".repeat(40 * 1024);
+    let refusal = long.clone();
+    let (port, seen) = common::hop::hop_with(server.grpc_port, None, move |parts| {
+        let refuse = parts.uri.path().ends_with("/DescribeWorkflowExecution");
+        refuse.then(|| (7, refusal.clone()))
+    });
+    let proxy = start_proxy(&format!("127.0.0.1:{port}")).await;
+    // A client that takes large trailers itself (tonic keeps hyper's 16 KiB unless told).
+    let channel = Channel::from_shared(format!("http://{}", proxy.address()))
+        .unwrap()
+        .http2_max_header_list_size(16 << 20)
+        .connect()
+        .await
+        .expect("connect");
+    let mut raw = WorkflowServiceClient::new(channel);
+
+    // A 32 KiB bearer token, as a large JWT, reaches the frontend and is answered.
+    let mut request = Request::new(GetSystemInfoRequest::default());
+    let token = format!("Bearer {}", "j".repeat(32 * 1024));
+    request.metadata_mut().insert("authorization", token.parse().unwrap());
+    raw.get_system_info(request)
+        .await
+        .expect("a call with a 32 KiB authorization header is answered");
+    let reached = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|c| c.path.ends_with("/GetSystemInfo") && c.authorization.as_ref() == Some(&token));
+    assert!(reached, "the token went through whole");
+
+    // The 40 KiB error comes back whole.
+    let status = raw
+        .describe_workflow_execution(DescribeWorkflowExecutionRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "wire-large-trailer".into(),
+                run_id: String::new(),
+            }),
+        })
+        .await
+        .expect_err("refused by the hop");
+    let message = status.message();
+    assert_eq!(
+        (status.code(), message.len()),
+        (Code::PermissionDenied, long.len()),
+        "{}",
+        &message[..message.len().min(300)]
+    );
+    proxy.shutdown().await;
 }

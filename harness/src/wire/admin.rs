@@ -27,7 +27,6 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use temporalio_common::protos::temporal::api::workflowservice::v1::{GetSystemInfoRequest, GetSystemInfoResponse};
 use tokio::net::TcpListener;
 
 /// What `/health` says a temporal-chaos proxy is: a client refuses anything else.
@@ -120,10 +119,7 @@ pub(super) async fn serve(
 
 async fn health(State(admin): State<Arc<Admin>>) -> Json<Health> {
     let proxy = &admin.proxy;
-    let request = GetSystemInfoRequest::default();
-    let probe = proxy
-        .upstream()
-        .unary::<_, GetSystemInfoResponse>("GetSystemInfo", &request);
+    let probe = proxy.upstream().system_info();
     let (server_version, error) = match tokio::time::timeout(UPSTREAM_PROBE, probe).await {
         Ok(Ok(info)) => (Some(info.server_version), None),
         Ok(Err(e)) => (None, Some(e.to_string())),

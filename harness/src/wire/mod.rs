@@ -28,6 +28,7 @@ mod effect;
 mod grpc;
 mod plans;
 mod pollers;
+mod pool;
 mod protobuf;
 mod service;
 mod upstream;
@@ -45,7 +46,6 @@ use crate::{
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use service::{Proxy, WorkerConnection};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
-use temporalio_common::protos::temporal::api::workflowservice::v1::{GetSystemInfoRequest, GetSystemInfoResponse};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -116,11 +116,7 @@ pub async fn run_proxy(options: &ProxyOptions) -> Result<(), WireError> {
     // A sidecar may well start before its frontend: say so, and serve all the same.
     let upstream = Upstream::new(UpstreamEndpoint::new(&settings.upstream, None)?);
     let probe = async move {
-        let request = GetSystemInfoRequest::default();
-        match upstream
-            .unary::<_, GetSystemInfoResponse>("GetSystemInfo", &request)
-            .await
-        {
+        match upstream.system_info().await {
             Ok(info) => eprintln!("chaos proxy: the frontend answers (server {})", info.server_version),
             Err(e) => eprintln!("chaos proxy: warning: {e}; workers get UNAVAILABLE until it answers"),
         }
@@ -407,6 +403,8 @@ async fn accept(listeners: Vec<TcpListener>, proxy: Arc<Proxy>, until: impl Futu
                 // Like the frontend (gRPC-Go): no limit, so a worker with many calls in flight
                 // (long polls, load runs) is not throttled by the proxy's default of 200.
                 .max_concurrent_streams(None)
+                // And headers as large as the frontend takes (a worker's large JWT).
+                .max_header_list_size(pool::MAX_HEADER_LIST_SIZE)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let served = tokio::select! {

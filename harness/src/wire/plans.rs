@@ -12,7 +12,7 @@
 
 use super::{
     protobuf::{WireFormatError, first_field},
-    upstream::{Upstream, UpstreamError, retrying},
+    upstream::{Credentials, Upstream, UpstreamError, retrying},
 };
 use crate::faults::{FaultPlan, HEADER_KEY};
 use prost::Message;
@@ -116,18 +116,20 @@ impl PlanLookup {
         let _ = self.slot(&key).set(plan);
     }
 
-    /// The plan of the root of `execution` in `namespace`, `None` when it has none. Attempts of
-    /// one run share one lookup; transient failures are retried until `until`; a lookup that
-    /// fails is not cached, so the next attempt asks again.
+    /// The plan of the root of `execution` in `namespace`, `None` when it has none, looked up
+    /// with `credentials` (the worker's whose call handed out the task). Attempts of one run
+    /// share one lookup; transient failures are retried until `until`; a lookup that fails is not
+    /// cached, so the next attempt asks again.
     pub async fn plan_for(
         &self,
         namespace: &str,
         execution: &WorkflowExecution,
         until: Instant,
+        credentials: &Credentials,
     ) -> Result<Option<Arc<FaultPlan>>, UpstreamError> {
         let key = (execution.workflow_id.clone(), execution.run_id.clone());
         let slot = self.slot(&key);
-        let found = slot.get_or_try_init(|| self.look_up(namespace, execution, until));
+        let found = slot.get_or_try_init(|| self.look_up(namespace, execution, until, credentials));
         let deadline = || UpstreamError::Deadline {
             address: self.upstream.address(),
         };
@@ -143,8 +145,9 @@ impl PlanLookup {
         namespace: &str,
         execution: &WorkflowExecution,
         until: Instant,
+        credentials: &Credentials,
     ) -> Result<Option<Arc<FaultPlan>>, UpstreamError> {
-        let described = self.describe(namespace, execution, until).await?;
+        let described = self.describe(namespace, execution, until, credentials).await?;
         let root = described
             .workflow_execution_info
             .as_ref()
@@ -153,7 +156,7 @@ impl PlanLookup {
         let memo = |d: DescribeWorkflowExecutionResponse| d.workflow_execution_info.and_then(|i| i.memo);
         Ok(match root {
             Some(root) => {
-                let memo = memo(self.describe(namespace, &root, until).await?);
+                let memo = memo(self.describe(namespace, &root, until, credentials).await?);
                 let plan = plan_in(memo.as_ref(), &root.workflow_id, &root.run_id).map(Arc::new);
                 self.remember((root.workflow_id, root.run_id), plan.clone());
                 plan
@@ -167,6 +170,7 @@ impl PlanLookup {
         namespace: &str,
         execution: &WorkflowExecution,
         until: Instant,
+        credentials: &Credentials,
     ) -> Result<DescribeWorkflowExecutionResponse, UpstreamError> {
         let request = DescribeWorkflowExecutionRequest {
             namespace: namespace.to_owned(),
@@ -174,7 +178,8 @@ impl PlanLookup {
         };
         let address = self.upstream.address();
         let (described, _) = retrying(&address, until, || {
-            self.upstream.unary("DescribeWorkflowExecution", &request)
+            self.upstream
+                .unary("DescribeWorkflowExecution", &request, Some(namespace), credentials)
         })
         .await;
         described
@@ -369,7 +374,8 @@ mod tests {
         let lookup = PlanLookup::new(Upstream::new(UpstreamEndpoint::new(&endpoint, None).unwrap()));
         let until = Instant::now() + std::time::Duration::from_secs(10);
         let root = run("root");
-        let five = futures::future::join_all((0..5).map(|_| lookup.plan_for("default", &root, until))).await;
+        let none = Credentials::default();
+        let five = futures::future::join_all((0..5).map(|_| lookup.plan_for("default", &root, until, &none))).await;
         for found in five {
             assert_eq!(found.unwrap(), Some(Arc::new(plan.clone())));
         }
@@ -378,19 +384,19 @@ mod tests {
             3,
             "one lookup for five attempts, tried three times"
         );
-        lookup.plan_for("default", &root, until).await.unwrap();
+        lookup.plan_for("default", &root, until, &none).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3, "cached");
 
         // A lookup that fails for good (not retried: NOT_FOUND) is asked again next time.
         let gone = run("gone");
-        let err = lookup.plan_for("default", &gone, until).await.unwrap_err();
+        let err = lookup.plan_for("default", &gone, until, &none).await.unwrap_err();
         assert!(err.to_string().contains("gRPC status 5"), "{err}");
-        lookup.plan_for("default", &gone, until).await.unwrap_err();
+        lookup.plan_for("default", &gone, until, &none).await.unwrap_err();
         assert_eq!(calls.load(Ordering::SeqCst), 5, "a failure is not cached");
 
         // A lookup that cannot finish by the attempt's deadline ends there.
         let soon = Instant::now() + std::time::Duration::from_millis(50);
-        let late = lookup.plan_for("default", &run("slow"), soon).await.unwrap_err();
+        let late = lookup.plan_for("default", &run("slow"), soon, &none).await.unwrap_err();
         assert!(late.to_string().contains("before the attempt's deadline"), "{late}");
     }
 }

@@ -9,7 +9,7 @@ use super::{
     plans::PlanLookup,
     pollers::{PollerSeen, Pollers},
     protobuf,
-    upstream::{Upstream, UpstreamError, WORKFLOW_SERVICE, collect, retrying},
+    upstream::{Credentials, Upstream, UpstreamError, WORKFLOW_SERVICE, collect, retrying},
 };
 use crate::{
     faults::AttemptKey,
@@ -289,12 +289,7 @@ impl Proxy {
             POLL | WORKFLOW_TASK_COMPLETED => self.hand_out(&method, parts, body, worker).await,
             WORKFLOW_POLL => self.workflow_task(parts, body, &namespace).await,
             m if INSPECTED.contains(&m) => self.respond(&method, parts, body, worker).await,
-            _ => self
-                .upstream
-                .send(parts, body)
-                .await
-                .map(|r| r.map(incoming))
-                .map_err(CallError::from),
+            _ => self.upstream.send(parts, body).await.map_err(CallError::from),
         };
         result.unwrap_or_else(|e| error_response(&method, &e))
     }
@@ -329,13 +324,14 @@ impl Proxy {
         body: ProxyBody,
         worker: &WorkerConnection,
     ) -> Result<Response<ProxyBody>, CallError> {
+        let credentials = Credentials::of(&parts.headers);
         let response = self.upstream.send(parts, body).await?;
         // The server has handed out what the response holds: record it (and apply its faults)
         // even if the worker goes away now, e.g. killed by a worker-crash fault, so that the log
         // still accounts for every attempt history counts.
         let proxy = Arc::clone(self);
         let (method, worker) = (method.to_owned(), worker.clone());
-        tokio::spawn(async move { proxy.read_handed_out(&method, response, &worker).await })
+        tokio::spawn(async move { proxy.read_handed_out(&method, response, &worker, &credentials).await })
             .await
             .unwrap_or_else(|e| {
                 Err(CallError::Response {
@@ -349,14 +345,18 @@ impl Proxy {
     async fn read_handed_out(
         self: &Arc<Self>,
         method: &str,
-        response: Response<Incoming>,
+        response: Response<ProxyBody>,
         worker: &WorkerConnection,
+        credentials: &Credentials,
     ) -> Result<Response<ProxyBody>, CallError> {
         let (mut parts, data, trailers) = match self.collect_ok(response).await? {
             Ok(collected) => collected,
             Err(not_ok) => return Ok(not_ok),
         };
-        let data = match self.take_out_injected(method, &data, &parts.headers, worker).await {
+        let data = match self
+            .take_out_injected(method, &data, &parts.headers, worker, credentials)
+            .await
+        {
             Some(message) => {
                 parts.headers.remove(http::header::CONTENT_LENGTH);
                 grpc::frame_bytes(&message)
@@ -376,6 +376,7 @@ impl Proxy {
         body: ProxyBody,
         namespace: &str,
     ) -> Result<Response<ProxyBody>, CallError> {
+        let credentials = Credentials::of(&parts.headers);
         let response = self.upstream.send(parts, body).await?;
         let (mut parts, data, trailers) = match self.collect_ok(response).await? {
             Ok(collected) => collected,
@@ -428,7 +429,12 @@ impl Proxy {
                 };
                 let failed = self
                     .upstream
-                    .unary::<_, RespondWorkflowTaskFailedResponse>("RespondWorkflowTaskFailed", &request)
+                    .unary::<_, RespondWorkflowTaskFailedResponse>(
+                        "RespondWorkflowTaskFailed",
+                        &request,
+                        Some(namespace),
+                        &credentials,
+                    )
                     .await;
                 if let Err(e) = failed {
                     warn!(error = %e, workflow_id = decision.task.workflow_id, "cannot fail the workflow task; handing it to the worker");
@@ -446,7 +452,7 @@ impl Proxy {
         parts.headers.remove(http::header::CONTENT_LENGTH);
         Ok(Response::from_parts(
             parts,
-            grpc::body(grpc::frame_bytes(&[]), trailers),
+            grpc::body(grpc::frame_bytes(&no_task()), trailers),
         ))
     }
 
@@ -463,6 +469,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, CallError> {
         let (data, trailers) = collect(body).await.map_err(CallError::Request)?;
         let mut parts = parts;
+        let credentials = Credentials::of(&parts.headers);
         let token = grpc::decode::<FirstString>(&data, &parts.headers)
             .map(|t| t.value)
             .unwrap_or_default();
@@ -501,7 +508,7 @@ impl Proxy {
             return Ok(response);
         }
         let request = ResetStickyTaskQueueRequest {
-            namespace,
+            namespace: namespace.clone(),
             execution: Some(WorkflowExecution {
                 workflow_id: workflow_id.clone(),
                 run_id,
@@ -509,7 +516,7 @@ impl Proxy {
         };
         let reset = self
             .upstream
-            .unary::<_, ResetStickyTaskQueueResponse>("ResetStickyTaskQueue", &request)
+            .unary::<_, ResetStickyTaskQueueResponse>("ResetStickyTaskQueue", &request, Some(&namespace), &credentials)
             .await;
         if let Err(e) = reset {
             debug!(error = %e, workflow_id, "cannot reset the run's sticky queue; its cache stays");
@@ -527,9 +534,9 @@ impl Proxy {
 
     /// The whole body of an OK response with its parts and trailers; an error status (in the
     /// headers, or in the trailers) is handed back as a response to pass on as it is.
-    async fn collect_ok(&self, response: Response<Incoming>) -> Result<Collected, CallError> {
+    async fn collect_ok(&self, response: Response<ProxyBody>) -> Result<Collected, CallError> {
         if response.status() != StatusCode::OK || response.headers().contains_key("grpc-status") {
-            return Ok(Err(response.map(incoming)));
+            return Ok(Err(response));
         }
         let (parts, body) = response.into_parts();
         let (data, trailers) = collect(body).await.map_err(|e| CallError::Response {
@@ -550,6 +557,7 @@ impl Proxy {
         data: &Bytes,
         headers: &HeaderMap,
         worker: &WorkerConnection,
+        credentials: &Credentials,
     ) -> Option<Bytes> {
         let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
         let tasks = grpc::first_message(data, encoding).and_then(|message| {
@@ -568,13 +576,13 @@ impl Proxy {
         let mut kept = Vec::with_capacity(tasks.len());
         for task in tasks {
             let real = !task.task_token.is_empty();
-            kept.push(real && self.begin(task, method != POLL, worker).await);
+            kept.push(real && self.begin(task, method != POLL, worker, credentials).await);
         }
         if !kept.contains(&true) {
             return None;
         }
         if method == POLL {
-            return Some(Bytes::new());
+            return Some(no_task());
         }
         protobuf::drop_repeated(&message, EAGER_TASKS_FIELD, |i| kept.get(i).copied().unwrap_or(false))
             .inspect_err(
@@ -590,6 +598,7 @@ impl Proxy {
         task: PollActivityTaskQueueResponse,
         eager: bool,
         worker: &WorkerConnection,
+        credentials: &Credentials,
     ) -> bool {
         // The attempt's time runs from here, by the proxy's own clock: the server's timestamps
         // only say how long it has (see `budget_of`), never when it ends.
@@ -606,7 +615,11 @@ impl Proxy {
         let activity_type = task.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
         let attempt = u32::try_from(task.attempt).unwrap_or(1).max(1);
         let lookup_until = deadline.min(arrived + PLAN_LOOKUP_LIMIT);
-        let (plan, plan_error) = match self.plans.plan_for(&namespace, &execution, lookup_until).await {
+        let (plan, plan_error) = match self
+            .plans
+            .plan_for(&namespace, &execution, lookup_until, credentials)
+            .await
+        {
             Ok(plan) => (plan, None),
             Err(e) => {
                 warn!(workflow_id = execution.workflow_id, error = %e, "no faults for this attempt: its fault plan cannot be read");
@@ -679,11 +692,18 @@ impl Proxy {
             ..Default::default()
         };
         let upstream = self.upstream.clone();
+        let credentials = credentials.clone();
         let send: Resend = Box::new(move || {
-            let (upstream, request) = (upstream.clone(), request.clone());
+            let (upstream, request, credentials) = (upstream.clone(), request.clone(), credentials.clone());
             Box::pin(async move {
+                let namespace = Some(request.namespace.as_str());
                 upstream
-                    .unary::<_, RespondActivityTaskFailedResponse>("RespondActivityTaskFailed", &request)
+                    .unary::<_, RespondActivityTaskFailedResponse>(
+                        "RespondActivityTaskFailed",
+                        &request,
+                        namespace,
+                        &credentials,
+                    )
                     .await
                     .map(drop)
             })
@@ -810,6 +830,17 @@ impl Proxy {
 /// A call the proxy makes on a worker's behalf, made anew for every try.
 type Resend = Box<dyn FnMut() -> futures::future::BoxFuture<'static, Result<(), UpstreamError>> + Send>;
 
+/// The message of a poll's answer whose task the proxy keeps from the worker: the empty message,
+/// exactly the frontend's answer to a long poll that ends without a task. None of the real
+/// answer's fields is kept, `poller_scaling_decision` and `backlog_count_hint` included: sdk-core
+/// (under the Python, TypeScript, .NET and Rust SDKs) takes an answer for "no task" only when it
+/// equals the default message, and reads one with any field set as a task without a token, an
+/// invalid task (an error from an activity poll, an error logged for a workflow poll); the Go SDK
+/// reads an answer without a task token as empty and uses neither field of it.
+fn no_task() -> Bytes {
+    Bytes::new()
+}
+
 /// A copy of a request's method, URI, version and headers (its extensions are left out).
 fn copy_parts(parts: &Parts) -> Parts {
     let mut request = Request::new(());
@@ -931,6 +962,17 @@ fn budget_of(task: &PollActivityTaskQueueResponse) -> Option<Duration> {
 mod tests {
     use super::*;
     use std::time::SystemTime;
+
+    #[test]
+    fn a_task_kept_from_the_worker_is_answered_as_a_poll_that_found_none() {
+        use temporalio_common::protos::temporal::api::workflowservice::v1::PollWorkflowTaskQueueResponse;
+        // What the SDKs compare an answer with to tell a poll that found no task (sdk-core:
+        // `wft == PollWorkflowTaskQueueResponse::default()`, `task == Default::default()`).
+        let workflow = PollWorkflowTaskQueueResponse::decode(no_task()).unwrap();
+        assert_eq!(workflow, PollWorkflowTaskQueueResponse::default());
+        let activity = PollActivityTaskQueueResponse::decode(no_task()).unwrap();
+        assert_eq!(activity, PollActivityTaskQueueResponse::default());
+    }
 
     #[test]
     fn every_inspected_call_is_read() {

@@ -1,21 +1,21 @@
-//! The connection to the Temporal frontend: HTTP/2, one pooled connection that multiplexes every
-//! forwarded call, opened the way the harness's connection settings say
-//! ([`crate::target::Endpoint`]): plaintext (h2c), or TLS with ALPN h2, verified against the
-//! profile's server CA (else the system's roots) and the server name override (else the address's
-//! host), with a client certificate for mTLS. With an API key every call without an
-//! `authorization` header of its own gets `authorization: Bearer <key>`, the proxy's own calls too.
+//! The connection to the Temporal frontend: HTTP/2 connections that multiplex every forwarded
+//! call, as many as the frontend's stream limit asks for (`pool.rs`), opened the way the
+//! harness's connection settings say ([`crate::target::Endpoint`]): plaintext (h2c), or TLS with
+//! ALPN h2, verified against the profile's server CA (else the system's roots) and the server name
+//! override (else the address's host), with a client certificate for mTLS. With an API key every
+//! call without an `authorization` header of its own gets `authorization: Bearer <key>`, the
+//! proxy's own calls too; without one, the proxy's own calls carry the credentials of the worker
+//! call they are made for ([`Credentials`]), and each names its namespace in `temporal-namespace`,
+//! as the SDKs' calls do (Temporal Cloud refuses calls without them).
 
-use super::grpc::{self, BoxError, ProxyBody};
+use super::{
+    grpc::{self, BoxError, ProxyBody},
+    pool::Pool,
+};
 use crate::target::Endpoint;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, header::AUTHORIZATION, request::Parts};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_rustls::MaybeHttpsStream;
-use hyper_util::{
-    client::legacy::Client,
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-};
 use rustls::{
     ClientConfig, RootCertStore, SignatureScheme,
     client::ResolvesClientCert,
@@ -25,21 +25,23 @@ use rustls::{
 use std::{
     fmt,
     future::Future,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    task::{Context, Poll},
     time::Duration,
 };
-use temporalio_common::envconfig::{ClientConfigTLS, DataSource};
+use temporalio_common::{
+    envconfig::{ClientConfigTLS, DataSource},
+    protos::temporal::api::workflowservice::v1::{GetSystemInfoRequest, GetSystemInfoResponse},
+};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use tokio_rustls::{TlsConnector, client::TlsStream};
+use tokio_util::either::Either;
 
-/// How long opening the upstream connection (TCP and the TLS handshake) may take before the call
-/// fails as unavailable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening an upstream connection (TCP, the TLS handshake and the frontend's HTTP/2
+/// settings) may take before the call fails as unavailable.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the frontend is and how to talk to it.
 #[derive(Clone)]
@@ -371,60 +373,74 @@ where
 
 /// Opens the connections: TCP to the dial address, then TLS when on.
 #[derive(Clone)]
-struct Connector {
+pub(super) struct Connector {
     dial: String,
     tls: Option<Tls>,
 }
 
 /// A plaintext or TLS connection to the frontend.
-type Connection = MaybeHttpsStream<TokioIo<TcpStream>>;
+pub(super) type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 
 impl Connector {
-    async fn connect(self) -> std::io::Result<Connection> {
-        let tcp = TcpStream::connect(&self.dial).await?;
-        tcp.set_nodelay(true)?;
-        let Some(tls) = self.tls else {
-            return Ok(MaybeHttpsStream::Http(TokioIo::new(tcp)));
+    /// A connection to the dial address (whatever the frontend's name), within [`CONNECT_TIMEOUT`].
+    pub(super) async fn connect(&self) -> std::io::Result<Stream> {
+        let connecting = async {
+            let tcp = TcpStream::connect(&self.dial).await?;
+            tcp.set_nodelay(true)?;
+            let Some(tls) = &self.tls else {
+                return Ok(Either::Left(tcp));
+            };
+            let stream = tls.connector.connect(tls.server_name.clone(), tcp).await?;
+            Ok(Either::Right(stream))
         };
-        let stream = tls
-            .connector
-            .connect(tls.server_name, TokioIo::new(TokioIo::new(tcp)))
-            .await?;
-        Ok(MaybeHttpsStream::Https(TokioIo::new(stream)))
+        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+                ))
+            })
     }
 }
 
-impl tower_service::Service<Uri> for Connector {
-    type Response = Connection;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<Connection>> + Send>>;
+/// The credentials of a worker's call, for the calls the proxy makes on its behalf (its
+/// `authorization`, kept out of Debug output and HPACK tables).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    authorization: Option<HeaderValue>,
+}
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    /// Connects to the dial address whatever the URI (which names the frontend).
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let connecting = self.clone().connect();
-        Box::pin(async move {
-            tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
-                    ))
-                })
-        })
+impl Credentials {
+    /// The credentials a worker's call carries in `headers`.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let authorization = headers.get(AUTHORIZATION).cloned().map(|mut value| {
+            value.set_sensitive(true);
+            value
+        });
+        Self { authorization }
     }
 }
 
-/// A pooled HTTP/2 client to the frontend.
+/// Never prints the credentials.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let authorization = self.authorization.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Credentials")
+            .field("authorization", &authorization)
+            .finish()
+    }
+}
+
+/// The frontend's connections.
 #[derive(Clone)]
 pub struct Upstream {
     endpoint: UpstreamEndpoint,
-    client: Client<Connector, ProxyBody>,
+    pool: Arc<Pool>,
 }
+
+/// The header naming the namespace of a call, which the SDKs send and Temporal Cloud routes by.
+const NAMESPACE_HEADER: &str = "temporal-namespace";
 
 /// Path prefix of every WorkflowService method.
 pub const WORKFLOW_SERVICE: &str = "/temporal.api.workflowservice.v1.WorkflowService/";
@@ -436,14 +452,10 @@ impl Upstream {
             dial: endpoint.dial.clone(),
             tls: endpoint.tls.clone(),
         };
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .http2_only(true)
-            .http2_adaptive_window(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .build(connector);
-        Self { endpoint, client }
+        Self {
+            endpoint,
+            pool: Arc::new(Pool::new(connector)),
+        }
     }
 
     /// `host:port` of the frontend.
@@ -452,7 +464,7 @@ impl Upstream {
     }
 
     /// Sends a request with the worker's method, path and headers (`parts`) and `body`, as is.
-    pub async fn send(&self, mut parts: Parts, body: ProxyBody) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(&self, mut parts: Parts, body: ProxyBody) -> Result<Response<ProxyBody>, UpstreamError> {
         let mut uri = self.endpoint.base.clone().into_parts();
         uri.path_and_query = parts.uri.path_and_query().cloned();
         parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::BadAddress {
@@ -468,17 +480,32 @@ impl Upstream {
                 .or_insert_with(|| authorization.clone());
         }
         parts.version = http::Version::HTTP_2;
-        self.client
-            .request(Request::from_parts(parts, body))
+        self.pool
+            .send(Request::from_parts(parts, body))
             .await
-            .map_err(|e| UpstreamError::Unreachable {
+            .map_err(|reason| UpstreamError::Unreachable {
                 address: self.address(),
-                reason: error_chain(&e) + self.endpoint.hint(),
+                reason: reason + self.endpoint.hint(),
             })
     }
 
-    /// Makes a unary WorkflowService call of the proxy's own (not a worker's).
-    pub async fn unary<Req, Resp>(&self, method: &'static str, request: &Req) -> Result<Resp, UpstreamError>
+    /// The frontend's `GetSystemInfo`: whether it answers, and its version.
+    pub async fn system_info(&self) -> Result<GetSystemInfoResponse, UpstreamError> {
+        let request = GetSystemInfoRequest::default();
+        self.unary("GetSystemInfo", &request, None, &Credentials::default())
+            .await
+    }
+
+    /// Makes a unary WorkflowService call of the proxy's own (not a worker's): in `namespace`
+    /// (named in `temporal-namespace`) if it is namespaced, with `credentials` unless the proxy
+    /// has an API key of its own.
+    pub async fn unary<Req, Resp>(
+        &self,
+        method: &'static str,
+        request: &Req,
+        namespace: Option<&str>,
+        credentials: &Credentials,
+    ) -> Result<Resp, UpstreamError>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
@@ -495,6 +522,15 @@ impl Upstream {
             http::header::USER_AGENT,
             HeaderValue::from_static("temporal-chaos-wire-proxy"),
         );
+        // A name a header cannot carry is no namespace: the frontend says so.
+        if let Some(namespace) = namespace.and_then(|n| HeaderValue::try_from(n).ok()) {
+            headers.insert(NAMESPACE_HEADER, namespace);
+        }
+        if self.endpoint.authorization.is_none()
+            && let Some(authorization) = &credentials.authorization
+        {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
         let response = self.send(parts, grpc::body(grpc::frame(request), None)).await?;
         let (parts, body) = response.into_parts();
         let answer = |reason: String| UpstreamError::Answer {

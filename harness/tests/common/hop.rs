@@ -22,9 +22,14 @@ pub struct Seen {
     pub user_agent: String,
     /// Its `authorization`, if any.
     pub authorization: Option<String>,
-    /// The status the hop answered it with itself (`None`: passed on).
+    /// Its `temporal-namespace`, if any.
+    pub namespace: Option<String>,
+    /// The status code the hop answered it with itself (`None`: passed on).
     pub refused: Option<u16>,
 }
+
+/// The largest header list gRPC takes (grpc-go's default).
+const LARGEST_HEADERS: u32 = 16 << 20;
 
 type Body = UnsyncBoxBody<bytes::Bytes, hyper::Error>;
 
@@ -35,12 +40,31 @@ pub fn hop<F>(upstream: u16, refuse: F) -> (u16, Arc<Mutex<Vec<Seen>>>)
 where
     F: Fn(&Parts) -> Option<u16> + Send + Sync + 'static,
 {
+    hop_with(upstream, None, move |parts| {
+        refuse(parts).map(|code| (code, "refused by the test's hop".to_owned()))
+    })
+}
+
+/// A [`hop`] that passes every call on and advertises at most `streams` concurrent streams per
+/// connection, as a load balancer may.
+pub fn hop_limited(upstream: u16, streams: u32) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    hop_with(upstream, Some(streams), |_| None)
+}
+
+/// A [`hop`] whose refusals carry a message of their own, advertising at most `streams`
+/// concurrent streams per connection if given. It takes headers as large as gRPC allows (16 MiB).
+pub fn hop_with<F>(upstream: u16, streams: Option<u32>, refuse: F) -> (u16, Arc<Mutex<Vec<Seen>>>)
+where
+    F: Fn(&Parts) -> Option<(u16, String)> + Send + Sync + 'static,
+{
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     let refuse = Arc::new(refuse);
     let port = serve_on_a_free_port(move |listener| async move {
-        let client: Client<HttpConnector, Incoming> =
-            Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .http2_max_header_list_size(LARGEST_HEADERS)
+            .build_http();
         while let Ok((stream, _)) = listener.accept().await {
             let (client, record, refuse) = (client.clone(), record.clone(), refuse.clone());
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -51,11 +75,13 @@ where
                         .get(name)
                         .map(|v: &HeaderValue| v.to_str().unwrap_or_default().to_owned())
                 };
-                let refused = refuse(&parts);
+                let refusal = refuse(&parts);
+                let refused = refusal.as_ref().map(|(code, _)| *code);
                 record.lock().unwrap().push(Seen {
                     path: parts.uri.path().to_owned(),
                     user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
                     authorization: header(http::header::AUTHORIZATION),
+                    namespace: header(http::header::HeaderName::from_static("temporal-namespace")),
                     refused,
                 });
                 parts.uri = format!("http://127.0.0.1:{upstream}{}", parts.uri.path())
@@ -63,23 +89,25 @@ where
                     .unwrap();
                 let client = client.clone();
                 async move {
-                    if let Some(code) = refused {
+                    if let Some((code, message)) = refusal {
                         // Trailers-only: the status in the headers, no body.
                         let mut response = Response::new(Empty::new().map_err(|e| match e {}).boxed_unsync());
                         let headers = response.headers_mut();
                         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
                         headers.insert("grpc-status", HeaderValue::from(code));
-                        headers.insert("grpc-message", HeaderValue::from_static("refused by the test's hop"));
+                        headers.insert("grpc-message", HeaderValue::try_from(message).unwrap());
                         return Ok::<Response<Body>, hyper_util::client::legacy::Error>(response);
                     }
                     let response = client.request(Request::from_parts(parts, body)).await?;
                     Ok(response.map(|b| b.boxed_unsync()))
                 }
             });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+            let mut server = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            server.max_header_list_size(LARGEST_HEADERS);
+            if let Some(streams) = streams {
+                server.max_concurrent_streams(streams);
+            }
+            tokio::spawn(server.serve_connection(TokioIo::new(stream), service));
         }
     });
     (port, seen)
