@@ -244,9 +244,7 @@ impl Bench {
         let proxy = runtime.block_on(WireProxy::start(settings)).expect("the proxy starts");
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build(connector);
+        let client = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
         Self {
             runtime,
             upstream,

@@ -13,6 +13,7 @@ use super::{
     calls::{CallFaults, CompletedHead, FirstString, WorkflowTaskHead},
     grpc::{self, FrameError},
     plans::PlanLookup,
+    pollers::Pollers,
     protobuf,
     service::{INSPECTED, budget_of, read_call},
     upstream::{Upstream, UpstreamEndpoint},
@@ -21,7 +22,10 @@ use crate::target::Endpoint;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use prost::Message;
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use temporalio_common::protos::temporal::api::workflowservice::v1::{
     PollActivityTaskQueueResponse, RespondWorkflowTaskCompletedResponse,
 };
@@ -120,7 +124,8 @@ fn protobuf_fields(input: &[u8]) {
 }
 
 /// The activity-task and workflow-task readers: `read_call`, `budget_of`, the message views,
-/// what `CallFaults` and `PlanLookup` learn from a workflow task. Input: a method name, a
+/// the poll requests `Pollers` read, what `CallFaults` and `PlanLookup` learn from a workflow
+/// task. Input: a method name, a
 /// newline, and the message (of that method's request for the calls the proxy inspects, of its
 /// response for the polls and workflow-task completions).
 fn task_decoding(input: &[u8], plans: &PlanLookup) {
@@ -128,9 +133,16 @@ fn task_decoding(input: &[u8], plans: &PlanLookup) {
     let method = String::from_utf8_lossy(&input[..split_at]);
     let message = input.get(split_at + 1..).unwrap_or_default();
     let inspected = INSPECTED.contains(&&*method);
-    match read_call(&method, &grpc::frame_bytes(message), &HeaderMap::new()) {
+    let body = grpc::frame_bytes(message);
+    match read_call(&method, &body, &HeaderMap::new()) {
         Ok(Some(_)) | Err(_) => assert!(inspected, "{method} is not inspected"),
         Ok(None) => assert!(!inspected, "{method} is inspected"),
+    }
+    let pollers = Arc::new(Pollers::default());
+    if let Some(open) = pollers.poll(&method, &body, &HeaderMap::new()) {
+        assert!(method.starts_with("Poll"), "{method} is not a poll");
+        assert_eq!(pollers.list().len(), 1);
+        drop(open);
     }
     if let Ok(task) = PollActivityTaskQueueResponse::decode(message)
         && let Some(budget) = budget_of(&task)
