@@ -418,25 +418,20 @@ impl Heartbeating {
     }
 }
 
-#[tokio::test]
-async fn a_hang_swallows_heartbeats_until_the_heartbeat_timeout() {
-    let server = common::dev_server();
-    let proxy = start_proxy(&server.address).await;
-    let direct = client(server.address.clone()).await;
-    let via_proxy = client(proxy.address()).await;
-    let tq = "wire-heartbeats";
+/// Runs [`Heartbeating`] for `millis` as workflow `id` (started directly, with `plan` in its
+/// memo) on a worker of queue `id` that connects with `worker`; the attempt that completed.
+async fn run_heartbeating(direct: &Client, worker: Client, id: &str, plan: Option<&FaultPlan>, millis: u64) -> u32 {
     let runtime = Runtime::from_current_tokio(Default::default()).unwrap();
-    let worker_options = WorkerOptions::new(tq)
+    let worker_options = WorkerOptions::new(id)
         .register_workflow::<Heartbeating>()
         .unwrap()
         .register_activities(Beating)
         .build();
-    let mut worker = Worker::new(&runtime, via_proxy, worker_options).unwrap();
+    let mut worker = Worker::new(&runtime, worker, worker_options).unwrap();
     let shutdown = worker.shutdown_handle();
-    let hang = plan(vec![rule(1, "beat", "1", FaultAction::Hang(HangFault {}))]);
     let run = async {
         let handle = direct
-            .start_workflow(Heartbeating::run, 3000, options(tq, "wire-heartbeats", Some(&hang)))
+            .start_workflow(Heartbeating::run, millis, options(id, id, plan))
             .await
             .expect("start");
         let result = tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default())).await;
@@ -445,7 +440,18 @@ async fn a_hang_swallows_heartbeats_until_the_heartbeat_timeout() {
     };
     let (worked, result) = futures::join!(worker.run(), run);
     worked.expect("worker");
-    assert_eq!(result.expect("in time").expect("completes"), 2, "attempt 2 completes");
+    result.expect("in time").expect("completes")
+}
+
+#[tokio::test]
+async fn a_hang_swallows_heartbeats_until_the_heartbeat_timeout() {
+    let server = common::dev_server();
+    let proxy = start_proxy(&server.address).await;
+    let direct = client(server.address.clone()).await;
+    let via_proxy = client(proxy.address()).await;
+    let hang = plan(vec![rule(1, "beat", "1", FaultAction::Hang(HangFault {}))]);
+    let completed = run_heartbeating(&direct, via_proxy, "wire-heartbeats", Some(&hang), 3000).await;
+    assert_eq!(completed, 2, "attempt 2 completes");
     let facts = history(&direct, "wire-heartbeats").await;
     let beat = only_activity(&facts, "beat");
     assert_eq!(beat.attempts, 2);
@@ -827,4 +833,133 @@ async fn headers_and_trailers_as_large_as_grpc_allows_pass_through() {
         &message[..message.len().min(300)]
     );
     proxy.shutdown().await;
+}
+
+/// Regenerates the fuzz corpus of the proxy's byte readers (`harness/src/wire/__fuzz__`, see
+/// `harness/src/wire/fuzz.rs`) from real traffic: the demo worker and a heartbeating one run
+/// behind the proxy, with a fault on the wire, against a dev server; a recording hop between the
+/// proxy and the server keeps every body. Run it with
+/// `cargo test --test wire record_fuzz_corpus -- --ignored` and commit what changed.
+#[tokio::test]
+#[ignore = "writes the committed fuzz corpus; run by hand"]
+async fn record_fuzz_corpus() {
+    let server = common::dev_server();
+    let port = server.address.rsplit(':').next().unwrap().parse().unwrap();
+    let (hop, exchanges) = common::hop::recording_hop(port);
+    let proxy = start_proxy(&format!("127.0.0.1:{hop}")).await;
+    let direct = client(server.address.clone()).await;
+    let via_proxy = client(proxy.address()).await;
+    let tq = "wire-corpus";
+    let flaky = FaultAction::Error(ErrorFault {
+        message: "injected on the wire".into(),
+        error_type: "Flaky".into(),
+        non_retryable: false,
+    });
+    let faults = plan(vec![rule(1, "add", "1", flaky)]);
+    let input = OrchestrationInput {
+        numbers: vec![2.into(), 3.into()],
+        activity: settings(Duration::from_secs(10), 3),
+    };
+    run_worker_until(via_proxy.clone(), tq, async {
+        let options = options(tq, "wire-corpus-orchestration", Some(&faults));
+        let handle = direct
+            .start_workflow(Orchestration::run, input, options)
+            .await
+            .expect("start");
+        tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+            .await
+            .expect("in time")
+            .expect("completes")
+    })
+    .await
+    .expect("worker");
+    run_heartbeating(&direct, via_proxy, "wire-corpus-beat", None, 300).await;
+    proxy.shutdown().await;
+
+    let exchanges = exchanges.lock().unwrap().clone();
+    let written = write_corpus(&exchanges);
+    for method in [
+        "PollWorkflowTaskQueue",
+        "PollActivityTaskQueue",
+        "RespondWorkflowTaskCompleted",
+        "RespondActivityTaskCompleted",
+        "RespondActivityTaskFailed",
+        "RecordActivityTaskHeartbeat",
+    ] {
+        assert!(
+            written.iter().any(|name| name.starts_with(method)),
+            "no {method} in the corpus: {written:?}"
+        );
+    }
+}
+
+/// Writes the corpus of each fuzz target from the recorded calls, none over 64 KiB: one body
+/// per method and direction for the framing and the field walker, two for the task readers
+/// (of the task calls only). The SDK and the server gzip their messages: the framing's inputs
+/// keep the bodies as they went by (selector 2: `grpc-encoding: gzip`), the others get the
+/// messages inflated. Returns the names written.
+fn write_corpus(exchanges: &[common::hop::Exchange]) -> Vec<String> {
+    use std::{collections::BTreeMap, io::Read};
+    const PER_KIND: usize = 2;
+    const LARGEST: usize = 64 * 1024;
+    let fuzz = common::repo().join("harness/src/wire/__fuzz__");
+    // Distinct (body, message) pairs by method and direction, in the order seen.
+    type Kept = BTreeMap<(String, &'static str), Vec<(Vec<u8>, Vec<u8>)>>;
+    let mut kept = Kept::new();
+    for e in exchanges {
+        for (direction, body) in [("request", &e.request), ("response", &e.response)] {
+            // One whole message, not empty.
+            let whole =
+                body.len() > 5 && u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize == body.len() - 5;
+            if !whole || body.len() > LARGEST {
+                continue;
+            }
+            let mut message = Vec::new();
+            if body[0] == 0 {
+                message.extend_from_slice(&body[5..]);
+            } else if flate2::read::GzDecoder::new(&body[5..])
+                .read_to_end(&mut message)
+                .is_err()
+            {
+                continue;
+            }
+            let bodies = kept.entry((e.method.clone(), direction)).or_default();
+            if message.len() <= LARGEST && bodies.len() < PER_KIND && !bodies.iter().any(|(_, m)| *m == message) {
+                bodies.push((body.to_vec(), message));
+            }
+        }
+    }
+    let mut written = Vec::new();
+    for target in ["grpc_frames", "protobuf_fields", "task_decoding"] {
+        let dir = fuzz.join(format!("wire__fuzz__{target}/corpus"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for ((method, direction), bodies) in &kept {
+            let task_call = ["Poll", "Respond", "Record"].iter().any(|p| method.starts_with(p));
+            let take = match target {
+                "task_decoding" if task_call => PER_KIND,
+                "task_decoding" => 0,
+                _ => 1,
+            };
+            for (i, (body, message)) in bodies.iter().take(take).enumerate() {
+                // The field each message's walker is pointed at: the eager tasks of a workflow
+                // task's completion, a workflow task's history, else the first field.
+                let field = match (method.as_str(), *direction) {
+                    ("RespondWorkflowTaskCompleted", "response") => 2,
+                    ("PollWorkflowTaskQueue", "response") => 8,
+                    _ => 1,
+                };
+                let encoding = if body[0] == 0 { 0 } else { 2 };
+                let input = match target {
+                    "grpc_frames" => [&[encoding][..], body].concat(),
+                    "protobuf_fields" => [&[field][..], message].concat(),
+                    _ => [method.as_bytes(), b"\n", message].concat(),
+                };
+                let name = format!("{method}-{direction}-{i}");
+                std::fs::write(dir.join(&name), input).unwrap();
+                written.push(name);
+            }
+        }
+    }
+    written
 }

@@ -25,6 +25,8 @@ pub mod admin;
 mod attempts;
 mod calls;
 mod effect;
+#[cfg(test)]
+mod fuzz;
 mod grpc;
 mod plans;
 mod pollers;

@@ -47,12 +47,17 @@ const IDENTITY: &str = "temporal-chaos-wire-proxy";
 /// How long the proxy remembers an attempt whose task names no deadline.
 const MAX_ATTEMPT: Duration = Duration::from_secs(600);
 
+/// The longest budget the proxy counts an attempt with. A task may carry any timeout up to the
+/// largest a `Duration` message holds (`i64::MAX` seconds), which would overflow the clock
+/// arithmetic of its deadline (a panic that cost the worker the task).
+const LONGEST_BUDGET: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// How long a task waits at most for its run's fault plan to be read from the frontend (the
 /// worker gets the task only then).
 const PLAN_LOOKUP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Worker calls about a running attempt, whose requests the proxy reads.
-const INSPECTED: &[&str] = &[
+pub(super) const INSPECTED: &[&str] = &[
     "RespondActivityTaskCompleted",
     "RespondActivityTaskCompletedById",
     "RespondActivityTaskFailed",
@@ -884,7 +889,11 @@ fn without_eager_activities(data: &Bytes, headers: &HeaderMap) -> Option<Bytes> 
 
 /// Which attempt an inspected call is about, and the worker's answer (`None` for heartbeats).
 /// `Ok(None)` for calls the proxy does not inspect.
-fn read_call(method: &str, data: &Bytes, headers: &HeaderMap) -> Result<Option<(Target, Option<Answer>)>, FrameError> {
+pub(super) fn read_call(
+    method: &str,
+    data: &Bytes,
+    headers: &HeaderMap,
+) -> Result<Option<(Target, Option<Answer>)>, FrameError> {
     let token = |t: Vec<u8>| Target::Token(t.into());
     let by_id = |workflow_id, activity_id| Target::Activity {
         workflow_id,
@@ -932,8 +941,8 @@ fn read_call(method: &str, data: &Bytes, headers: &HeaderMap) -> Result<Option<(
 /// schedule-to-close (which runs from the first schedule). Worked out from the task's own
 /// timestamps and timeouts, all of the server's clock, never against the proxy's clock, which may
 /// be seconds off (a sidecar on another host): the proxy counts the budget from when the task
-/// reached it.
-fn budget_of(task: &PollActivityTaskQueueResponse) -> Option<Duration> {
+/// reached it. At most [`LONGEST_BUDGET`].
+pub(super) fn budget_of(task: &PollActivityTaskQueueResponse) -> Option<Duration> {
     let span = |d: &Option<prost_wkt_types::Duration>| {
         let d = d.as_ref()?;
         let d = Duration::new(u64::try_from(d.seconds).ok()?, u32::try_from(d.nanos).ok()?);
@@ -956,6 +965,7 @@ fn budget_of(task: &PollActivityTaskQueueResponse) -> Option<Duration> {
         .into_iter()
         .flatten()
         .min()
+        .map(|budget| budget.min(LONGEST_BUDGET))
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! An h2c hop in front of a frontend: it passes every call on, or answers one with a gRPC status of
-//! its own (a frontend that refuses or sheds calls), and records what it saw.
+//! its own (a frontend that refuses or sheds calls), and records what it saw; or, as a recording
+//! hop, records every call's bodies.
 
 use http::{HeaderValue, Request, Response, request::Parts};
-use http_body_util::{BodyExt, Empty, combinators::UnsyncBoxBody};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::{Frame, Incoming};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioIo},
@@ -131,4 +132,61 @@ where
         rt.block_on(async move { serve(tokio::net::TcpListener::from_std(listener).unwrap()).await });
     });
     port
+}
+
+/// One call passed on by a [`recording_hop`], with its bodies as they went by.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The gRPC method's name (the last part of its path).
+    pub method: String,
+    /// The request's body.
+    pub request: bytes::Bytes,
+    /// The response's body.
+    pub response: bytes::Bytes,
+}
+
+/// A hop on a free loopback port in front of the frontend at `upstream` (its port) that passes
+/// every call on whole (each body is read before it goes on) and records both bodies. Returns
+/// the port and the calls seen.
+pub fn recording_hop(upstream: u16) -> (u16, Arc<Mutex<Vec<Exchange>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let port = serve_on_a_free_port(move |listener| async move {
+        let client: Client<HttpConnector, Full<bytes::Bytes>> =
+            Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        while let Ok((stream, _)) = listener.accept().await {
+            let (client, record) = (client.clone(), record.clone());
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (client, record) = (client.clone(), record.clone());
+                async move {
+                    let (mut parts, body) = request.into_parts();
+                    let method = parts.uri.path().rsplit('/').next().unwrap_or_default().to_owned();
+                    let request = body.collect().await?.to_bytes();
+                    parts.uri = format!("http://127.0.0.1:{upstream}{}", parts.uri.path())
+                        .parse()
+                        .unwrap();
+                    let sent = Request::from_parts(parts, Full::new(request.clone()));
+                    let (parts, body) = client.request(sent).await?.into_parts();
+                    let collected = body.collect().await?;
+                    let trailers = collected.trailers().cloned();
+                    let response = collected.to_bytes();
+                    record.lock().unwrap().push(Exchange {
+                        method,
+                        request,
+                        response: response.clone(),
+                    });
+                    let frames = [Some(Frame::data(response)), trailers.map(Frame::trailers)];
+                    let body = StreamBody::new(futures::stream::iter(
+                        frames.into_iter().flatten().map(Ok::<_, std::convert::Infallible>),
+                    ));
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::from_parts(parts, body))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (port, seen)
 }
