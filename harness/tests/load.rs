@@ -259,3 +259,35 @@ fn a_soak_stopped_by_a_signal_reports_on_every_workflow_it_started() {
         report["outcomes"]
     );
 }
+
+#[test]
+fn a_paced_load_starts_nothing_after_its_duration() {
+    // At 2 starts a second for 3 s, at most 7 starts (the first one at once), however many may
+    // be in flight: the starts waiting for their turn when the time is up start nothing.
+    let report = load("5", &["--duration", "3s", "--rate", "2", "--concurrency", "50"]);
+    let started = report["started"].as_u64().unwrap();
+    assert!((1..=7).contains(&started), "{started} started in 3 s at 2/s");
+    assert_eq!((report["lost"].as_u64(), report["stuck"].as_u64()), (Some(0), Some(0)));
+}
+
+#[test]
+fn an_infra_fault_after_the_duration_is_refused_before_anything_runs() {
+    let reports = tempfile::tempdir().unwrap();
+    let out = load_command(
+        "1",
+        &["--duration", "5s", "--infra", "worker_crash after 10s for 1s"],
+        reports.path(),
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("starts 10s in, when the load has stopped starting workflows (--duration 5s)"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(reports.path()).unwrap().next().is_none(),
+        "nothing was run"
+    );
+}

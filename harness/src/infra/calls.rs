@@ -121,8 +121,8 @@ impl CallEffect {
 }
 
 /// The default `tasks` of the workflow-task kinds: one.
-pub(super) fn one_task() -> u32 {
-    1
+pub(super) fn one_task() -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::MIN
 }
 
 /// The call fault of the workflow-task kinds: `action` on each of the next `tasks` workflow
@@ -134,9 +134,9 @@ pub(super) struct OnTasks {
 
 impl OnTasks {
     /// `action` on the next `tasks` workflow tasks.
-    pub(super) fn new(tasks: u32, action: TaskAction) -> Arc<Self> {
+    pub(super) fn new(tasks: std::num::NonZeroU32, action: TaskAction) -> Arc<Self> {
         Arc::new(Self {
-            left: tasks.into(),
+            left: tasks.get().into(),
             action,
         })
     }
@@ -162,7 +162,7 @@ pub(super) async fn on_tasks(
     ctl: &super::InfraControl<'_>,
     rule: usize,
     duration: std::time::Duration,
-    (tasks, action): (u32, TaskAction),
+    (tasks, action): (std::num::NonZeroU32, TaskAction),
     done: &str,
     none: &str,
 ) -> Result<String, super::InfraError> {

@@ -328,9 +328,7 @@ impl Trigger {
         let action = InfraAction::parse(kind, fields)
             .ok_or_else(|| TimedRuleError::Kind { kind: kind.to_owned() })?
             .map_err(|e| bad_fields(e.message().to_owned()))?;
-        action
-            .validate()
-            .map_err(|e| bad_fields(format!("`{}` {}", e.field, e.message)))?;
+        action.validate().map_err(|e| bad_fields(e.message))?;
         Ok(InfraRule {
             id,
             trigger: Trigger::After(parse(after)?),
@@ -502,5 +500,7 @@ mod tests {
         let range = error(r#"worker_restart after 5s for 20s { every = "1s", share = 2.0 }"#);
         assert!(range.contains("`share`"), "{range}");
         assert!(error("server_pause after soon for 3s").contains("`soon`"));
+        let none = error("workflow_task_failure after 1s for 2s { tasks = 0 }");
+        assert!(none.contains("nonzero"), "{none}");
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub struct StickyCacheDrop {
     /// How many times it drops the cache.
     #[serde(default = "one_task")]
-    pub tasks: u32,
+    pub tasks: std::num::NonZeroU32,
 }
 
 impl InfraFault for StickyCacheDrop {

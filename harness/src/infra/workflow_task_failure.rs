@@ -20,7 +20,7 @@ use std::time::Duration;
 pub struct WorkflowTaskFailure {
     /// How many workflow tasks it fails.
     #[serde(default = "one_task")]
-    pub tasks: u32,
+    pub tasks: std::num::NonZeroU32,
     /// The failure's message in history (after `[chaos infra #N]`).
     #[serde(default = "default_message")]
     pub message: String,

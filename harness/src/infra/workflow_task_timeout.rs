@@ -18,7 +18,7 @@ use std::time::Duration;
 pub struct WorkflowTaskTimeout {
     /// How many workflow tasks it holds.
     #[serde(default = "one_task")]
-    pub tasks: u32,
+    pub tasks: std::num::NonZeroU32,
 }
 
 impl InfraFault for WorkflowTaskTimeout {

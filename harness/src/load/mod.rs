@@ -25,7 +25,7 @@ use crate::{
     session::{Session, SessionError, SessionOptions},
     store::{NotRecorded, RunStore, StoreError, StoreOptions},
     target::{Cluster, Endpoint, connect},
-    wait::{StopSignal, poll, stop_signal},
+    wait::{poll, stop_signal},
     wire::{LogLimits, WireError, WireProxy},
     workflows::{Orchestration, ResilientCall},
 };
@@ -131,6 +131,19 @@ pub enum LoadError {
         /// Why not.
         why: &'static str,
     },
+    /// An `--infra` fault timed after the load stops starting workflows.
+    #[error(
+        "--infra `{rule}` starts {after} in, when the load has stopped starting workflows (--duration {duration}): it \
+         would hit idle workers"
+    )]
+    AfterTheLoad {
+        /// The rule as given.
+        rule: String,
+        /// When it starts.
+        after: humantime::FormattedDuration,
+        /// The load's duration.
+        duration: humantime::FormattedDuration,
+    },
     /// `--workers` or a fault on the workers with `--external-worker`.
     #[error(
         "--workers (or an --infra fault on the workers) starts worker processes, which --external-worker rules out"
@@ -193,6 +206,15 @@ pub async fn execute(options: &LoadOptions) -> Result<(LoadReport, PathBuf), Loa
             return Err(LoadError::NotInLoad {
                 rule: text.clone(),
                 why,
+            });
+        }
+        if let (Trigger::After(after), Some(duration)) = (&rule.trigger, options.duration)
+            && *after >= duration
+        {
+            return Err(LoadError::AfterTheLoad {
+                rule: text.clone(),
+                after: humantime::format_duration(*after),
+                duration: humantime::format_duration(duration),
             });
         }
         infra.push(rule);
@@ -445,7 +467,10 @@ pub async fn run(
     }));
     let progress = Progress::default();
     let tally = std::sync::Mutex::new(Tally::new(faults, !settings.infra.is_empty()));
-    // Starting ends at the count, at the end of the duration, or at the first stop signal.
+    // Starting ends at the count, at the end of the duration, or at the first stop signal; a
+    // start waiting for its turn (the rate) then starts nothing.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let ended = tokio_util::sync::CancellationToken::new();
     let stop_starting = async {
         let deadline = async {
             match settings.duration {
@@ -453,29 +478,41 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let stopped_by = tokio::select! {
             _ = deadline => None,
             signal = stop_signal() => Some(signal),
-        }
-    };
-    let (stopped_by, stop_starting) = {
-        let (tx, rx) = tokio::sync::oneshot::channel::<Option<StopSignal>>();
-        let stop = async move {
-            let _ = tx.send(stop_starting.await);
+            _ = ended.cancelled() => return None,
         };
-        (rx, stop)
+        if let Some(signal) = stopped_by {
+            bar.suspend(|| {
+                eprintln!(
+                    "{signal}: no more workflows are started; waiting for the {} in flight (again to stop at once)",
+                    progress.started.load(Ordering::Relaxed) - progress.closed.load(Ordering::Relaxed)
+                )
+            });
+        }
+        stopping.cancel();
+        stopped_by
     };
-    let ended = tokio_util::sync::CancellationToken::new();
     let starting = async {
         let limit = settings.workflows.unwrap_or(usize::MAX);
         stream::iter(0..limit)
-            .take_until(stop_starting)
+            .take_until(stopping.cancelled())
             .map(|i| {
                 let (plan, pacer, bar) = (plan.clone(), pacer.clone(), bar.clone());
-                let (progress, tally) = (&progress, &tally);
+                let (progress, tally, stopping) = (&progress, &tally, &stopping);
                 async move {
-                    if let Some(interval) = pacer.lock().await.as_mut() {
-                        interval.tick().await;
+                    let turn = async {
+                        if let Some(interval) = pacer.lock().await.as_mut() {
+                            interval.tick().await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = turn => {}
+                        _ = stopping.cancelled() => return,
+                    }
+                    if stopping.is_cancelled() {
+                        return;
                     }
                     progress.started.fetch_add(1, Ordering::Relaxed);
                     bar.inc(1);
@@ -495,7 +532,7 @@ pub async fn run(
         ended.cancel();
     };
     let sampling = Samples::take(settings.sample_every, began, &progress, workers, ended.cancelled());
-    let ((), infra_events, samples) = futures::join!(starting, infra, sampling);
+    let ((), stopped_by, infra_events, samples) = futures::join!(starting, stop_starting, infra, sampling);
     let wall = began.elapsed();
     bar.finish_and_clear();
     let cpu_after = (process_cpu(), cluster.server().and_then(|s| s.cpu_time()));
@@ -503,7 +540,7 @@ pub async fn run(
     let visibility = count_by_status(cluster, &settings.task_queue, started as usize).await;
     let tally = tally.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut report = report::build(head, settings, wall, started, tally, visibility, samples);
-    report.interrupted = stopped_by.await.ok().flatten();
+    report.interrupted = stopped_by;
     report.passed &= report.interrupted.is_none();
     report.passed &= infra_events
         .iter()

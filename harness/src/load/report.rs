@@ -153,9 +153,11 @@ impl LoadReport {
             "{} workflows ({:?} mix){}, fault rate {}, seed {}, concurrency {}{}, {}\n",
             self.started,
             s.mix,
-            s.duration
-                .map(|d| format!(" over {}", humantime::format_duration(d)))
-                .unwrap_or_default(),
+            match (s.duration, self.interrupted) {
+                (Some(d), None) => format!(" over {}", humantime::format_duration(d)),
+                (Some(d), Some(_)) => format!(" (of a planned {}, stopped early)", humantime::format_duration(d)),
+                (None, _) => String::new(),
+            },
             s.fault_rate,
             s.seed,
             s.concurrency,
@@ -274,6 +276,14 @@ impl LoadReport {
     }
 }
 
+/// An infrastructure fault's window on a chart.
+#[derive(Debug, Serialize)]
+struct Mark {
+    x: f64,
+    width: f64,
+    title: String,
+}
+
 /// One line chart of the load page: a figure over the run.
 #[derive(Debug, Serialize)]
 struct Chart {
@@ -282,6 +292,10 @@ struct Chart {
     height: u32,
     /// SVG polyline points.
     points: String,
+    /// The infrastructure faults' windows, shaded.
+    marks: Vec<Mark>,
+    /// Seconds the chart spans.
+    span_s: f64,
     min: String,
     max: String,
     last: String,
@@ -291,9 +305,14 @@ impl Chart {
     const WIDTH: u32 = 900;
     const HEIGHT: u32 = 90;
 
-    /// A chart of `values` (seconds into the run, value), labelled by `label`; `None` with fewer
-    /// than two values.
-    fn of(title: &'static str, values: &[(f64, f64)], label: impl Fn(f64) -> String) -> Option<Self> {
+    /// A chart of `values` (seconds into the run, value), labelled by `label`, with `windows`
+    /// (from, to in seconds, what) shaded; `None` with fewer than two values.
+    fn of(
+        title: &'static str,
+        values: &[(f64, f64)],
+        windows: &[(f64, f64, String)],
+        label: impl Fn(f64) -> String,
+    ) -> Option<Self> {
         if values.len() < 2 {
             return None;
         }
@@ -309,11 +328,22 @@ impl Chart {
             .map(|&(t, v)| format!("{:.1},{:.1}", t / span * w, 2.0 + h - v / top * h))
             .collect::<Vec<_>>()
             .join(" ");
+        let marks = windows
+            .iter()
+            .filter(|(from, _, _)| *from <= span)
+            .map(|(from, to, what)| Mark {
+                x: from / span * w,
+                width: ((to.min(span) - from) / span * w).max(1.0),
+                title: what.clone(),
+            })
+            .collect();
         Some(Self {
             title,
             width: Self::WIDTH,
             height: Self::HEIGHT,
             points,
+            marks,
+            span_s: span,
             min: label(min),
             max: label(max),
             last: label(values.last()?.1),
@@ -331,25 +361,43 @@ impl LoadReport {
         };
         let mib = |v: f64| format!("{:.1} MiB", v / 1_048_576.0);
         let count = |v: f64| format!("{v:.0}");
+        // A last sample taken moments after the one before says nothing about a rate.
         let closed_per_s: Vec<(f64, f64)> = samples
             .windows(2)
+            .filter(|w| w[1].at_s - w[0].at_s >= self.samples.every_s / 2.0)
             .map(|w| {
                 let dt = (w[1].at_s - w[0].at_s).max(f64::EPSILON);
                 (w[1].at_s, w[1].closed.saturating_sub(w[0].closed) as f64 / dt)
             })
             .collect();
+        let windows: Vec<(f64, f64, String)> = self
+            .infra_events
+            .iter()
+            .filter_map(|e| {
+                let ms = |v: u64| v as f64 / 1000.0;
+                Some((ms(e.started_ms?), ms(e.ended_ms?), e.rule.clone()))
+            })
+            .collect();
+        let w = &windows;
         [
-            Chart::of("workflows closed per second", &closed_per_s, |v| format!("{v:.1}")),
-            Chart::of("harness resident memory", &series(&|s| Some(s.rss_bytes? as f64)), mib),
+            Chart::of("workflows closed per second", &closed_per_s, w, |v| format!("{v:.1}")),
+            Chart::of(
+                "harness resident memory",
+                &series(&|s| Some(s.rss_bytes? as f64)),
+                w,
+                mib,
+            ),
             Chart::of(
                 "harness open file descriptors",
                 &series(&|s| Some(s.open_fds? as f64)),
+                w,
                 count,
             ),
-            Chart::of("harness tasks", &series(&|s| Some(s.tasks as f64)), count),
+            Chart::of("harness tasks", &series(&|s| Some(s.tasks as f64)), w, count),
             Chart::of(
                 "worker processes' resident memory",
                 &series(&|s| Some(s.workers_rss_bytes? as f64)),
+                w,
                 mib,
             ),
         ]
