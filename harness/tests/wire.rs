@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::wire::{WAIT, client, history, options, plan, resilient, rule, settings, start_proxy};
+use common::wire::{WAIT, client, history, options, plan, resilient, retryable_error, rule, settings, start_proxy};
 use std::time::Duration;
 use temporal_chaos::{
     failure::{FailureKind, TimeoutKind},
-    faults::{DelayFault, ErrorFault, FaultAction, FaultPlan, HangFault},
+    faults::{DelayFault, FaultAction, FaultPlan, HangFault},
     history::{ActivityExecution, HistoryFacts},
     infra::{CallEffect, CallFault, TaskAction, WireControl, WorkflowTaskSeen},
     plan::{ActivitySettings, OrchestrationInput, ResilientInput},
@@ -49,6 +49,24 @@ async fn run_resilient(direct: &Client, tq: &str, id: &str, input: ResilientInpu
     output.path
 }
 
+/// Starts the demo orchestration `id` on `tq` with `plan`, and waits (bounded) for its result.
+async fn run_orchestration(
+    direct: &Client,
+    tq: &str,
+    id: &str,
+    input: OrchestrationInput,
+    plan: &FaultPlan,
+) -> serde_json::Number {
+    let handle = direct
+        .start_workflow(Orchestration::run, input, options(tq, id, Some(plan)))
+        .await
+        .expect("start");
+    tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+        .await
+        .unwrap_or_else(|_| panic!("{id} did not finish"))
+        .unwrap_or_else(|e| panic!("{id} failed: {e}"))
+}
+
 /// Runs a resilient workflow whose first `risky` attempt the proxy fails, with only its activities
 /// through the proxy (`via_proxy`), so that the proxy looks the plan up on the frontend.
 async fn activities_through(direct: &Client, via_proxy: Client, tq: &str, workflow_id: &str) -> Path {
@@ -59,11 +77,7 @@ async fn activities_through(direct: &Client, via_proxy: Client, tq: &str, workfl
     let activity_options = WorkerOptions::new(tq).register_activities(DemoActivities).build();
     let mut activities = Worker::new(&runtime, via_proxy, activity_options).unwrap();
     let (stop_workflows, stop_activities) = (workflows.shutdown_handle(), activities.shutdown_handle());
-    let error = FaultAction::Error(ErrorFault {
-        message: "declined on the wire".into(),
-        error_type: "Flaky".into(),
-        non_retryable: false,
-    });
+    let error = retryable_error("declined on the wire", "Flaky");
     let faults = plan(vec![rule(1, "risky", "1", error)]);
     let run = async {
         let input = resilient(settings(Duration::from_secs(10), 3));
@@ -203,11 +217,7 @@ async fn faults_from_the_memo_act_on_the_wire() {
     let direct = client(server.address.clone()).await;
     let via_proxy = client(proxy.address()).await;
     let tq = "wire-faults";
-    let error = FaultAction::Error(ErrorFault {
-        message: "injected on the wire".into(),
-        error_type: "Flaky".into(),
-        non_retryable: false,
-    });
+    let error = retryable_error("injected on the wire", "Flaky");
     let error_plan = plan(vec![rule(1, "risky", "1..2", error.clone())]);
     let hang_plan = plan(vec![rule(1, "risky", "1", FaultAction::Hang(HangFault {}))]);
     let delay = Duration::from_millis(1500);
@@ -227,17 +237,7 @@ async fn faults_from_the_memo_act_on_the_wire() {
         activity: settings(Duration::from_secs(10), 3),
     };
     let paths = run_worker_until(via_proxy, tq, async {
-        let child = async {
-            let options = options(tq, "wire-child", Some(&child_plan));
-            let handle = direct
-                .start_workflow(Orchestration::run, orchestration, options)
-                .await
-                .expect("start");
-            tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
-                .await
-                .expect("in time")
-                .expect("completes")
-        };
+        let child = run_orchestration(&direct, tq, "wire-child", orchestration, &child_plan);
         futures::join!(
             run_resilient(
                 &direct,
@@ -577,11 +577,7 @@ async fn the_proxys_own_calls_are_retried_and_a_call_that_never_lands_is_logged(
     let direct = client(server.address.clone()).await;
     let via_proxy = client(proxy.address()).await;
     let tq = "wire-own-calls";
-    let error = FaultAction::Error(ErrorFault {
-        message: "declined".into(),
-        error_type: "Declined".into(),
-        non_retryable: false,
-    });
+    let error = retryable_error("declined", "Declined");
     let error_plan = plan(vec![rule(1, "risky", "1", error)]);
     run_worker_until(via_proxy, tq, async {
         let input = resilient(settings(Duration::from_secs(3), 3));
@@ -850,27 +846,17 @@ async fn record_fuzz_corpus() {
     let direct = client(server.address.clone()).await;
     let via_proxy = client(proxy.address()).await;
     let tq = "wire-corpus";
-    let flaky = FaultAction::Error(ErrorFault {
-        message: "injected on the wire".into(),
-        error_type: "Flaky".into(),
-        non_retryable: false,
-    });
+    let flaky = retryable_error("injected on the wire", "Flaky");
     let faults = plan(vec![rule(1, "add", "1", flaky)]);
     let input = OrchestrationInput {
         numbers: vec![2.into(), 3.into()],
         activity: settings(Duration::from_secs(10), 3),
     };
-    run_worker_until(via_proxy.clone(), tq, async {
-        let options = options(tq, "wire-corpus-orchestration", Some(&faults));
-        let handle = direct
-            .start_workflow(Orchestration::run, input, options)
-            .await
-            .expect("start");
-        tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
-            .await
-            .expect("in time")
-            .expect("completes")
-    })
+    run_worker_until(
+        via_proxy.clone(),
+        tq,
+        run_orchestration(&direct, tq, "wire-corpus-orchestration", input, &faults),
+    )
     .await
     .expect("worker");
     run_heartbeating(&direct, via_proxy, "wire-corpus-beat", None, 300).await;

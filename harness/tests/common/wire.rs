@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 use temporal_chaos::{
-    faults::{AttemptSelector, FaultAction, FaultPlan, FaultRule, HEADER_KEY},
+    faults::{AttemptSelector, ErrorFault, FaultAction, FaultPlan, FaultRule, HEADER_KEY},
     history::HistoryFacts,
     plan::{ActivitySettings, ResilientInput, RetrySettings},
     target::{Endpoint, connect},
@@ -31,6 +31,15 @@ pub async fn client(address: String) -> Client {
         .await
         .expect("connect")
         .0
+}
+
+/// A retryable error of `error_type` with `message`, as a fault.
+pub fn retryable_error(message: &str, error_type: &str) -> FaultAction {
+    FaultAction::Error(ErrorFault {
+        message: message.into(),
+        error_type: error_type.into(),
+        non_retryable: false,
+    })
 }
 
 /// Rule `id` of a fault plan: `action` on the `attempts` of `activity`.
