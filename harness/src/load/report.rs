@@ -28,7 +28,7 @@ pub struct LoadReport {
     pub head: RunHead,
     /// The run's shape.
     pub settings: LoadSettings,
-    /// Wall time from the first start to the last close.
+    /// Wall time of the load, from its start to the last workflow accounted for.
     pub duration_ms: u64,
     /// Workflows started.
     pub started: u64,
