@@ -8,7 +8,9 @@
 //! `root_execution` (empty when W is its own root), then the root's memo. Answers are cached per
 //! run and one lookup serves every attempt that waits for it (single flight), so such a run costs
 //! one or two lookups; a lookup that fails on a transient error is retried, and one that fails for
-//! good is not cached, so the next attempt asks again.
+//! good is not cached, so the next attempt asks again. Runs started with the same plan (every run
+//! of a load, every workflow of a scenario) share one decoded copy of it, so a cached run costs its
+//! key and a pointer.
 
 use super::{
     protobuf::{WireFormatError, first_field},
@@ -31,6 +33,9 @@ use tracing::warn;
 /// Runs remembered at most; past it the cache starts over (a long-running sidecar stays small).
 const MAX_CACHED_RUNS: usize = 10_000;
 
+/// Distinct plans kept decoded at most (a plan per scenario at a time); past it they start over.
+const MAX_DECODED_PLANS: usize = 64;
+
 /// `PollWorkflowTaskQueueResponse.workflow_execution`, `.history`, and `History.events`.
 const TASK_EXECUTION_FIELD: u32 = 2;
 const TASK_HISTORY_FIELD: u32 = 8;
@@ -47,6 +52,8 @@ type Slot = Arc<OnceCell<Option<Arc<FaultPlan>>>>;
 pub struct PlanLookup {
     upstream: Upstream,
     cache: Mutex<HashMap<RunKey, Slot>>,
+    /// Plans by the memo bytes they were decoded from.
+    decoded: Mutex<HashMap<Vec<u8>, Arc<FaultPlan>>>,
 }
 
 impl PlanLookup {
@@ -55,6 +62,7 @@ impl PlanLookup {
         Self {
             upstream,
             cache: Mutex::new(HashMap::new()),
+            decoded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -83,7 +91,7 @@ impl PlanLookup {
             return Ok(());
         };
         let plan = match started.root_workflow_execution.filter(|r| !r.workflow_id.is_empty()) {
-            None => plan_in(started.memo.as_ref(), &key.0, &key.1).map(Arc::new),
+            None => self.plan_in(started.memo.as_ref(), &key.0, &key.1),
             Some(root) => match self.cached(&(root.workflow_id, root.run_id)) {
                 Some(plan) => plan,
                 // The root ran elsewhere: ask the frontend when an activity needs it.
@@ -157,11 +165,11 @@ impl PlanLookup {
         Ok(match root {
             Some(root) => {
                 let memo = memo(self.describe(namespace, &root, until, credentials).await?);
-                let plan = plan_in(memo.as_ref(), &root.workflow_id, &root.run_id).map(Arc::new);
+                let plan = self.plan_in(memo.as_ref(), &root.workflow_id, &root.run_id);
                 self.remember((root.workflow_id, root.run_id), plan.clone());
                 plan
             }
-            None => plan_in(memo(described).as_ref(), &execution.workflow_id, &execution.run_id).map(Arc::new),
+            None => self.plan_in(memo(described).as_ref(), &execution.workflow_id, &execution.run_id),
         })
     }
 
@@ -184,22 +192,32 @@ impl PlanLookup {
         .await;
         described
     }
-}
 
-/// The plan in a workflow's memo; a malformed one is ignored with a warning.
-fn plan_in(memo: Option<&Memo>, workflow_id: &str, run_id: &str) -> Option<FaultPlan> {
-    let payload = memo?.fields.get(HEADER_KEY)?;
-    match serde_json::from_slice(&payload.data) {
-        Ok(plan) => Some(plan),
-        Err(e) => {
-            warn!(
-                workflow_id,
-                run_id,
-                error = %e,
-                "ignoring the malformed `{HEADER_KEY}` memo (a harness version mismatch?)"
-            );
-            None
+    /// The plan in a workflow's memo, shared with the runs whose memo holds the same bytes; a
+    /// malformed one is ignored with a warning.
+    fn plan_in(&self, memo: Option<&Memo>, workflow_id: &str, run_id: &str) -> Option<Arc<FaultPlan>> {
+        let data = &memo?.fields.get(HEADER_KEY)?.data;
+        if let Some(plan) = self.decoded.lock().expect("decoded plans lock").get(data.as_slice()) {
+            return Some(plan.clone());
         }
+        let plan: Arc<FaultPlan> = match serde_json::from_slice(data) {
+            Ok(plan) => Arc::new(plan),
+            Err(e) => {
+                warn!(
+                    workflow_id,
+                    run_id,
+                    error = %e,
+                    "ignoring the malformed `{HEADER_KEY}` memo (a harness version mismatch?)"
+                );
+                return None;
+            }
+        };
+        let mut decoded = self.decoded.lock().expect("decoded plans lock");
+        if decoded.len() >= MAX_DECODED_PLANS {
+            decoded.clear();
+        }
+        decoded.insert(data.clone(), plan.clone());
+        Some(plan)
     }
 }
 
@@ -285,6 +303,25 @@ mod tests {
         let (root, child, orphan, plain) = (run("root"), run("child"), run("orphan"), run("plain"));
         lookup.learn(&first_task(&root, None, Some(memo(&plan)))).unwrap();
         assert_eq!(cached(&lookup, &root), Some(Some(Arc::new(plan.clone()))));
+        // Another root started with the same plan shares its decoded copy; another plan does not.
+        let (twin, other) = (run("twin"), run("other"));
+        lookup.learn(&first_task(&twin, None, Some(memo(&plan)))).unwrap();
+        let other_plan = FaultPlan {
+            seed: 4,
+            ..plan.clone()
+        };
+        lookup
+            .learn(&first_task(&other, None, Some(memo(&other_plan))))
+            .unwrap();
+        let shared = |a: &WorkflowExecution, b: &WorkflowExecution| {
+            Arc::ptr_eq(
+                &cached(&lookup, a).flatten().unwrap(),
+                &cached(&lookup, b).flatten().unwrap(),
+            )
+        };
+        assert!(shared(&root, &twin), "one decoded plan for runs with the same memo");
+        assert!(!shared(&root, &other));
+        assert_eq!(cached(&lookup, &other), Some(Some(Arc::new(other_plan))));
         lookup.learn(&first_task(&child, Some(root.clone()), None)).unwrap();
         assert_eq!(
             cached(&lookup, &child),
